@@ -1,0 +1,155 @@
+//! [`Engine`]: the composition of the content DB, the state DB, the data folders, the job
+//! runner and the plugin runtime. Cheap to clone; the HTTP routes, the server functions
+//! and the CLI all call the same methods on it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sqlx::SqlitePool;
+
+use crate::plugins::{NoPlugins, PluginRuntime};
+use crate::{Error, ErrorKind, Result};
+
+/// Startup configuration of the engine (what the operator chose at start).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Holds `app.db`, `state.db`, `logos/`, `recordings/`, `backups/`, `plugins/`.
+    pub data_dir: PathBuf,
+    /// `sqlite://...` URL of the content DB.
+    pub content_db_url: String,
+    /// `sqlite://...` URL of the state DB.
+    pub state_db_url: String,
+    /// Seed demo content into an empty content DB at open.
+    pub demo: bool,
+    /// Channels in the demo data set seeded at first start.
+    pub demo_channels: usize,
+    /// Version string written to manifests.
+    pub app_version: String,
+}
+
+impl EngineConfig {
+    /// The embedded default for a data dir: both SQLite files inside it.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        EngineConfig {
+            content_db_url: sqlite_url(&data_dir.join("app.db")),
+            state_db_url: sqlite_url(&data_dir.join("state.db")),
+            data_dir,
+            demo: true,
+            demo_channels: 40,
+            app_version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+}
+
+/// `sqlite://` URL for a file path.
+pub fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}", path.display())
+}
+
+/// The engine. Clone freely: it is an `Arc` inside.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: EngineConfig,
+    content: SqlitePool,
+    state: SqlitePool,
+    plugins: Arc<dyn PluginRuntime>,
+    login_limiter: crate::auth::LoginLimiter,
+    // JOBS runner: crate::jobs::Runner,
+}
+
+impl Engine {
+    /// Opens everything: creates the data folders, opens and migrates both databases, seeds
+    /// demo content into an empty content DB when configured.
+    pub async fn open(config: EngineConfig) -> Result<Engine> {
+        Self::open_with_plugins(config, Arc::new(NoPlugins)).await
+    }
+
+    /// Like [`Engine::open`], with a plugin runtime.
+    pub async fn open_with_plugins(config: EngineConfig, plugins: Arc<dyn PluginRuntime>) -> Result<Engine> {
+        for sub in ["", "logos", "recordings", "backups", "plugins"] {
+            let dir = config.data_dir.join(sub);
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                Error::new(
+                    ErrorKind::Unavailable,
+                    format!("cannot create the data folder {}: check that it is writable", dir.display()),
+                )
+                .with_source(e)
+            })?;
+        }
+        check_writable(&config.data_dir)?;
+        let state = crate::state::open(&config.state_db_url).await?;
+        let content = crate::content::open_sqlite(&config.content_db_url, "content database").await?;
+        let version = crate::content::schema_version(&content).await?;
+        let ours = crate::content::current_schema_version();
+        if version > ours {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!("the content database has schema version {version}, newer than this Backstop ({ours}); upgrade Backstop"),
+            ));
+        }
+        crate::content::migrate(&content).await?;
+        if config.demo && crate::content::is_empty(&content).await? {
+            let stats = crate::demo::seed(&content, &config.data_dir, config.demo_channels).await?;
+            tracing::info!(?stats, "seeded demo content into the empty content database");
+        }
+        Ok(Engine { inner: Arc::new(Inner { config, content, state, plugins, login_limiter: Default::default() /* JOBS , runner: crate::jobs::Runner::new() */ }) })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.config.data_dir
+    }
+    /// The content DB pool.
+    pub fn content(&self) -> &SqlitePool {
+        &self.inner.content
+    }
+    /// The state DB pool.
+    pub fn state(&self) -> &SqlitePool {
+        &self.inner.state
+    }
+    /* JOBS pub(crate) fn runner_ref(&self) -> &crate::jobs::Runner {
+        &self.inner.runner
+    } JOBS */
+    pub fn plugins(&self) -> &Arc<dyn PluginRuntime> {
+        &self.inner.plugins
+    }
+
+    /// Signs in with rate limiting per (client, username).
+    pub async fn login(&self, client: &str, username: &str, password: &str) -> Result<crate::auth::Account> {
+        crate::auth::login_limited(&self.inner.state, &self.inner.login_limiter, client, username, password).await
+    }
+
+    /// Content tables with row counts and a few rows each (Data page).
+    pub async fn content_summary(&self, sample: i64) -> Result<Vec<crate::content::TableSummary>> {
+        crate::content::summarize(&self.inner.content, sample).await
+    }
+
+    /// Closes both pools (checkpointing WAL).
+    pub async fn close(&self) {
+        self.inner.content.close().await;
+        self.inner.state.close().await;
+    }
+}
+
+/// Fails with a clear message when `dir` is not writable by this process.
+pub fn check_writable(dir: &Path) -> Result<()> {
+    let probe = dir.join(format!(".backstop-write-test-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(Error::new(
+            ErrorKind::Unavailable,
+            format!("{} is not writable by the user running Backstop", dir.display()),
+        )
+        .with_source(e)),
+    }
+}

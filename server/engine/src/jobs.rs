@@ -1,0 +1,756 @@
+//! Jobs: records in the state DB, the single runner, progress, cancel, retention and the
+//! restart sweep (DESIGN section 4).
+//!
+//! One job runs at a time; others wait as `pending` and start in id order. Progress flows
+//! from the blocking archive code through a `watch` channel to an async task that persists
+//! it and broadcasts a snapshot, so the blocking thread never waits on the database.
+//! Cancel is cooperative: a `CancellationToken` checked between buffers by the archive code.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use sqlx::{FromRow, SqlitePool};
+use tokio::sync::{Notify, broadcast, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::archive::{Progress, ProgressFn};
+use crate::plugins::{Annotation, ContentSource, HookPoint, JobContext};
+use crate::{Engine, Error, ErrorKind, Result};
+
+/// A job id (newtype so ids do not mix with other integers across modules).
+pub type JobId = i64;
+
+/// Progress as shown to clients.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JobProgress {
+    pub step: Option<String>,
+    pub done_bytes: u64,
+    pub total_bytes: u64,
+}
+
+/// A job as the API shows it (DESIGN section 4).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Job {
+    pub id: JobId,
+    pub kind: String,
+    pub status: String,
+    pub trigger: String,
+    pub requested_by: Option<String>,
+    pub archive_name: Option<String>,
+    pub original_filename: Option<String>,
+    pub size_bytes: Option<i64>,
+    pub sha256: Option<String>,
+    pub include_recordings: bool,
+    pub progress: JobProgress,
+    pub error: Option<String>,
+    pub warnings: Vec<String>,
+    pub annotations: Vec<Annotation>,
+    pub source_job_id: Option<JobId>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub can_download: bool,
+    pub can_restore: bool,
+    pub can_cancel: bool,
+    pub can_delete: bool,
+}
+
+#[derive(FromRow)]
+struct JobRow {
+    id: i64,
+    kind: String,
+    status: String,
+    trigger: String,
+    requested_by: Option<String>,
+    archive_name: Option<String>,
+    archive_dir: Option<String>,
+    original_filename: Option<String>,
+    size_bytes: Option<i64>,
+    sha256: Option<String>,
+    include_recordings: bool,
+    progress_step: Option<String>,
+    progress_done: i64,
+    progress_total: i64,
+    error: Option<String>,
+    warnings: String,
+    annotations: String,
+    source_job_id: Option<i64>,
+    created_at: String,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+}
+
+impl JobRow {
+    fn into_job(self) -> Job {
+        let active = self.status == "pending" || self.status == "running";
+        let has_archive = self.kind == "backup" && self.status == "succeeded" && self.archive_name.is_some();
+        Job {
+            id: self.id,
+            can_download: has_archive,
+            can_restore: has_archive,
+            can_cancel: active,
+            can_delete: !active,
+            kind: self.kind,
+            status: self.status,
+            trigger: self.trigger,
+            requested_by: self.requested_by,
+            archive_name: self.archive_name,
+            original_filename: self.original_filename,
+            size_bytes: self.size_bytes,
+            sha256: self.sha256,
+            include_recordings: self.include_recordings,
+            progress: JobProgress {
+                step: self.progress_step,
+                done_bytes: self.progress_done.max(0) as u64,
+                total_bytes: self.progress_total.max(0) as u64,
+            },
+            error: self.error,
+            warnings: serde_json::from_str(&self.warnings).unwrap_or_default(),
+            annotations: serde_json::from_str(&self.annotations).unwrap_or_default(),
+            source_job_id: self.source_job_id,
+            created_at: self.created_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+        }
+    }
+}
+
+const SELECT: &str = "SELECT id, kind, status, trigger, requested_by, archive_name, archive_dir, original_filename, \
+     size_bytes, sha256, include_recordings, progress_step, progress_done, progress_total, error, warnings, \
+     annotations, source_job_id, created_at, started_at, finished_at FROM jobs";
+
+/// List filters (`?kind=&status=&limit=&offset=`).
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub kind: Option<String>,
+    pub status: Option<String>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// A change pushed to event-stream subscribers.
+#[derive(Debug, Clone)]
+pub enum JobEvent {
+    Updated(Box<Job>),
+    Deleted(JobId),
+}
+
+/// What a new job is.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub kind: &'static str,
+    pub trigger: &'static str,
+    pub requested_by: Option<String>,
+    pub include_recordings: bool,
+    pub source_job_id: Option<JobId>,
+    pub archive_name: Option<String>,
+    pub archive_dir: Option<String>,
+    pub original_filename: Option<String>,
+}
+
+/// In-memory state of the runner.
+#[derive(Default)]
+pub(crate) struct Runner {
+    wake: Notify,
+    events: Option<broadcast::Sender<JobEvent>>,
+    running: Mutex<HashMap<JobId, RunningJob>>,
+    /// Serializes job execution between the background runner and CLI-run jobs.
+    exec: tokio::sync::Mutex<()>,
+}
+
+#[derive(Clone)]
+struct RunningJob {
+    cancel: CancellationToken,
+    /// Set once a restore starts swapping directories: cancel is refused from then on.
+    point_of_no_return: Arc<AtomicBool>,
+}
+
+impl Runner {
+    pub(crate) fn new() -> Runner {
+        let (tx, _) = broadcast::channel(256);
+        Runner { events: Some(tx), ..Default::default() }
+    }
+}
+
+/// Statuses and kinds accepted in filters.
+const STATUSES: &[&str] = &["pending", "running", "succeeded", "failed", "canceled"];
+const KINDS: &[&str] = &["backup", "restore"];
+
+impl Engine {
+    fn runner(&self) -> &Runner {
+        self.runner_ref()
+    }
+
+    fn emit(&self, event: JobEvent) {
+        if let Some(tx) = &self.runner().events {
+            let _ = tx.send(event);
+        }
+    }
+
+    /// Subscribes to job changes (for the event stream).
+    pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        match &self.runner().events {
+            Some(tx) => tx.subscribe(),
+            None => broadcast::channel(1).1,
+        }
+    }
+
+    async fn emit_job(&self, id: JobId) {
+        if let Ok(job) = self.get_job(id).await {
+            self.emit(JobEvent::Updated(Box::new(job)));
+        }
+    }
+
+    /// Jobs newest first, filtered and paged; and the total matching the filter.
+    pub async fn list_jobs(&self, f: &JobFilter) -> Result<(Vec<Job>, i64)> {
+        if let Some(k) = &f.kind {
+            if !KINDS.contains(&k.as_str()) {
+                return Err(Error::invalid(format!("unknown kind {k:?}; use backup or restore")).with_field("kind", "backup or restore"));
+            }
+        }
+        if let Some(s) = &f.status {
+            if !STATUSES.contains(&s.as_str()) {
+                return Err(Error::invalid(format!("unknown status {s:?}; use one of {}", STATUSES.join(", "))).with_field("status", "unknown status"));
+            }
+        }
+        if !(1..=1000).contains(&f.limit) {
+            return Err(Error::invalid("limit must be between 1 and 1000").with_field("limit", "1-1000"));
+        }
+        if f.offset < 0 {
+            return Err(Error::invalid("offset must not be negative").with_field("offset", "0 or more"));
+        }
+        let cond = "WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR status = ?2)";
+        let rows: Vec<JobRow> = sqlx::query_as(&format!("{SELECT} {cond} ORDER BY id DESC LIMIT ?3 OFFSET ?4"))
+            .bind(&f.kind)
+            .bind(&f.status)
+            .bind(f.limit)
+            .bind(f.offset)
+            .fetch_all(self.state())
+            .await?;
+        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM jobs {cond}"))
+            .bind(&f.kind)
+            .bind(&f.status)
+            .fetch_one(self.state())
+            .await?;
+        Ok((rows.into_iter().map(|r| self.view(r)).collect(), total))
+    }
+
+    /// One job, or NotFound.
+    pub async fn get_job(&self, id: JobId) -> Result<Job> {
+        Ok(self.view(self.job_row(id).await?))
+    }
+
+    async fn job_row(&self, id: JobId) -> Result<JobRow> {
+        let row: Option<JobRow> = sqlx::query_as(&format!("{SELECT} WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(self.state())
+            .await?;
+        row.ok_or_else(|| Error::not_found(format!("no job {id}")))
+    }
+
+    /// A job as clients see it: a restore past its point of no return cannot be canceled.
+    fn view(&self, row: JobRow) -> Job {
+        let mut job = row.into_job();
+        if job.status == "running" {
+            let running = self.runner().running.lock().unwrap_or_else(|e| e.into_inner());
+            if running.get(&job.id).is_some_and(|r| r.point_of_no_return.load(Ordering::SeqCst)) {
+                job.can_cancel = false;
+            }
+        }
+        job
+    }
+
+    /// Inserts a pending job and wakes the runner.
+    pub async fn enqueue(&self, new: NewJob) -> Result<Job> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO jobs (kind, status, trigger, requested_by, include_recordings, source_job_id, archive_name, archive_dir, original_filename, created_at) \
+             VALUES (?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(new.kind)
+        .bind(new.trigger)
+        .bind(&new.requested_by)
+        .bind(new.include_recordings)
+        .bind(new.source_job_id)
+        .bind(&new.archive_name)
+        .bind(&new.archive_dir)
+        .bind(&new.original_filename)
+        .bind(crate::state::now_rfc3339())
+        .fetch_one(self.state())
+        .await?;
+        self.emit_job(id).await;
+        self.runner().wake.notify_one();
+        self.get_job(id).await
+    }
+
+    /// Queues a backup. `include_recordings` defaults to the saved setting.
+    pub async fn start_backup(&self, trigger: &'static str, requested_by: Option<String>, include_recordings: Option<bool>) -> Result<Job> {
+        let settings = crate::settings::load(self.state()).await?;
+        self.enqueue(NewJob {
+            kind: "backup",
+            trigger,
+            requested_by,
+            include_recordings: include_recordings.unwrap_or(settings.include_recordings),
+            source_job_id: None,
+            archive_name: None,
+            archive_dir: None,
+            original_filename: None,
+        })
+        .await
+    }
+
+    /// Whether a scheduled backup is already waiting (the scheduler then skips a run).
+    pub async fn scheduled_pending(&self) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE trigger = 'scheduled' AND status = 'pending'")
+            .fetch_one(self.state())
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Cancels a pending or running job. Pending jobs end at once; running ones stop at
+    /// their next check (well under a second). Refused (409) for finished jobs and for a
+    /// restore that has begun swapping directories.
+    pub async fn cancel_job(&self, id: JobId) -> Result<Job> {
+        let job = self.get_job(id).await?;
+        match job.status.as_str() {
+            "pending" => {
+                let done = sqlx::query("UPDATE jobs SET status = 'canceled', error = 'canceled before it started', finished_at = ? WHERE id = ? AND status = 'pending'")
+                    .bind(crate::state::now_rfc3339())
+                    .bind(id)
+                    .execute(self.state())
+                    .await?;
+                if done.rows_affected() == 0 {
+                    // It started in between: cancel the running job instead.
+                    return Box::pin(self.cancel_job(id)).await;
+                }
+                self.emit_job(id).await;
+                self.get_job(id).await
+            }
+            "running" => {
+                let running = self.runner().running.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned();
+                match running {
+                    Some(r) if r.point_of_no_return.load(Ordering::SeqCst) => Err(Error::conflict(
+                        "the restore is already swapping directories into place and can no longer be canceled",
+                    )),
+                    Some(r) => {
+                        r.cancel.cancel();
+                        self.get_job(id).await
+                    }
+                    None => Err(Error::conflict(format!("job {id} is finishing and can no longer be canceled"))),
+                }
+            }
+            other => Err(Error::conflict(format!("job {id} is {other}; only pending or running jobs can be canceled"))),
+        }
+    }
+
+    /// Deletes a finished job: its archive file and its record together.
+    pub async fn delete_job(&self, id: JobId) -> Result<()> {
+        let row = self.job_row(id).await?;
+        if row.status == "pending" || row.status == "running" {
+            return Err(Error::conflict(format!("job {id} is {}; cancel it before deleting it", row.status)));
+        }
+        self.remove_job_and_file(&row).await?;
+        self.emit(JobEvent::Deleted(id));
+        Ok(())
+    }
+
+    async fn remove_job_and_file(&self, row: &JobRow) -> Result<()> {
+        if let Some(path) = self.row_archive_path(row) {
+            match tokio::fs::remove_file(&path).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::internal(format!("cannot delete archive {}", path.display()), e)),
+            }
+        }
+        sqlx::query("DELETE FROM jobs WHERE id = ?").bind(row.id).execute(self.state()).await?;
+        Ok(())
+    }
+
+    fn row_archive_path(&self, row: &JobRow) -> Option<PathBuf> {
+        let name = row.archive_name.as_deref()?;
+        // Names are chosen by the server; refuse anything that is not a plain file name.
+        if name.contains('/') || name.contains('\\') || name.starts_with('.') {
+            return None;
+        }
+        let dir = row.archive_dir.as_deref().map(PathBuf::from).unwrap_or_else(|| self.data_dir().join("backups"));
+        Some(dir.join(name))
+    }
+
+    /// The archive file of a succeeded backup job (for download, manifest, verify, restore).
+    pub async fn archive_path(&self, id: JobId) -> Result<PathBuf> {
+        let row = self.job_row(id).await?;
+        if row.kind != "backup" || row.status != "succeeded" {
+            return Err(Error::conflict(format!("job {id} has no archive (it is a {} job that is {})", row.kind, row.status)));
+        }
+        let path = self.row_archive_path(&row).ok_or_else(|| Error::not_found(format!("job {id} has no archive")))?;
+        if !path.is_file() {
+            return Err(Error::not_found(format!("the archive of job {id} ({}) is missing from disk", path.display())));
+        }
+        Ok(path)
+    }
+
+    /// Marks jobs left `pending`/`running` by a previous process as failed, and removes
+    /// leftover `.partial` files and staging folders.
+    pub async fn restart_sweep(&self) -> Result<u64> {
+        let done = sqlx::query("UPDATE jobs SET status = 'failed', error = 'interrupted by restart', finished_at = ? WHERE status IN ('pending', 'running')")
+            .bind(crate::state::now_rfc3339())
+            .execute(self.state())
+            .await?;
+        let settings = crate::settings::load(self.state()).await?;
+        let mut dirs = vec![settings.resolved_path(self.data_dir()), self.data_dir().join("backups")];
+        dirs.dedup();
+        for dir in dirs {
+            remove_leftovers(&dir);
+        }
+        remove_leftovers(self.data_dir());
+        Ok(done.rows_affected())
+    }
+
+    /// Starts the background runner. It runs pending jobs one at a time until `shutdown`.
+    pub fn spawn_runner(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            loop {
+                // Register for wake-ups before looking, so an enqueue in between is not lost.
+                let woken = engine.runner().wake.notified();
+                match engine.next_pending().await {
+                    Ok(Some(id)) => {
+                        let _guard = engine.runner().exec.lock().await;
+                        engine.run_job(id, None).await;
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(error = %e.detailed(), "cannot read pending jobs"),
+                }
+                tokio::select! {
+                    _ = woken => {}
+                    _ = shutdown.cancelled() => break,
+                    // A safety net against a lost wake-up; cheap (one indexed query a minute).
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+                }
+            }
+            // Drain: cancel what runs so the process can exit promptly and cleanly.
+            for r in engine.runner().running.lock().unwrap_or_else(|e| e.into_inner()).values() {
+                r.cancel.cancel();
+            }
+        })
+    }
+
+    async fn next_pending(&self) -> Result<Option<JobId>> {
+        Ok(sqlx::query_scalar("SELECT id FROM jobs WHERE status = 'pending' ORDER BY id LIMIT 1")
+            .fetch_optional(self.state())
+            .await?)
+    }
+
+    /// Runs a job synchronously from the CLI (no server running), printing progress.
+    pub async fn run_backup_cli(&self, include_recordings: bool, progress: ProgressFn) -> Result<Job> {
+        let job = self.start_backup("manual", Some("cli".into()), Some(include_recordings)).await?;
+        let _guard = self.runner().exec.lock().await;
+        self.run_job(job.id, Some(progress)).await;
+        let job = self.get_job(job.id).await?;
+        match job.status.as_str() {
+            "succeeded" => Ok(job),
+            _ => Err(Error::new(ErrorKind::Internal, job.error.clone().unwrap_or_else(|| format!("backup {}", job.status)))),
+        }
+    }
+
+    /// Runs one job to its end and records the outcome. Never panics the runner.
+    pub(crate) async fn run_job(&self, id: JobId, extra_progress: Option<ProgressFn>) {
+        let claimed = sqlx::query("UPDATE jobs SET status = 'running', started_at = ? WHERE id = ? AND status = 'pending'")
+            .bind(crate::state::now_rfc3339())
+            .bind(id)
+            .execute(self.state())
+            .await;
+        match claimed {
+            Ok(r) if r.rows_affected() == 1 => {}
+            Ok(_) => return, // canceled while waiting
+            Err(e) => {
+                tracing::error!(job = id, error = %e, "cannot start job");
+                return;
+            }
+        }
+        let cancel = CancellationToken::new();
+        let ponr = Arc::new(AtomicBool::new(false));
+        self.runner()
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, RunningJob { cancel: cancel.clone(), point_of_no_return: ponr.clone() });
+        self.emit_job(id).await;
+
+        // Progress: the blocking code writes into a watch channel; this task persists and
+        // broadcasts at most a few times a second.
+        let (ptx, mut prx) = watch::channel(Progress { step: "queued", done_bytes: 0, total_bytes: 0 });
+        let progress: ProgressFn = {
+            let extra = extra_progress.clone();
+            Arc::new(move |p: Progress| {
+                if let Some(f) = &extra {
+                    f(p.clone());
+                }
+                ptx.send_replace(p);
+            })
+        };
+        let persister = {
+            let engine = self.clone();
+            tokio::spawn(async move {
+                while prx.changed().await.is_ok() {
+                    let p = prx.borrow_and_update().clone();
+                    let _ = sqlx::query("UPDATE jobs SET progress_step = ?, progress_done = ?, progress_total = ? WHERE id = ?")
+                        .bind(p.step)
+                        .bind(p.done_bytes as i64)
+                        .bind(p.total_bytes as i64)
+                        .bind(id)
+                        .execute(engine.state())
+                        .await;
+                    engine.emit_job(id).await;
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            })
+        };
+
+        let row = self.job_row(id).await;
+        let outcome = match row {
+            Ok(row) if row.kind == "backup" => self.execute_backup(&row, &cancel, progress.clone()).await,
+            Ok(row) => self.execute_restore_impl(row.id, &cancel, &ponr, progress.clone()).await,
+            Err(e) => Err(e),
+        };
+        drop(progress);
+        let _ = persister.await;
+        self.runner().running.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+
+        let now = crate::state::now_rfc3339();
+        let result = match outcome {
+            Ok(done) => {
+                sqlx::query("UPDATE jobs SET status = 'succeeded', finished_at = ?, error = NULL, warnings = ?, annotations = ?, progress_step = 'done' WHERE id = ?")
+                    .bind(&now)
+                    .bind(serde_json::to_string(&done.warnings).unwrap_or_else(|_| "[]".into()))
+                    .bind(serde_json::to_string(&done.annotations).unwrap_or_else(|_| "[]".into()))
+                    .bind(id)
+                    .execute(self.state())
+                    .await
+            }
+            Err(e) => {
+                let canceled = cancel.is_cancelled() && e.kind() == ErrorKind::Conflict;
+                if !canceled {
+                    tracing::warn!(job = id, error = %e.detailed(), "job failed");
+                }
+                sqlx::query("UPDATE jobs SET status = ?, finished_at = ?, error = ? WHERE id = ?")
+                    .bind(if canceled { "canceled" } else { "failed" })
+                    .bind(&now)
+                    .bind(if canceled { "canceled by request".to_owned() } else { e.message().to_owned() })
+                    .bind(id)
+                    .execute(self.state())
+                    .await
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(job = id, error = %e, "cannot record job outcome");
+        }
+        self.emit_job(id).await;
+        if let Ok(row) = self.job_row(id).await {
+            if row.kind == "backup" && row.status == "succeeded" {
+                if let Err(e) = self.apply_retention().await {
+                    tracing::warn!(error = %e.detailed(), "retention failed");
+                }
+            }
+        }
+    }
+
+    /// Keeps the newest `retention_count` succeeded backups made by Backstop (manual,
+    /// scheduled, pre-restore); deletes file and record of the others. 0 keeps all;
+    /// uploads are never pruned; the newest backup is never pruned.
+    pub async fn apply_retention(&self) -> Result<Vec<JobId>> {
+        let settings = crate::settings::load(self.state()).await?;
+        if settings.retention_count == 0 {
+            return Ok(Vec::new());
+        }
+        let keep = i64::from(settings.retention_count.max(1));
+        let rows: Vec<JobRow> = sqlx::query_as(&format!(
+            "{SELECT} WHERE kind = 'backup' AND status = 'succeeded' AND trigger IN ('manual', 'scheduled', 'pre-restore') \
+             ORDER BY id DESC LIMIT -1 OFFSET ?"
+        ))
+        .bind(keep)
+        .fetch_all(self.state())
+        .await?;
+        let mut pruned = Vec::new();
+        for row in rows {
+            let id = row.id;
+            self.remove_job_and_file(&row).await?;
+            tracing::info!(job = id, "pruned by retention");
+            self.emit(JobEvent::Deleted(id));
+            pruned.push(id);
+        }
+        Ok(pruned)
+    }
+
+    async fn update_job_archive(&self, id: JobId, name: &str, dir: &Path, size: u64, sha256: &str) -> Result<()> {
+        sqlx::query("UPDATE jobs SET archive_name = ?, archive_dir = ?, size_bytes = ?, sha256 = ? WHERE id = ?")
+            .bind(name)
+            .bind(dir.to_string_lossy().as_ref())
+            .bind(size as i64)
+            .bind(sha256)
+            .bind(id)
+            .execute(self.state())
+            .await?;
+        Ok(())
+    }
+
+    fn job_context(&self, row: &JobRow, facts: Vec<(String, String)>) -> JobContext {
+        JobContext {
+            job_id: row.id,
+            kind: row.kind.clone(),
+            trigger: row.trigger.clone(),
+            include_recordings: row.include_recordings,
+            facts,
+        }
+    }
+
+    /// Runs hooks off the async workers; a veto at a gate or an `abort` policy failure ends
+    /// the job with the plugin's reason.
+    async fn hooks(&self, point: HookPoint, ctx: &JobContext, done: &mut Completed) -> Result<()> {
+        let plugins = self.plugins().clone();
+        let ctx = ctx.clone();
+        let report = tokio::task::spawn_blocking(move || plugins.run_hooks(point, &ctx))
+            .await
+            .map_err(|e| Error::internal("a plugin hook task failed", e))?;
+        done.annotations.extend(report.annotations);
+        done.warnings.extend(report.warnings);
+        if let Some(reason) = report.abort {
+            return Err(Error::new(ErrorKind::Internal, reason));
+        }
+        if let Some((plugin, reason)) = report.veto {
+            return Err(Error::new(ErrorKind::Invalid, format!("plugin {plugin} stopped the job at {}: {reason}", point.as_str())));
+        }
+        Ok(())
+    }
+
+    /// The backup pipeline, top to bottom.
+    async fn execute_backup(&self, row: &JobRow, cancel: &CancellationToken, progress: ProgressFn) -> Result<Completed> {
+        let mut done = Completed::default();
+        let settings = crate::settings::load(self.state()).await?;
+        let dest = settings.resolved_path(self.data_dir());
+        crate::settings::ensure_writable_dir(&dest).map_err(Error::invalid)?;
+        let ctx = self.job_context(row, vec![("archive_dir".into(), dest.display().to_string())]);
+        self.hooks(HookPoint::PreBackup, &ctx, &mut done).await?;
+
+        let staging = dest.join(format!(".staging-{}", row.id));
+        let _cleanup = RemoveOnDrop(staging.clone());
+        tokio::fs::create_dir_all(&staging)
+            .await
+            .map_err(|e| Error::internal(format!("cannot create a staging folder in {}", dest.display()), e))?;
+
+        // 1. Database, from one read transaction.
+        progress(Progress { step: "dump", done_bytes: 0, total_bytes: 0 });
+        let schema_version = crate::content::schema_version(self.content()).await?;
+        let db_path = staging.join("database.json");
+        let db_stats = crate::archive::dump::dump_database(self.content(), schema_version, &db_path, cancel).await?;
+
+        // 2. Directories and plugin content.
+        let sources: Vec<Box<dyn ContentSource>> = vec![
+            Box::new(crate::plugins::BuiltinDirectories { data_dir: self.data_dir().to_path_buf(), recordings: true }),
+            Box::new(self.plugins().clone()),
+        ];
+        let scratch = staging.join("scratch");
+        let collected = {
+            let ctx = ctx.clone();
+            let scratch = scratch.clone();
+            tokio::task::spawn_blocking(move || {
+                let _ = std::fs::create_dir_all(&scratch);
+                sources.iter().map(|s| s.collect(&ctx, &scratch)).collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| Error::internal("collecting content failed", e))?
+        };
+        let mut directories = Vec::new();
+        let mut missing = Vec::new();
+        let mut plugin_files = Vec::new();
+        let mut plugins = Vec::new();
+        for c in collected {
+            for d in c.directories {
+                if d.path.is_dir() { directories.push(d) } else { missing.push(d.name) }
+            }
+            plugin_files.extend(c.files);
+            plugins.extend(c.plugins);
+            done.warnings.extend(c.warnings);
+        }
+        self.hooks(HookPoint::PostCollect, &ctx, &mut done).await?;
+        self.hooks(HookPoint::PreArchive, &ctx, &mut done).await?;
+        if cancel.is_cancelled() {
+            return Err(Error::conflict("canceled"));
+        }
+
+        // 3. Stream tar -> gzip -> sha256 -> .partial -> fsync -> rename.
+        let name = crate::archive::writer::archive_name(chrono::Utc::now(), &dest);
+        let req = crate::archive::writer::ArchiveRequest {
+            dest_dir: dest.clone(),
+            file_name: name.clone(),
+            created_at: chrono::Utc::now(),
+            app_version: self.config().app_version.clone(),
+            trigger: row.trigger.clone(),
+            include_recordings: row.include_recordings,
+            annotations: done.annotations.clone(),
+            schema_version,
+            database_path: db_path.clone(),
+            database_stats: db_stats,
+            directories,
+            missing_directories: missing,
+            plugin_files,
+            plugins,
+        };
+        let outcome = {
+            let cancel = cancel.clone();
+            tokio::task::spawn_blocking(move || crate::archive::writer::write_archive(req, &cancel, progress))
+                .await
+                .map_err(|e| Error::internal("the archive task failed", e))??
+        };
+        done.warnings.extend(outcome.warnings.iter().cloned());
+        self.update_job_archive(row.id, &name, &dest, outcome.size_bytes, &outcome.sha256).await?;
+        let ctx = self.job_context(row, vec![("archive_path".into(), outcome.path.display().to_string())]);
+        self.hooks(HookPoint::PostArchive, &ctx, &mut done).await?;
+        self.hooks(HookPoint::PostBackup, &ctx, &mut done).await?;
+        Ok(done)
+    }
+}
+
+/// What a finished job reports besides success.
+#[derive(Debug, Default)]
+pub(crate) struct Completed {
+    pub warnings: Vec<String>,
+    pub annotations: Vec<Annotation>,
+}
+
+/// Removes a folder tree when dropped (staging areas on every exit path).
+pub(crate) struct RemoveOnDrop(pub PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if self.0.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&self.0) {
+                tracing::warn!(path = %self.0.display(), error = %e, "cannot remove staging folder");
+            }
+        }
+    }
+}
+
+/// Removes `*.partial` files and `.staging-*` / `.restore-*` folders left in `dir`.
+fn remove_leftovers(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        if !is_dir && name.ends_with(".partial") {
+            tracing::info!(path = %path.display(), "removing partial archive left by an interrupted job");
+            let _ = std::fs::remove_file(&path);
+        } else if is_dir && name.starts_with(".staging-") {
+            tracing::info!(path = %path.display(), "removing staging folder left by an interrupted job");
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
+/// Convenience for callers holding only a pool (tests).
+pub async fn count(pool: &SqlitePool) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM jobs").fetch_one(pool).await?)
+}

@@ -1,0 +1,29 @@
+//! Backstop's domain: everything a backup system does, with no HTTP and no wasmtime.
+//!
+//! Layout:
+//! - [`error`]: the one error type and its [`error::ErrorKind`] (mapped to HTTP codes by the server).
+//! - [`content`]: the content DB (the thing that is backed up): open, migrate, inspect.
+//! - [`demo`]: the reference IPTV demo data set.
+//! - [`state`]: Backstop's own state DB (accounts, sessions, tokens, settings, jobs).
+//! - [`auth`]: accounts, password hashing, API tokens.
+//! - [`settings`]: backup settings as the admin saves them, validated.
+//! - [`schedule`]: next-run computation and the in-process scheduler.
+//! - [`archive`]: archive format v1: database dump, writer, reader and validation.
+//! - [`plugins`]: the traits through which the engine sees plugins (implemented by `plugin-host`).
+//! - [`jobs`]: job records, the single runner, cancel, retention, restart sweep.
+
+pub mod archive;
+pub mod auth;
+pub mod content;
+pub mod demo;
+pub mod error;
+pub mod instance;
+// pub mod jobs; // re-enabled once archive::writer and schedule land
+pub mod plugins;
+// pub mod restore;
+pub mod schedule;
+// pub mod settings;
+pub mod state;
+
+pub use error::{Error, ErrorKind, Result};
+pub use instance::{Engine, EngineConfig};
