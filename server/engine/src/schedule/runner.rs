@@ -128,12 +128,12 @@ pub trait ScheduleStore: Send + Sync {
 /// cancelled; awaiting the handle then waits for any in-flight store call to finish.
 pub fn spawn_scheduler(
     clock: Arc<dyn Clock>,
-    settings: watch::Receiver<ScheduleSettings>,
+    mut settings: watch::Receiver<ScheduleSettings>,
     store: Arc<dyn ScheduleStore>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let current = settings.borrow().clone();
+        let current = settings.borrow_and_update().clone();
         let handled_through = clock.now();
         let scheduler = Scheduler {
             clock,
@@ -148,9 +148,11 @@ pub fn spawn_scheduler(
 
 /// The task's state; owned by the task, so no locks.
 struct Scheduler {
+    /// Time source: the system clock in production, paused tokio time in tests.
     clock: Arc<dyn Clock>,
     /// The admin's schedule; `changed()` wakes the task.
     settings: watch::Receiver<ScheduleSettings>,
+    /// Persists `handled_through` and queues the backups.
     store: Arc<dyn ScheduleStore>,
     /// The schedule in force (the latest value seen on `settings`).
     current: ScheduleSettings,
