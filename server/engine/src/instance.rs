@@ -59,7 +59,8 @@ struct Inner {
     state: SqlitePool,
     plugins: Arc<dyn PluginRuntime>,
     login_limiter: crate::auth::LoginLimiter,
-    // JOBS runner: crate::jobs::Runner,
+    runner: crate::jobs::Runner,
+    schedule_tx: tokio::sync::watch::Sender<crate::schedule::ScheduleSettings>,
 }
 
 impl Engine {
@@ -97,7 +98,7 @@ impl Engine {
             let stats = crate::demo::seed(&content, &config.data_dir, config.demo_channels).await?;
             tracing::info!(?stats, "seeded demo content into the empty content database");
         }
-        Ok(Engine { inner: Arc::new(Inner { config, content, state, plugins, login_limiter: Default::default() /* JOBS , runner: crate::jobs::Runner::new() */ }) })
+        Ok(Engine { inner: Arc::new(Inner { config, content, state, plugins, login_limiter: Default::default(), runner: crate::jobs::Runner::new(), schedule_tx: tokio::sync::watch::channel(Default::default()).0 }) })
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -114,9 +115,12 @@ impl Engine {
     pub fn state(&self) -> &SqlitePool {
         &self.inner.state
     }
-    /* JOBS pub(crate) fn runner_ref(&self) -> &crate::jobs::Runner {
+    pub(crate) fn runner_ref(&self) -> &crate::jobs::Runner {
         &self.inner.runner
-    } JOBS */
+    }
+    pub(crate) fn schedule_sender(&self) -> &tokio::sync::watch::Sender<crate::schedule::ScheduleSettings> {
+        &self.inner.schedule_tx
+    }
     pub fn plugins(&self) -> &Arc<dyn PluginRuntime> {
         &self.inner.plugins
     }

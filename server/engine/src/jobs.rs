@@ -393,6 +393,9 @@ impl Engine {
     /// Marks jobs left `pending`/`running` by a previous process as failed, and removes
     /// leftover `.partial` files and staging folders.
     pub async fn restart_sweep(&self) -> Result<u64> {
+        if let Some(job) = self.repair_interrupted_swap().await? {
+            tracing::warn!(job, "completed a restore's directory swap interrupted by the last shutdown");
+        }
         let done = sqlx::query("UPDATE jobs SET status = 'failed', error = 'interrupted by restart', finished_at = ? WHERE status IN ('pending', 'running')")
             .bind(crate::state::now_rfc3339())
             .execute(self.state())
@@ -417,7 +420,7 @@ impl Engine {
                 match engine.next_pending().await {
                     Ok(Some(id)) => {
                         let _guard = engine.runner().exec.lock().await;
-                        engine.run_job(id, None).await;
+                        engine.run_job(id, None, None).await;
                         continue;
                     }
                     Ok(None) => {}
@@ -446,8 +449,7 @@ impl Engine {
     /// Runs a job synchronously from the CLI (no server running), printing progress.
     pub async fn run_backup_cli(&self, include_recordings: bool, progress: ProgressFn) -> Result<Job> {
         let job = self.start_backup("manual", Some("cli".into()), Some(include_recordings)).await?;
-        let _guard = self.runner().exec.lock().await;
-        self.run_job(job.id, Some(progress)).await;
+        self.run_job_now(job.id, Some(progress)).await;
         let job = self.get_job(job.id).await?;
         match job.status.as_str() {
             "succeeded" => Ok(job),
@@ -455,8 +457,63 @@ impl Engine {
         }
     }
 
+    /// Runs a job in this task, after any job already running (CLI use).
+    pub(crate) async fn run_job_now(&self, id: JobId, progress: Option<ProgressFn>) {
+        let _guard = self.runner().exec.lock().await;
+        self.run_job(id, progress, None).await;
+    }
+
+    /// Records a backup that is complete on arrival (an upload).
+    pub(crate) async fn insert_finished_backup(&self, new: NewJob, size: u64, sha256: &str) -> Result<Job> {
+        let now = crate::state::now_rfc3339();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO jobs (kind, status, trigger, requested_by, include_recordings, archive_name, archive_dir, original_filename, size_bytes, sha256, progress_step, created_at, started_at, finished_at) \
+             VALUES (?, 'succeeded', ?, ?, ?, ?, ?, ?, ?, ?, 'done', ?, ?, ?) RETURNING id",
+        )
+        .bind(new.kind)
+        .bind(new.trigger)
+        .bind(&new.requested_by)
+        .bind(new.include_recordings)
+        .bind(&new.archive_name)
+        .bind(&new.archive_dir)
+        .bind(&new.original_filename)
+        .bind(size as i64)
+        .bind(sha256)
+        .bind(&now)
+        .bind(&now)
+        .bind(&now)
+        .fetch_one(self.state())
+        .await?;
+        self.emit_job(id).await;
+        self.get_job(id).await
+    }
+
+    /// Runs a backup inside another job (the restore's safety backup): its own record with
+    /// `trigger`, canceled together with the parent. Fails when the backup fails.
+    pub(crate) async fn enqueue_inline_backup(
+        &self,
+        trigger: &'static str,
+        requested_by: Option<String>,
+        include_recordings: bool,
+        parent: &CancellationToken,
+    ) -> Result<Job> {
+        let job = self.start_backup(trigger, requested_by, Some(include_recordings)).await?;
+        Box::pin(self.run_job(job.id, None, Some(parent))).await;
+        let job = self.get_job(job.id).await?;
+        if job.status != "succeeded" {
+            if parent.is_cancelled() {
+                return Err(Error::conflict("canceled"));
+            }
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!("the safety backup failed, so nothing was restored: {}", job.error.clone().unwrap_or_default()),
+            ));
+        }
+        Ok(job)
+    }
+
     /// Runs one job to its end and records the outcome. Never panics the runner.
-    pub(crate) async fn run_job(&self, id: JobId, extra_progress: Option<ProgressFn>) {
+    pub(crate) async fn run_job(&self, id: JobId, extra_progress: Option<ProgressFn>, parent: Option<&CancellationToken>) {
         let claimed = sqlx::query("UPDATE jobs SET status = 'running', started_at = ? WHERE id = ? AND status = 'pending'")
             .bind(crate::state::now_rfc3339())
             .bind(id)
@@ -470,7 +527,7 @@ impl Engine {
                 return;
             }
         }
-        let cancel = CancellationToken::new();
+        let cancel = parent.map(|p| p.child_token()).unwrap_or_default();
         let ponr = Arc::new(AtomicBool::new(false));
         self.runner()
             .running
@@ -512,7 +569,10 @@ impl Engine {
         let row = self.job_row(id).await;
         let outcome = match row {
             Ok(row) if row.kind == "backup" => self.execute_backup(&row, &cancel, progress.clone()).await,
-            Ok(row) => self.execute_restore_impl(row.id, &cancel, &ponr, progress.clone()).await,
+            Ok(row) => {
+                let job = self.view(row);
+                self.execute_restore_impl(&job, &cancel, &ponr, progress.clone()).await
+            }
             Err(e) => Err(e),
         };
         drop(progress);
@@ -608,7 +668,7 @@ impl Engine {
 
     /// Runs hooks off the async workers; a veto at a gate or an `abort` policy failure ends
     /// the job with the plugin's reason.
-    async fn hooks(&self, point: HookPoint, ctx: &JobContext, done: &mut Completed) -> Result<()> {
+    pub(crate) async fn hooks(&self, point: HookPoint, ctx: &JobContext, done: &mut Completed) -> Result<()> {
         let plugins = self.plugins().clone();
         let ctx = ctx.clone();
         let report = tokio::task::spawn_blocking(move || plugins.run_hooks(point, &ctx))
@@ -691,8 +751,8 @@ impl Engine {
             include_recordings: row.include_recordings,
             annotations: done.annotations.clone(),
             schema_version,
-            database_path: db_path.clone(),
-            database_stats: db_stats,
+            database_json: db_path.clone(),
+            database: db_stats,
             directories,
             missing_directories: missing,
             plugin_files,

@@ -18,11 +18,11 @@ pub mod content;
 pub mod demo;
 pub mod error;
 pub mod instance;
-// pub mod jobs; // re-enabled once archive::writer and schedule land
+pub mod jobs;
 pub mod plugins;
-// pub mod restore;
+pub mod restore;
 pub mod schedule;
-// pub mod settings;
+pub mod settings;
 pub mod state;
 
 pub use error::{Error, ErrorKind, Result};

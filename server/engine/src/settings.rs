@@ -137,3 +137,75 @@ pub fn ensure_writable_dir(dir: &Path) -> std::result::Result<(), String> {
     }
     crate::instance::check_writable(dir).map_err(|_| format!("backup path {} is not writable", dir.display()))
 }
+
+/// The state-DB key under which the scheduler records the instant it handled slots through.
+const LAST_SLOT_KEY: &str = "schedule_last_slot";
+
+impl crate::Engine {
+    /// Settings as the API shows them, with `next_run_at` and a plain-words description.
+    pub async fn settings_view(&self) -> Result<Value> {
+        let s = load(self.state()).await?;
+        let next = crate::schedule::next_run_after(&s.schedule, chrono::Utc::now())
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        let mut v = serde_json::to_value(&s).map_err(|e| Error::internal("cannot encode settings", e))?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("next_run_at".into(), next.map(Value::String).unwrap_or(Value::Null));
+            o.insert("schedule_description".into(), Value::String(crate::schedule::describe(&s.schedule)));
+        }
+        Ok(v)
+    }
+
+    /// Validates every field, saves, and reschedules at once. Nothing invalid is stored.
+    pub async fn save_settings(&self, raw: &Value) -> Result<()> {
+        let current = load(self.state()).await?;
+        let data_dir = self.data_dir().to_path_buf();
+        let raw_owned = raw.clone();
+        // Path checks touch the filesystem: keep them off the async workers.
+        let parsed = tokio::task::spawn_blocking(move || parse(&raw_owned, &current, &data_dir))
+            .await
+            .map_err(|e| Error::internal("settings validation failed", e))??;
+        save(self.state(), &parsed).await?;
+        self.schedule_sender().send_replace(parsed.schedule);
+        Ok(())
+    }
+
+    /// Starts the in-process scheduler for the saved schedule.
+    pub async fn spawn_scheduler(&self, shutdown: tokio_util::sync::CancellationToken) -> Result<tokio::task::JoinHandle<()>> {
+        let s = load(self.state()).await?;
+        self.schedule_sender().send_replace(s.schedule);
+        Ok(crate::schedule::spawn_scheduler(
+            std::sync::Arc::new(crate::schedule::SystemClock),
+            self.schedule_sender().subscribe(),
+            std::sync::Arc::new(EngineScheduleStore(self.clone())),
+            shutdown,
+        ))
+    }
+}
+
+/// The scheduler's view of the engine: the state DB and the job queue.
+struct EngineScheduleStore(crate::Engine);
+
+impl crate::schedule::ScheduleStore for EngineScheduleStore {
+    fn last_slot(&self) -> futures::future::BoxFuture<'_, Result<Option<chrono::DateTime<chrono::Utc>>>> {
+        Box::pin(async move {
+            let v = crate::state::get_setting(self.0.state(), LAST_SLOT_KEY).await?;
+            Ok(v.and_then(|v| v.as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())).map(|t| t.with_timezone(&chrono::Utc)))
+        })
+    }
+
+    fn set_last_slot(&self, t: chrono::DateTime<chrono::Utc>) -> futures::future::BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            crate::state::put_setting(self.0.state(), LAST_SLOT_KEY, &Value::String(t.to_rfc3339())).await
+        })
+    }
+
+    fn enqueue_scheduled(&self) -> futures::future::BoxFuture<'_, Result<crate::schedule::EnqueueOutcome>> {
+        Box::pin(async move {
+            if self.0.scheduled_pending().await? {
+                return Ok(crate::schedule::EnqueueOutcome::SkippedAlreadyPending);
+            }
+            self.0.start_backup("scheduled", Some("scheduler".into()), None).await?;
+            Ok(crate::schedule::EnqueueOutcome::Enqueued)
+        })
+    }
+}

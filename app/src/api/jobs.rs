@@ -1,0 +1,55 @@
+//! Jobs: list, run, cancel, delete, restore, manifest. The same engine calls as the REST API.
+
+use leptos::prelude::*;
+
+use crate::model::{JobPage, JobView};
+
+/// One page of the history, newest first.
+#[server]
+pub async fn list_jobs(limit: i64, offset: i64) -> Result<JobPage, ServerFnError> {
+    let (engine, _) = super::ssr::require_admin().await?;
+    let (jobs, total) = engine
+        .list_jobs(&engine::jobs::JobFilter { limit, offset, ..Default::default() })
+        .await
+        .map_err(super::ssr::to_sfe)?;
+    Ok(JobPage { jobs: super::ssr::convert(&jobs)?, total })
+}
+
+/// Queues a backup now.
+#[server]
+pub async fn run_backup(include_recordings: bool) -> Result<JobView, ServerFnError> {
+    let (engine, who) = super::ssr::require_admin().await?;
+    let job = engine.start_backup("manual", Some(who.username), Some(include_recordings)).await.map_err(super::ssr::to_sfe)?;
+    super::ssr::convert(&job)
+}
+
+/// Cancels a pending or running job.
+#[server]
+pub async fn cancel_job(id: i64) -> Result<JobView, ServerFnError> {
+    let (engine, _) = super::ssr::require_admin().await?;
+    let job = engine.cancel_job(id).await.map_err(super::ssr::to_sfe)?;
+    super::ssr::convert(&job)
+}
+
+/// Deletes a finished job and its archive.
+#[server]
+pub async fn delete_job(id: i64) -> Result<(), ServerFnError> {
+    let (engine, _) = super::ssr::require_admin().await?;
+    engine.delete_job(id).await.map_err(super::ssr::to_sfe)
+}
+
+/// Restores a backup (a safety backup is taken first).
+#[server]
+pub async fn restore_job(id: i64) -> Result<JobView, ServerFnError> {
+    let (engine, who) = super::ssr::require_admin().await?;
+    let job = engine.start_restore(id, Some(who.username)).await.map_err(super::ssr::to_sfe)?;
+    super::ssr::convert(&job)
+}
+
+/// The manifest of a backup's archive.
+#[server]
+pub async fn job_manifest(id: i64) -> Result<String, ServerFnError> {
+    let (engine, _) = super::ssr::require_admin().await?;
+    let m = engine.job_manifest(id).await.map_err(super::ssr::to_sfe)?;
+    Ok(m.to_string())
+}

@@ -1,0 +1,33 @@
+//! Backup settings.
+
+use leptos::prelude::*;
+
+use crate::model::{SaveOutcome, SettingsView};
+
+#[server]
+pub async fn get_settings() -> Result<SettingsView, ServerFnError> {
+    let (engine, _) = super::ssr::require_admin().await?;
+    let v = engine.settings_view().await.map_err(super::ssr::to_sfe)?;
+    super::ssr::convert(&v)
+}
+
+/// Validates and saves; invalid fields come back one message each, nothing saved.
+#[server]
+pub async fn save_settings(settings: String) -> Result<SaveOutcome, ServerFnError> {
+    let (engine, _) = super::ssr::require_admin().await?;
+    let value: serde_json::Value = serde_json::from_str(&settings).map_err(|_| ServerFnError::new("the settings are not valid JSON"))?;
+    match engine.save_settings(&value).await {
+        Ok(()) => {
+            let v = engine.settings_view().await.map_err(super::ssr::to_sfe)?;
+            Ok(SaveOutcome::Saved(super::ssr::convert(&v)?))
+        }
+        Err(e) if e.kind() == engine::ErrorKind::Invalid => {
+            let mut fields = e.field_errors().clone();
+            if fields.is_empty() {
+                fields.insert("form".into(), e.message().to_owned());
+            }
+            Ok(SaveOutcome::Invalid(fields))
+        }
+        Err(e) => Err(super::ssr::to_sfe(e)),
+    }
+}

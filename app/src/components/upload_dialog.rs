@@ -1,0 +1,178 @@
+//! Upload Archive: pick a file, watch the upload progress, read the archive's manifest
+//! summary, then confirm the restore (a safety backup is taken first).
+
+use leptos::prelude::*;
+
+use crate::model::{JobView, format_bytes};
+
+/// What the dialog shows.
+#[derive(Clone, Debug, PartialEq)]
+enum Stage {
+    Closed,
+    Uploading { name: String, done: f64, total: f64 },
+    Review { job: JobView, manifest: serde_json::Value },
+    Failed(String),
+}
+
+#[component]
+pub fn UploadButton(jobs: RwSignal<Vec<JobView>>, message: RwSignal<Option<(bool, String)>>) -> impl IntoView {
+    let stage = RwSignal::new(Stage::Closed);
+    let input = NodeRef::<leptos::html::Input>::new();
+
+    let on_pick = move |_| {
+        #[cfg(feature = "hydrate")]
+        {
+            let Some(el) = input.get() else { return };
+            let Some(file) = el.files().and_then(|f| f.get(0)) else { return };
+            el.set_value("");
+            upload::start(file, stage, jobs);
+        }
+    };
+    let restore = move |id: i64| {
+        leptos::task::spawn_local(async move {
+            match crate::api::jobs::restore_job(id).await {
+                Ok(j) => {
+                    let rid = j.id;
+                    jobs.update(|l| crate::pages::backups::upsert(l, j));
+                    message.set(Some((true, format!("Restore job {rid} queued; a safety backup runs first."))));
+                    stage.set(Stage::Closed);
+                }
+                Err(e) => stage.set(Stage::Failed(crate::pages::login::clean_error(&e.to_string()))),
+            }
+        });
+    };
+
+    view! {
+        <label class="btn" for="upload-input" tabindex="0"
+            on:keydown=move |ev| if ev.key() == "Enter" || ev.key() == " " {
+                ev.prevent_default();
+                if let Some(i) = input.get() { i.click(); }
+            }>
+            "Upload Archive"
+        </label>
+        <input id="upload-input" class="visually-hidden" type="file" accept=".tar.gz,.tgz,application/gzip" node_ref=input on:change=on_pick/>
+        {move || match stage.get() {
+            Stage::Closed => ().into_any(),
+            Stage::Uploading { name, done, total } => {
+                let pct = if total > 0.0 { (done / total * 100.0).min(100.0) } else { 0.0 };
+                view! {
+                    <div class="modal-backdrop"></div>
+                    <div class="modal" role="dialog" aria-modal="true" aria-labelledby="upload-title">
+                        <h2 id="upload-title">"Uploading "{name}</h2>
+                        <div class="progress" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow=format!("{pct:.0}")>
+                            <div class="progress-fill" style=format!("width: {pct:.1}%")></div>
+                        </div>
+                        <p class="progress-label" id="upload-progress">{format!("{} of {} ({pct:.0}%)", format_bytes(done as i64), format_bytes(total as i64))}</p>
+                    </div>
+                }.into_any()
+            }
+            Stage::Review { job, manifest } => {
+                let id = job.id;
+                let m = |k: &str| manifest.get(k).map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())).unwrap_or_else(|| "—".into());
+                let dirs: Vec<String> = manifest.get("directories").and_then(|d| d.as_array()).map(|a| a.iter().map(|d| format!(
+                    "{} ({} files, {})",
+                    d.get("name").and_then(|n| n.as_str()).unwrap_or("?"),
+                    d.get("files").and_then(|n| n.as_i64()).unwrap_or(0),
+                    format_bytes(d.get("bytes").and_then(|n| n.as_i64()).unwrap_or(0)))).collect()).unwrap_or_default();
+                let db = manifest.get("database").cloned().unwrap_or_default();
+                let rows = db.get("rows").and_then(|r| r.as_i64()).unwrap_or(0);
+                let tables = db.get("tables").and_then(|r| r.as_i64()).unwrap_or(0);
+                let recordings = manifest.get("include_recordings").and_then(|r| r.as_bool()).unwrap_or(false);
+                let total_bytes = manifest.get("totals").and_then(|t| t.get("bytes")).and_then(|b| b.as_i64()).unwrap_or(0);
+                view! {
+                    <div class="modal-backdrop"></div>
+                    <div class="modal" role="dialog" aria-modal="true" aria-labelledby="review-title" id="manifest-summary"
+                         on:keydown=move |ev| if ev.key() == "Escape" { stage.set(Stage::Closed) }>
+                        <h2 id="review-title">"Restore this archive?"</h2>
+                        <dl class="manifest">
+                            <dt>"File"</dt><dd>{job.original_filename.clone().unwrap_or_default()}</dd>
+                            <dt>"Created"</dt><dd>{m("created_at")}</dd>
+                            <dt>"App version"</dt><dd>{m("app_version")}</dd>
+                            <dt>"Trigger"</dt><dd>{m("trigger")}</dd>
+                            <dt>"Database"</dt><dd>{format!("{tables} tables, {rows} rows")}</dd>
+                            <dt>"Directories"</dt><dd>{if dirs.is_empty() { "none".to_owned() } else { dirs.join(", ") }}</dd>
+                            <dt>"Recordings"</dt><dd>{if recordings { "included" } else { "not included: recordings/ stays as it is" }}</dd>
+                            <dt>"Size"</dt><dd>{format!("{} archive, {} unpacked", format_bytes(job.size_bytes.unwrap_or(0)), format_bytes(total_bytes))}</dd>
+                        </dl>
+                        <p class="modal-body">"Restoring replaces the current database and the directories listed above. A safety backup of the current state is taken first, so you can go back."</p>
+                        <div class="modal-actions">
+                            <button class="btn" on:click=move |_| stage.set(Stage::Closed)>"Keep it for later"</button>
+                            <button class="btn btn-danger" id="confirm-restore" on:click=move |_| restore(id)>"Restore now"</button>
+                        </div>
+                    </div>
+                }.into_any()
+            }
+            Stage::Failed(msg) => view! {
+                <div class="modal-backdrop"></div>
+                <div class="modal" role="alertdialog" aria-modal="true" aria-labelledby="upload-failed-title">
+                    <h2 id="upload-failed-title">"Upload refused"</h2>
+                    <p class="error" id="upload-error">{msg}</p>
+                    <div class="modal-actions"><button class="btn" on:click=move |_| stage.set(Stage::Closed)>"Close"</button></div>
+                </div>
+            }.into_any(),
+        }}
+    }
+}
+
+#[cfg(feature = "hydrate")]
+mod upload {
+    //! XMLHttpRequest rather than fetch: it reports upload progress.
+    use leptos::prelude::*;
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen::prelude::Closure;
+
+    use super::Stage;
+    use crate::model::JobView;
+
+    pub fn start(file: web_sys::File, stage: RwSignal<Stage>, jobs: RwSignal<Vec<JobView>>) {
+        let name = file.name();
+        let total = file.size();
+        stage.set(Stage::Uploading { name: name.clone(), done: 0.0, total });
+        let Ok(xhr) = web_sys::XmlHttpRequest::new() else { return };
+        let Ok(form) = web_sys::FormData::new() else { return };
+        let _ = form.append_with_blob_and_filename("file", &file, &name);
+        let _ = xhr.open("POST", "/api/backups/upload/");
+        let name_p = name.clone();
+        let on_progress = Closure::<dyn FnMut(web_sys::ProgressEvent)>::new(move |ev: web_sys::ProgressEvent| {
+            let t = if ev.length_computable() { ev.total() } else { total };
+            stage.set(Stage::Uploading { name: name_p.clone(), done: ev.loaded(), total: t });
+        });
+        if let Ok(up) = xhr.upload() {
+            up.set_onprogress(Some(on_progress.as_ref().unchecked_ref()));
+        }
+        on_progress.forget();
+        let xhr2 = xhr.clone();
+        let on_load = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+            let status = xhr2.status().unwrap_or(0);
+            let text = xhr2.response_text().ok().flatten().unwrap_or_default();
+            if status == 201 {
+                match serde_json::from_str::<JobView>(&text) {
+                    Ok(job) => {
+                        jobs.update(|l| crate::pages::backups::upsert(l, job.clone()));
+                        leptos::task::spawn_local(async move {
+                            match crate::api::jobs::job_manifest(job.id).await {
+                                Ok(m) => stage.set(Stage::Review { job, manifest: serde_json::from_str(&m).unwrap_or_default() }),
+                                Err(e) => stage.set(Stage::Failed(crate::pages::login::clean_error(&e.to_string()))),
+                            }
+                        });
+                    }
+                    Err(_) => stage.set(Stage::Failed("the server answered with something unexpected".into())),
+                }
+            } else {
+                let msg = serde_json::from_str::<serde_json::Value>(&text)
+                    .ok()
+                    .and_then(|v| v.pointer("/error/message").and_then(|m| m.as_str()).map(str::to_owned))
+                    .unwrap_or_else(|| format!("the upload failed (HTTP {status})"));
+                stage.set(Stage::Failed(msg));
+            }
+        });
+        xhr.set_onload(Some(on_load.as_ref().unchecked_ref()));
+        on_load.forget();
+        let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+            stage.set(Stage::Failed("the connection broke during the upload".into()));
+        });
+        xhr.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        on_error.forget();
+        let _ = xhr.send_with_opt_form_data(Some(&form));
+    }
+}

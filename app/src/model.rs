@@ -1,0 +1,117 @@
+//! Wire types shared by the browser and the server (serde only; no server dependencies).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The signed-in account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeView {
+    pub username: String,
+    pub role: String,
+}
+
+impl MeView {
+    pub fn is_admin(&self) -> bool {
+        self.role == "admin"
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProgressView {
+    pub step: Option<String>,
+    pub done_bytes: u64,
+    pub total_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnnotationView {
+    pub plugin: String,
+    pub step: String,
+    pub text: String,
+}
+
+/// A job, exactly as the REST API and the event stream send it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    pub id: i64,
+    pub kind: String,
+    pub status: String,
+    pub trigger: String,
+    pub requested_by: Option<String>,
+    pub archive_name: Option<String>,
+    pub original_filename: Option<String>,
+    pub size_bytes: Option<i64>,
+    pub sha256: Option<String>,
+    pub include_recordings: bool,
+    pub progress: ProgressView,
+    pub error: Option<String>,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    #[serde(default)]
+    pub annotations: Vec<AnnotationView>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub can_download: bool,
+    pub can_restore: bool,
+    pub can_cancel: bool,
+    pub can_delete: bool,
+}
+
+/// One page of the history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobPage {
+    pub jobs: Vec<JobView>,
+    pub total: i64,
+}
+
+/// A content table for the Data page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableView {
+    pub name: String,
+    pub rows: i64,
+    pub columns: Vec<String>,
+    pub sample: Vec<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleView {
+    pub enabled: bool,
+    pub frequency: String,
+    pub time: String,
+    pub day_of_week: u8,
+    pub timezone: String,
+}
+
+/// Backup settings as the settings card shows them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettingsView {
+    pub path: String,
+    pub include_recordings: bool,
+    pub retention_count: u32,
+    pub schedule: ScheduleView,
+    pub next_run_at: Option<String>,
+    #[serde(default)]
+    pub schedule_description: String,
+}
+
+/// The result of saving settings: saved, or one message per invalid field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SaveOutcome {
+    Saved(SettingsView),
+    Invalid(BTreeMap<String, String>),
+}
+
+/// Human-readable byte size.
+pub fn format_bytes(n: i64) -> String {
+    let n = n.max(0) as f64;
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{} B", n as i64) } else { format!("{v:.1} {}", UNITS[u]) }
+}

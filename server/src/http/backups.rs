@@ -1,0 +1,256 @@
+//! `/api/backups/...`: every route needs an admin (the guard is a route layer).
+//! Handlers only translate HTTP to engine calls; the engine does the work.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router, middleware};
+use engine::jobs::{JobEvent, JobFilter};
+use engine::{Error, ErrorKind};
+use futures::{Stream, StreamExt};
+use tokio::io::AsyncWriteExt;
+use tower::ServiceExt;
+
+use super::AppState;
+use super::auth::{Authenticated, require_admin};
+use super::error::{ApiError, ApiJson, ApiResult};
+
+/// Routes, nested under `/api/backups`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/jobs/", get(list_jobs).post(create_job))
+        .route("/jobs/{id}/", get(get_job).delete(delete_job))
+        .route("/jobs/{id}/cancel/", post(cancel_job))
+        .route("/jobs/{id}/download/", get(download).head(download))
+        .route("/jobs/{id}/manifest/", get(manifest))
+        .route("/jobs/{id}/verify/", post(verify))
+        .route("/jobs/{id}/restore/", post(restore))
+        .route("/upload/", post(upload).layer(DefaultBodyLimit::disable()))
+        .route("/settings/", get(get_settings).put(put_settings))
+        .route("/events/", get(events))
+        .route("/plugins/", get(list_plugins))
+        .route_layer(middleware::from_fn(require_admin))
+}
+
+/// Job ids are positive integers; anything else (including `..`) is simply unknown.
+fn job_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError(Error::not_found(format!("no job {raw:?}"))))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    kind: Option<String>,
+    status: Option<String>,
+    limit: Option<String>,
+    offset: Option<String>,
+}
+
+fn int_param(v: &Option<String>, name: &str, default: i64) -> Result<i64, ApiError> {
+    match v {
+        None => Ok(default),
+        Some(s) => s.parse().map_err(|_| ApiError(Error::invalid(format!("{name} must be a whole number")).with_field(name, "a whole number"))),
+    }
+}
+
+async fn list_jobs(State(st): State<AppState>, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult<Json<serde_json::Value>> {
+    let Query(q) = query.map_err(|e| ApiError(Error::invalid(format!("bad query: {}", e.body_text()))))?;
+    let filter = JobFilter {
+        kind: q.kind.filter(|s| !s.is_empty()),
+        status: q.status.filter(|s| !s.is_empty()),
+        limit: int_param(&q.limit, "limit", 50)?,
+        offset: int_param(&q.offset, "offset", 0)?,
+    };
+    let (jobs, total) = st.engine.list_jobs(&filter).await?;
+    Ok(Json(serde_json::json!({ "jobs": jobs, "total": total })))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    include_recordings: Option<bool>,
+}
+
+async fn create_job(State(st): State<AppState>, Authenticated(who): Authenticated, req: Request) -> ApiResult<Response> {
+    // The body is optional: accept none at all, or a JSON object.
+    let has_body = req.headers().get(header::CONTENT_LENGTH).is_some_and(|v| v != "0")
+        || req.headers().get(header::TRANSFER_ENCODING).is_some();
+    let body = if has_body {
+        use axum::extract::FromRequest;
+        ApiJson::<CreateBody>::from_request(req, &()).await?.0
+    } else {
+        CreateBody::default()
+    };
+    let job = st.engine.start_backup("manual", Some(who.username), body.include_recordings).await?;
+    Ok((StatusCode::ACCEPTED, Json(job)).into_response())
+}
+
+async fn get_job(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<engine::jobs::Job>> {
+    Ok(Json(st.engine.get_job(job_id(&id)?).await?))
+}
+
+async fn delete_job(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    st.engine.delete_job(job_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn cancel_job(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<engine::jobs::Job>> {
+    Ok(Json(st.engine.cancel_job(job_id(&id)?).await?))
+}
+
+/// Streams the archive with `Content-Length`, `HEAD` and `Range` support (tower-http's
+/// `ServeFile` does the range arithmetic and never reads the file into memory).
+async fn download(State(st): State<AppState>, Path(id): Path<String>, req: Request) -> ApiResult<Response> {
+    let id = job_id(&id)?;
+    let path = st.engine.archive_path(id).await?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "backup.tar.gz".into());
+    let mut res = tower_http::services::ServeFile::new_with_mime(&path, &"application/gzip".parse().expect("valid mime"))
+        .oneshot(req)
+        .await
+        .map_err(|e: Infallible| match e {})?
+        .map(Body::new);
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        res.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(res)
+}
+
+async fn manifest(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+    Ok(Json(st.engine.job_manifest(job_id(&id)?).await?))
+}
+
+async fn verify(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+    Ok(Json(st.engine.verify_job(job_id(&id)?).await?))
+}
+
+async fn restore(State(st): State<AppState>, Authenticated(who): Authenticated, Path(id): Path<String>) -> ApiResult<Response> {
+    let job = st.engine.start_restore(job_id(&id)?, Some(who.username)).await?;
+    Ok((StatusCode::ACCEPTED, Json(job)).into_response())
+}
+
+/// Upload: the body (multipart field `file`, or a raw `application/gzip` body) is streamed
+/// to a temporary file in the archive folder, validated, then listed. Never held in memory.
+async fn upload(State(st): State<AppState>, Authenticated(who): Authenticated, req: Request) -> ApiResult<Response> {
+    let limit = st.upload_limit;
+    if let Some(len) = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
+        if len > limit.saturating_add(64 * 1024) {
+            return Err(too_large(limit));
+        }
+    }
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let target = st.engine.begin_upload().await?;
+    let result = async {
+        if content_type.starts_with("multipart/form-data") {
+            use axum::extract::FromRequest;
+            let mut mp = Multipart::from_request(req, &()).await.map_err(|e| ApiError(Error::invalid(format!("bad multipart body: {}", e.body_text()))))?;
+            while let Some(mut field) = mp.next_field().await.map_err(|e| ApiError(Error::invalid(format!("bad multipart body: {}", e.body_text()))))? {
+                if field.name() != Some("file") {
+                    continue;
+                }
+                let original = field.file_name().map(str::to_owned);
+                let mut file = tokio::fs::File::create(target.path()).await.map_err(|e| ApiError(Error::internal("cannot store the upload", e)))?;
+                let mut written = 0u64;
+                while let Some(chunk) = field.chunk().await.map_err(|e| ApiError(Error::invalid(format!("the upload broke off: {}", e.body_text()))))? {
+                    written += chunk.len() as u64;
+                    if written > limit {
+                        return Err(too_large(limit));
+                    }
+                    file.write_all(&chunk).await.map_err(|e| ApiError(Error::internal("cannot store the upload", e)))?;
+                }
+                file.flush().await.map_err(|e| ApiError(Error::internal("cannot store the upload", e)))?;
+                return Ok((original, written));
+            }
+            Err(ApiError(Error::invalid("the multipart body has no field named \"file\"").with_field("file", "required")))
+        } else if content_type.starts_with("application/gzip") || content_type.starts_with("application/x-gzip") || content_type.starts_with("application/octet-stream") {
+            let original = req
+                .headers()
+                .get("x-filename")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let mut stream = req.into_body().into_data_stream();
+            let mut file = tokio::fs::File::create(target.path()).await.map_err(|e| ApiError(Error::internal("cannot store the upload", e)))?;
+            let mut written = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|_| ApiError(Error::invalid("the upload broke off before the end")))?;
+                written += chunk.len() as u64;
+                if written > limit {
+                    return Err(too_large(limit));
+                }
+                file.write_all(&chunk).await.map_err(|e| ApiError(Error::internal("cannot store the upload", e)))?;
+            }
+            file.flush().await.map_err(|e| ApiError(Error::internal("cannot store the upload", e)))?;
+            Ok((original, written))
+        } else {
+            Err(ApiError(Error::invalid(
+                "send the archive as multipart/form-data (field \"file\") or as a raw application/gzip body",
+            )))
+        }
+    }
+    .await;
+    match result {
+        Ok((original, size)) => {
+            if size == 0 {
+                return Err(ApiError(Error::invalid("the uploaded file is empty")));
+            }
+            let job = st.engine.finish_upload(target, original, Some(who.username)).await?;
+            Ok((StatusCode::CREATED, Json(job)).into_response())
+        }
+        Err(e) => Err(e), // `target` is dropped here, removing the partial file
+    }
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError(Error::new(ErrorKind::TooLarge, format!("the upload is larger than the limit of {} MiB (BACKSTOP_UPLOAD_LIMIT_MB)", limit / (1024 * 1024))))
+}
+
+async fn get_settings(State(st): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
+    Ok(Json(st.engine.settings_view().await?))
+}
+
+async fn put_settings(State(st): State<AppState>, ApiJson(body): ApiJson<serde_json::Value>) -> ApiResult<Json<serde_json::Value>> {
+    st.engine.save_settings(&body).await?;
+    Ok(Json(st.engine.settings_view().await?))
+}
+
+/// Server-sent events: one `job` event per job snapshot change, `deleted` when a job goes.
+async fn events(State(st): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rx = st.engine.subscribe();
+    let stop = st.shutdown.clone();
+    let stream = futures::stream::unfold((rx, stop), |(mut rx, stop)| async move {
+        loop {
+            let next = tokio::select! {
+                r = rx.recv() => r,
+                _ = stop.cancelled() => return None,
+            };
+            match next {
+                Ok(JobEvent::Updated(job)) => {
+                    let ev = Event::default().event("job").json_data(&*job).unwrap_or_else(|_| Event::default().comment("encode error"));
+                    return Some((Ok(ev), (rx, stop)));
+                }
+                Ok(JobEvent::Deleted(id)) => {
+                    let ev = Event::default().event("deleted").data(serde_json::json!({ "id": id }).to_string());
+                    return Some((Ok(ev), (rx, stop)));
+                }
+                // A slow client missed events: tell it to reload the list.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    return Some((Ok(Event::default().event("resync").data("{}")), (rx, stop)));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+async fn list_plugins(State(st): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
+    Ok(Json(st.engine.plugins_view().await?))
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every test: Rust unit and integration tests (real SQLite files, the real server on a
+# free port, real WebAssembly plugins) and the browser tests (headless Chromium from Debian,
+# driven by playwright-core). Installs what is missing. Used by CI (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/backstop-target}"
+export BACKSTOP_SITE_DIR="${BACKSTOP_SITE_DIR:-$CARGO_TARGET_DIR/site}"
+export BACKSTOP_BIN="$CARGO_TARGET_DIR/debug/backstop"
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+./build.sh
+
+# Tools the tests call: GNU tar, sha256sum, python3 (tarfile), sqlite3, chromium.
+need=()
+command -v chromium >/dev/null || need+=(chromium)
+command -v sqlite3 >/dev/null || need+=(sqlite3)
+command -v pigz >/dev/null || need+=(pigz)
+if [ ${#need[@]} -gt 0 ]; then
+  say "installing ${need[*]} from Debian"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi
+
+say "Rust tests"
+cargo test -p engine -p server -p tests -p plugin-host
+
+say "browser tests"
+(cd tests/browser && { [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund; } && node run.mjs)
+say "all tests passed"

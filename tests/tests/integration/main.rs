@@ -1,0 +1,6 @@
+//! Integration tests: each starts the real `backstop` binary on a free port with a fresh
+//! data dir (see `tests::TestApp`). One binary, so they share one build.
+
+mod auth;
+mod backups;
+mod config;
