@@ -116,6 +116,21 @@ pub fn cancelled() -> bool {
     host::cancelled()
 }
 
+/// The hook point's name as in the API and manifests: `pre-backup`, `post-collect`, ...
+pub fn point_name(p: HookPoint) -> &'static str {
+    match p {
+        HookPoint::PreBackup => "pre-backup",
+        HookPoint::PostCollect => "post-collect",
+        HookPoint::PreArchive => "pre-archive",
+        HookPoint::PostArchive => "post-archive",
+        HookPoint::PostBackup => "post-backup",
+        HookPoint::PreRestore => "pre-restore",
+        HookPoint::PostExtract => "post-extract",
+        HookPoint::PreApply => "pre-apply",
+        HookPoint::PostRestore => "post-restore",
+    }
+}
+
 /// The value of `key` among the job's facts.
 pub fn fact<'a>(ctx: &'a JobContext, key: &str) -> Option<&'a str> {
     ctx.facts.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())

@@ -4,8 +4,16 @@
 //!
 //! Calls are synchronous: the engine invokes them from blocking threads, and the host runs
 //! each call on its own runtime with its own deadline.
+//!
+//! Besides hooks and content, the trait carries (all with default bodies, so [`NoPlugins`]
+//! and test doubles stay one-liners): restore planning and restore calls, cancellation,
+//! the admin's view of installed plugins ([`PluginView`]) and their grants
+//! ([`PluginRecord`], stored in the state DB table `plugin_grants` by [`load_records`] /
+//! [`save_record`]).
 
 use std::path::PathBuf;
+
+use crate::{Error, Result};
 
 /// A point in a job where hooks run. `pre-*` points are gates: a veto there stops the job
 /// (when the plugin holds the `veto` grant); elsewhere a veto becomes an annotation.
@@ -41,7 +49,10 @@ impl HookPoint {
     pub fn is_gate(self) -> bool {
         matches!(
             self,
-            HookPoint::PreBackup | HookPoint::PreArchive | HookPoint::PreRestore | HookPoint::PreApply
+            HookPoint::PreBackup
+                | HookPoint::PreArchive
+                | HookPoint::PreRestore
+                | HookPoint::PreApply
         )
     }
 }
@@ -100,6 +111,8 @@ pub struct Contributions {
     /// (plugin id, version) of every plugin that contributed.
     pub plugins: Vec<(String, String)>,
     pub warnings: Vec<String>,
+    /// A plugin whose failure policy is `abort` failed: the job must fail with this reason.
+    pub abort: Option<String>,
 }
 
 /// The engine's view of the plugin system.
@@ -109,6 +122,310 @@ pub trait PluginRuntime: Send + Sync {
     /// Asks every enabled contributor for its content. `scratch` is a per-job folder the
     /// host may hand to plugins for generated files.
     fn collect(&self, ctx: &JobContext, scratch: &std::path::Path) -> Contributions;
+
+    /// Whether an enabled plugin contributes the directory `data/<name>/` itself, so a
+    /// built-in source for the same name should step aside (see [`BuiltinDirectories`]).
+    fn provides_directory(&self, _name: &str) -> bool {
+        false
+    }
+
+    /// Restore, before anything changes: where each plugin-made `data/<name>/` directory of
+    /// the archive goes back. Directories the plan does not place are reported in
+    /// `warnings`, never silently dropped.
+    fn plan_restore(&self, _ctx: &JobContext, input: &RestoreInput) -> RestorePlan {
+        RestorePlan {
+            warnings: unplaced_warnings(input, &[]),
+            ..RestorePlan::default()
+        }
+    }
+
+    /// Restore, after the database and directories are in place: every restorer gets its
+    /// staged `plugins/<id>/` files. Failures follow each plugin's policy as for hooks.
+    fn restore(&self, _ctx: &JobContext, input: &RestoreInput) -> HookReport {
+        let mut report = HookReport::default();
+        for p in input.plugins.iter().filter(|p| p.files.is_some()) {
+            report.warnings.push(format!(
+                "plugins/{}/ in the archive was not restored: plugin {} is not installed",
+                p.id, p.id
+            ));
+        }
+        report
+    }
+
+    /// The job was canceled: calls for it see `cancelled() == true` and running ones stop.
+    fn cancel_job(&self, _job_id: i64) {}
+
+    /// The job ended: drop per-job state kept for it (cancel flags).
+    fn job_finished(&self, _job_id: i64) {}
+
+    /// Installed plugins as the admin sees them (`GET /api/backups/plugins/`).
+    fn describe(&self) -> Vec<PluginView> {
+        Vec::new()
+    }
+
+    /// Plugin log lines written during one job, oldest first.
+    fn job_log(&self, _job_id: i64) -> Vec<PluginLogLine> {
+        Vec::new()
+    }
+
+    /// Replaces the runtime's grants with the stored ones (at start, after the state DB opened).
+    fn load_records(&self, _records: Vec<PluginRecord>) {}
+
+    /// Checks an admin's change and returns the record to store, without applying it. The
+    /// caller saves it with [`save_record`] and then calls [`PluginRuntime::apply_record`],
+    /// so the runtime never runs with grants the database does not hold.
+    fn plan_update(&self, id: &str, _update: &PluginUpdate) -> Result<PluginRecord> {
+        Err(Error::not_found(format!("no plugin {id:?} is installed")))
+    }
+
+    /// Applies a record saved after [`PluginRuntime::plan_update`].
+    fn apply_record(&self, _record: PluginRecord) {}
+}
+
+/// The `data/<name>/` directories of an archive that `targets` does not place and that no
+/// built-in source restores (`logos`, `recordings` made by `backstop`), as warnings.
+pub fn unplaced_warnings(input: &RestoreInput, targets: &[DirectoryTarget]) -> Vec<String> {
+    input
+        .directories
+        .iter()
+        .filter(|d| d.contributed_by != BUILTIN_CONTRIBUTOR)
+        .filter(|d| !targets.iter().any(|t| t.name == d.name))
+        .map(|d| {
+            format!(
+                "data/{}/ in the archive was not restored: plugin {} is not installed or enabled, or did not say where it goes",
+                d.name, d.contributed_by
+            )
+        })
+        .collect()
+}
+
+/// `contributed_by` of the built-in directories.
+pub const BUILTIN_CONTRIBUTOR: &str = "backstop";
+
+/// A `data/<name>/` directory listed in an archive's manifest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ArchivedDirectory {
+    pub name: String,
+    pub contributed_by: String,
+}
+
+/// A plugin listed in an archive's manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchivedPlugin {
+    pub id: String,
+    pub version: String,
+    /// The extracted `plugins/<id>/` folder, when the archive holds files for it and they
+    /// are staged (`None` during [`PluginRuntime::plan_restore`]).
+    pub files: Option<PathBuf>,
+}
+
+/// What a restore tells plugins about the archive.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreInput {
+    pub directories: Vec<ArchivedDirectory>,
+    pub plugins: Vec<ArchivedPlugin>,
+}
+
+/// Where a plugin-made `data/<name>/` directory goes back. `target` is beneath a folder the
+/// admin granted the plugin with `restore` access; the engine swaps the staged tree there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryTarget {
+    pub name: String,
+    pub plugin: String,
+    pub target: PathBuf,
+}
+
+/// The outcome of [`PluginRuntime::plan_restore`].
+#[derive(Debug, Clone, Default)]
+pub struct RestorePlan {
+    pub targets: Vec<DirectoryTarget>,
+    pub warnings: Vec<String>,
+    /// A plugin whose policy is `abort` failed: the restore must stop before changing anything.
+    pub abort: Option<String>,
+}
+
+/// One line a plugin logged (host log, stdout or stderr).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PluginLogLine {
+    pub plugin: String,
+    /// `trace`, `debug`, `info`, `warn`, `error`, `stdout` or `stderr`.
+    pub level: String,
+    pub message: String,
+    /// RFC 3339 UTC.
+    pub at: String,
+}
+
+/// A mount as the plugin requests it in `plugin.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RequestedMount {
+    pub name: String,
+    pub description: String,
+    /// `backup` and/or `restore`.
+    pub access: Vec<String>,
+}
+
+/// Limits a call runs under. Admin grants may lower or raise them up to the host's ceilings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_kb: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline_kb: Option<u64>,
+}
+
+/// What the admin granted a plugin: host folders for its mounts, the veto, limits.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginGrants {
+    /// Mount name -> absolute host folder.
+    #[serde(default)]
+    pub mounts: std::collections::BTreeMap<String, PathBuf>,
+    #[serde(default)]
+    pub veto: bool,
+    #[serde(default)]
+    pub limits: PluginLimits,
+    /// The permissions the admin approved with `approved_version`: a later version asking
+    /// for more (a new mount, more access, the veto) waits for re-approval.
+    #[serde(default)]
+    pub approved: ApprovedPermissions,
+}
+
+/// The permission set an admin approved.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovedPermissions {
+    /// Mount name -> access (`backup`, `restore`).
+    #[serde(default)]
+    pub mounts: std::collections::BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub veto: bool,
+}
+
+/// One row of `plugin_grants`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PluginRecord {
+    pub plugin_id: String,
+    pub enabled: bool,
+    pub approved_version: Option<String>,
+    pub grants: PluginGrants,
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+/// An admin's change (`PUT /api/backups/plugins/{id}/`); absent fields stay as they are.
+/// Setting `enabled: true` approves the permissions the installed version requests.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginUpdate {
+    pub enabled: Option<bool>,
+    pub grants: Option<GrantsUpdate>,
+    pub settings: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The grants part of a [`PluginUpdate`]; absent fields stay as they are.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantsUpdate {
+    pub mounts: Option<std::collections::BTreeMap<String, PathBuf>>,
+    pub veto: Option<bool>,
+    pub limits: Option<PluginLimits>,
+}
+
+/// An installed plugin as the admin sees it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginView {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub api: String,
+    pub exports: Vec<String>,
+    /// `enabled`, `disabled`, `needs-approval` (a new version asks for more) or `broken`.
+    pub state: String,
+    pub enabled: bool,
+    pub approved_version: Option<String>,
+    pub failure_policy: String,
+    pub requested_mounts: Vec<RequestedMount>,
+    pub requests_veto: bool,
+    pub grants: PluginGrants,
+    /// The limits calls run under now (manifest, then grants, capped by the host).
+    pub limits: PluginLimits,
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    /// Setting name -> `{type, description, default}`.
+    pub settings_schema: serde_json::Value,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+}
+
+/// Reads every row of `plugin_grants`. A row whose JSON does not parse is logged and read
+/// as disabled with no grants, so one bad row cannot keep the server from starting.
+pub async fn load_records(pool: &sqlx::SqlitePool) -> Result<Vec<PluginRecord>> {
+    let rows: Vec<(String, i64, Option<String>, String, String)> =
+        sqlx::query_as("SELECT plugin_id, enabled, approved_version, grants, settings FROM plugin_grants ORDER BY plugin_id")
+            .fetch_all(pool)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(plugin_id, enabled, approved_version, grants, settings)| {
+            let parsed = serde_json::from_str::<PluginGrants>(&grants)
+                .and_then(|g| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&settings).map(|s| (g, s)));
+            match parsed {
+                Ok((grants, settings)) => PluginRecord { plugin_id, enabled: enabled != 0, approved_version, grants, settings },
+                Err(e) => {
+                    tracing::error!(plugin = %plugin_id, error = %e, "stored plugin grants are corrupt; the plugin stays disabled");
+                    PluginRecord { plugin_id, ..PluginRecord::default() }
+                }
+            }
+        })
+        .collect())
+}
+
+/// Inserts or replaces one row of `plugin_grants`.
+pub async fn save_record(pool: &sqlx::SqlitePool, record: &PluginRecord) -> Result<()> {
+    let grants = serde_json::to_string(&record.grants)
+        .map_err(|e| Error::internal("cannot encode plugin grants", e))?;
+    let settings = serde_json::to_string(&record.settings)
+        .map_err(|e| Error::internal("cannot encode plugin settings", e))?;
+    sqlx::query(
+        "INSERT INTO plugin_grants (plugin_id, enabled, approved_version, grants, settings) VALUES (?, ?, ?, ?, ?) \
+         ON CONFLICT (plugin_id) DO UPDATE SET enabled = excluded.enabled, approved_version = excluded.approved_version, \
+         grants = excluded.grants, settings = excluded.settings",
+    )
+    .bind(&record.plugin_id)
+    .bind(record.enabled as i64)
+    .bind(&record.approved_version)
+    .bind(grants)
+    .bind(settings)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Loads the stored grants into a runtime: call once after the state DB is open.
+pub async fn sync_records(pool: &sqlx::SqlitePool, runtime: &dyn PluginRuntime) -> Result<()> {
+    runtime.load_records(load_records(pool).await?);
+    Ok(())
+}
+
+/// Applies an admin's change: checks it, stores it, then applies it.
+pub async fn update_plugin(
+    pool: &sqlx::SqlitePool,
+    runtime: &dyn PluginRuntime,
+    id: &str,
+    update: &PluginUpdate,
+) -> Result<PluginView> {
+    let record = runtime.plan_update(id, update)?;
+    save_record(pool, &record).await?;
+    runtime.apply_record(record);
+    runtime
+        .describe()
+        .into_iter()
+        .find(|v| v.id == id)
+        .ok_or_else(|| Error::not_found(format!("no plugin {id:?} is installed")))
 }
 
 /// No plugins: hooks proceed, nothing is contributed.
@@ -130,7 +447,9 @@ pub trait ContentSource: Send + Sync {
 }
 
 /// The built-in source: `logos/` always, `recordings/` when the job includes recordings.
-/// (The recordings plugin replaces the second half when it is installed.)
+/// The recordings plugin replaces the second half when it is enabled: build this with
+/// `recordings: !runtime.provides_directory("recordings")` so the archive never holds two
+/// `data/recordings/` trees.
 pub struct BuiltinDirectories {
     pub data_dir: PathBuf,
     pub recordings: bool,
@@ -142,13 +461,13 @@ impl ContentSource for BuiltinDirectories {
         c.directories.push(DirectoryContribution {
             name: "logos".into(),
             path: self.data_dir.join("logos"),
-            contributed_by: "backstop".into(),
+            contributed_by: BUILTIN_CONTRIBUTOR.into(),
         });
         if self.recordings && ctx.include_recordings {
             c.directories.push(DirectoryContribution {
                 name: "recordings".into(),
                 path: self.data_dir.join("recordings"),
-                contributed_by: "backstop".into(),
+                contributed_by: BUILTIN_CONTRIBUTOR.into(),
             });
         }
         c

@@ -1,1 +1,22 @@
+//! Backstop's WebAssembly plugin host: the only crate that names wasmtime. It implements
+//! the engine's [`engine::plugins::PluginRuntime`] with WASI 0.2 components built against
+//! `plugins/wit` (`backstop:plugin@0.1.0`).
+//!
+//! Layout:
+//! - [`manifest`]: `plugin.toml`, parsed strictly.
+//! - [`paths`]: resolving paths a plugin returns beneath their grant (cap-std).
+//! - `sandbox`: the wasmtime engine, component cache, limits, and one call in a fresh store.
+//! - [`host`]: [`PluginHost`]: discovery, grants, failure policies, the runtime trait.
+//!
+//! Construction: `PluginHost::new(HostConfig::for_data_dir(data_dir))`, shared as
+//! `Arc<PluginHost>`; after the engine opened the state DB, load the stored grants with
+//! `engine::plugins::sync_records(engine.state(), &*host)`.
 
+pub mod host;
+pub mod manifest;
+pub mod paths;
+mod sandbox;
+
+pub use host::{HostConfig, Limits, PluginHost};
+pub use manifest::{API_VERSION, FailurePolicy, Manifest};
+pub use sandbox::{CallError, TICK};

@@ -30,14 +30,25 @@ pub async fn update_plugin(
     Path(id): Path<String>,
     ApiJson(update): ApiJson<PluginUpdate>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let view = engine::plugins::update_plugin(st.engine.state(), &**st.engine.plugins(), &id, &update).await?;
-    Ok(Json(serde_json::to_value(view).map_err(|e| ApiError(Error::internal("cannot encode the plugin", e)))?))
+    let view =
+        engine::plugins::update_plugin(st.engine.state(), &**st.engine.plugins(), &id, &update)
+            .await?;
+    Ok(Json(serde_json::to_value(view).map_err(|e| {
+        ApiError(Error::internal("cannot encode the plugin", e))
+    })?))
 }
 
 /// `GET /api/backups/jobs/{id}/plugin-log/` -> `{"lines": [PluginLogLine...]}`: what plugins
 /// logged during one job (kept in memory for the most recent jobs; empty otherwise).
-pub async fn job_plugin_log(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
-    let id: i64 = id.parse().ok().filter(|id| *id > 0).ok_or_else(|| ApiError(Error::not_found(format!("no job {id:?}"))))?;
+pub async fn job_plugin_log(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let id: i64 = id
+        .parse()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError(Error::not_found(format!("no job {id:?}"))))?;
     let lines = st.engine.plugins().job_log(id);
     Ok(Json(serde_json::json!({ "lines": lines })))
 }

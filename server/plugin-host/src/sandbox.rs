@@ -1,0 +1,753 @@
+//! The wasmtime layer: one shared [`wasmtime::Engine`], compiled components cached by the
+//! hash of their bytes (in memory, and on disk keyed by the engine's compatibility hash),
+//! and [`Sandbox::call`], which runs one export in a fresh `Store` under the call's limits.
+//!
+//! Why each limit is enforced where it is:
+//! - time: epoch interruption. A ticker thread bumps the epoch every [`TICK`]; at each tick
+//!   the store's callback yields to the plugin runtime (so a spinning guest never holds a
+//!   worker) and interrupts once the deadline passed or the job was canceled.
+//! - memory: a [`wasmtime::ResourceLimiter`] that refuses growth past the cap (and records
+//!   that it did, so the error says "memory" rather than a bare trap).
+//! - handles: the resource table's capacity; host calls: a per-call counter.
+//! - output: stdout/stderr and `host.log` share one capped log buffer; excess is counted,
+//!   not stored.
+//!
+//! Calls run on the sandbox's own multi-threaded tokio runtime: the engine calls the plugin
+//! runtime synchronously from blocking threads and waits on a channel, and the WASI p2 async
+//! bindings need a runtime (the sync ones panic inside tokio).
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use engine::plugins::PluginLogLine;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        world: "plugin",
+        path: "../../plugins/wit",
+        imports: { default: trappable },
+        exports: { default: async },
+    });
+}
+
+pub(crate) use bindings::backstop::plugin::types::{
+    Contribution, HookContext, HookOutcome, HookPoint as WitHookPoint, JobContext as WitJobContext,
+    LogLevel, Placement, RestoreRequest,
+};
+use bindings::exports::backstop::plugin::{contributor, hooks, restorer};
+
+/// Epoch tick: the granularity of deadlines and of yielding.
+pub const TICK: Duration = Duration::from_millis(5);
+/// Handles (streams, descriptors) one call may hold at once.
+const MAX_HANDLES: usize = 1_000;
+/// Host calls (`host.log`, `config-get`, ...) one call may make.
+const MAX_HOSTCALLS: u64 = 1_000_000;
+/// One log line is cut at this length.
+const MAX_LINE: usize = 4 * 1024;
+/// Grace beyond a call's deadline before the waiting thread gives up on it (a guest is
+/// interrupted at the next tick; this only covers a host-side stall).
+const WAIT_GRACE: Duration = Duration::from_secs(5);
+
+/// Why a call failed. The text is what the job's warning or error says.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error("stopped after its {ms} ms deadline")]
+    Timeout { ms: u64 },
+    #[error("stopped: it tried to use more than {mb} MiB of memory")]
+    Memory { mb: u64 },
+    #[error("stopped: the job was canceled")]
+    Cancelled,
+    #[error("stopped: more than {0} host calls")]
+    Hostcalls(u64),
+    #[error("trapped: {0}")]
+    Trap(String),
+    #[error("could not be started: {0}")]
+    Start(String),
+    #[error("failed: {0}")]
+    Plugin(String),
+    #[error("returned output that was refused: {0}")]
+    Output(String),
+    #[error("does not export the {0} interface")]
+    MissingExport(&'static str),
+}
+
+/// Why a component could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid WebAssembly component for this host: {reason}")]
+    Compile { path: PathBuf, reason: String },
+}
+
+/// One export call.
+pub(crate) enum Request {
+    Hook(HookContext),
+    Collect(WitJobContext),
+    Plan(RestoreRequest),
+    Restore(RestoreRequest),
+}
+
+/// Its answer.
+pub(crate) enum Response {
+    Hook(HookOutcome),
+    Collect(Result<Vec<Contribution>, String>),
+    Plan(Result<Vec<Placement>, String>),
+    Restore(Result<Vec<String>, String>),
+}
+
+/// A compiled component, ready to instantiate; which of the interfaces it exports.
+pub(crate) struct Compiled {
+    pub sha256: String,
+    pre: InstancePre<CallState>,
+    hooks: Option<hooks::GuestIndices>,
+    contributor: Option<contributor::GuestIndices>,
+    restorer: Option<restorer::GuestIndices>,
+}
+
+impl Compiled {
+    pub fn exports_hooks(&self) -> bool {
+        self.hooks.is_some()
+    }
+    pub fn exports_contributor(&self) -> bool {
+        self.contributor.is_some()
+    }
+    pub fn exports_restorer(&self) -> bool {
+        self.restorer.is_some()
+    }
+}
+
+/// Everything one call runs with.
+pub(crate) struct CallSetup {
+    pub plugin: String,
+    pub memory_bytes: u64,
+    pub timeout: Duration,
+    pub log_bytes: usize,
+    /// (host folder, guest path, permissions).
+    pub preopens: Vec<(PathBuf, String, FsPerms)>,
+    pub settings: Arc<serde_json::Map<String, serde_json::Value>>,
+    pub cancel: Arc<AtomicBool>,
+}
+
+/// What came back, including the log even when the call failed.
+pub(crate) struct CallOutcome {
+    pub result: Result<Response, CallError>,
+    pub log: Vec<PluginLogLine>,
+    /// Log bytes dropped over the cap.
+    pub log_dropped: u64,
+    pub elapsed: Duration,
+}
+
+/// The per-call log: `host.log`, stdout and stderr, capped.
+struct LogSink {
+    plugin: String,
+    lines: Vec<PluginLogLine>,
+    bytes: usize,
+    cap: usize,
+    dropped: u64,
+    /// Unterminated output per stream (`stdout`, `stderr`).
+    partial: [Vec<u8>; 2],
+}
+
+impl LogSink {
+    fn push(&mut self, level: &str, message: &str) {
+        let message = if message.len() > MAX_LINE {
+            let mut end = MAX_LINE;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            &message[..end]
+        } else {
+            message
+        };
+        if self.bytes + message.len() > self.cap {
+            self.dropped += message.len() as u64;
+            return;
+        }
+        self.bytes += message.len();
+        self.lines.push(PluginLogLine {
+            plugin: self.plugin.clone(),
+            level: level.to_owned(),
+            message: message.to_owned(),
+            at: engine::state::now_rfc3339(),
+        });
+    }
+
+    fn write(&mut self, stream: usize, mut data: &[u8]) {
+        let name = if stream == 0 { "stdout" } else { "stderr" };
+        // Fast path once the cap is reached: count, do not buffer.
+        if self.bytes >= self.cap {
+            self.dropped += data.len() as u64;
+            return;
+        }
+        while let Some(pos) = data.iter().position(|b| *b == b'\n') {
+            let mut line = std::mem::take(&mut self.partial[stream]);
+            line.extend_from_slice(&data[..pos]);
+            self.push(name, &String::from_utf8_lossy(&line));
+            data = &data[pos + 1..];
+        }
+        let room = MAX_LINE.saturating_sub(self.partial[stream].len());
+        self.partial[stream].extend_from_slice(&data[..data.len().min(room)]);
+    }
+
+    fn finish(&mut self) {
+        for stream in 0..2 {
+            if !self.partial[stream].is_empty() {
+                let line = std::mem::take(&mut self.partial[stream]);
+                let name = if stream == 0 { "stdout" } else { "stderr" };
+                self.push(name, &String::from_utf8_lossy(&line));
+            }
+        }
+    }
+}
+
+/// stdout or stderr of a guest, written into its [`LogSink`].
+#[derive(Clone)]
+struct LogPipe {
+    sink: Arc<Mutex<LogSink>>,
+    stream: usize,
+}
+
+impl wasmtime_wasi::cli::IsTerminal for LogPipe {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for LogPipe {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl tokio::io::AsyncWrite for LogPipe {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if let Ok(mut sink) = self.sink.lock() {
+            sink.write(self.stream, buf);
+        }
+        // Always "written": a guest printing past the cap keeps running, its output is
+        // counted as dropped.
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Refuses memory growth past the cap and remembers that it did.
+struct Limiter {
+    memory_bytes: u64,
+    hit: bool,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.memory_bytes {
+            self.hit = true;
+            return Err(wasmtime::Error::msg("memory limit reached"));
+        }
+        Ok(true)
+    }
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+    fn instances(&self) -> usize {
+        32
+    }
+    fn tables(&self) -> usize {
+        64
+    }
+    fn memories(&self) -> usize {
+        8
+    }
+}
+
+/// Why the epoch callback or a host call stopped the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Deadline,
+    Cancelled,
+    Hostcalls,
+}
+
+/// The data of one call's `Store`.
+pub(crate) struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+    log: Arc<Mutex<LogSink>>,
+    settings: Arc<serde_json::Map<String, serde_json::Value>>,
+    cancel: Arc<AtomicBool>,
+    hostcalls: u64,
+    deadline: Instant,
+    stopped: Option<Stop>,
+}
+
+impl CallState {
+    fn hostcall(&mut self) -> wasmtime::Result<()> {
+        self.hostcalls += 1;
+        if self.hostcalls > MAX_HOSTCALLS {
+            self.stopped = Some(Stop::Hostcalls);
+            return Err(wasmtime::Error::msg("too many host calls"));
+        }
+        Ok(())
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl bindings::backstop::plugin::types::Host for CallState {}
+
+impl bindings::backstop::plugin::host::Host for CallState {
+    fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
+        self.hostcall()?;
+        let level = match level {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        };
+        if let Ok(mut sink) = self.log.lock() {
+            sink.push(level, &message);
+        }
+        Ok(())
+    }
+    fn config_get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        self.hostcall()?;
+        Ok(self.settings.get(&key).map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }))
+    }
+    fn progress(&mut self, _done: u64, _total: u64) -> wasmtime::Result<()> {
+        // Accepted and bounded by the host-call cap; job progress stays the engine's.
+        self.hostcall()
+    }
+    fn cancelled(&mut self) -> wasmtime::Result<bool> {
+        self.hostcall()?;
+        Ok(self.cancel.load(Ordering::Relaxed))
+    }
+}
+
+/// The shared engine, linker, compiled-component cache, epoch ticker and plugin runtime.
+pub(crate) struct Sandbox {
+    engine: wasmtime::Engine,
+    linker: Linker<CallState>,
+    /// Always `Some` until drop, where it is shut down without blocking (dropping a
+    /// runtime normally blocks, which panics when the last owner is an async task).
+    runtime: Option<tokio::runtime::Runtime>,
+    /// sha256 of the component bytes -> compiled component.
+    memo: Mutex<HashMap<String, Arc<Compiled>>>,
+    cache_dir: Option<PathBuf>,
+    engine_hash: String,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Sandbox {
+    /// Builds the engine and starts the ticker and `threads` plugin worker threads.
+    /// `cache_dir` holds precompiled components (`None`: compile in memory only).
+    pub fn new(cache_dir: Option<PathBuf>, threads: usize) -> wasmtime::Result<Sandbox> {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        // Plugins are small; a modest stack bounds deep recursion cheaply.
+        config.max_wasm_stack(1 << 20);
+        let engine = wasmtime::Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        bindings::Plugin::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("backstop-plugin")
+            // A spinning guest re-queues itself locally at every tick; without this a call
+            // submitted from outside (the global queue) would wait 61 ticks (about 300 ms)
+            // behind it on a busy worker.
+            .global_queue_interval(1)
+            .enable_all()
+            .build()
+            .map_err(|e| wasmtime::Error::msg(format!("cannot start the plugin runtime: {e}")))?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_hash = format!("{:016x}", hasher.finish());
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = ticker_stop.clone();
+            std::thread::Builder::new()
+                .name("backstop-plugin-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| wasmtime::Error::msg(format!("cannot start the epoch ticker: {e}")))?;
+        }
+        Ok(Sandbox {
+            engine,
+            linker,
+            runtime: Some(runtime),
+            memo: Mutex::new(HashMap::new()),
+            cache_dir,
+            engine_hash,
+            ticker_stop,
+        })
+    }
+
+    /// Loads a component file: from the in-memory memo when these exact bytes were loaded
+    /// before, else from the on-disk cache, else by compiling it (and caching the result).
+    pub fn load(&self, wasm_path: &Path) -> Result<Arc<Compiled>, LoadError> {
+        let bytes = std::fs::read(wasm_path).map_err(|source| LoadError::Read {
+            path: wasm_path.to_owned(),
+            source,
+        })?;
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        if let Some(c) = self.memo.lock().expect("memo lock").get(&sha256) {
+            return Ok(c.clone());
+        }
+        let compile_error = |e: wasmtime::Error| LoadError::Compile {
+            path: wasm_path.to_owned(),
+            reason: format!("{e:#}"),
+        };
+        let component = self.component(&bytes, &sha256).map_err(compile_error)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(compile_error)?;
+        let compiled = Arc::new(Compiled {
+            sha256: sha256.clone(),
+            hooks: hooks::GuestIndices::new(&pre).ok(),
+            contributor: contributor::GuestIndices::new(&pre).ok(),
+            restorer: restorer::GuestIndices::new(&pre).ok(),
+            pre,
+        });
+        self.memo
+            .lock()
+            .expect("memo lock")
+            .insert(sha256, compiled.clone());
+        Ok(compiled)
+    }
+
+    fn component(&self, bytes: &[u8], sha256: &str) -> wasmtime::Result<Component> {
+        let Some(dir) = &self.cache_dir else {
+            return Component::from_binary(&self.engine, bytes);
+        };
+        let cached = dir.join(format!("{sha256}-{}.cwasm", self.engine_hash));
+        if cached.is_file() {
+            // SAFETY: the file was written by `Component::serialize` of this host into its
+            // own cache folder (not reachable by plugins), is named by the hash of the
+            // source bytes and of this engine's configuration, and wasmtime checks its
+            // header for version and configuration compatibility before use.
+            match unsafe { Component::deserialize_file(&self.engine, &cached) } {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    tracing::warn!(file = %cached.display(), error = %e, "ignoring an unusable precompiled plugin")
+                }
+            }
+        }
+        let component = Component::from_binary(&self.engine, bytes)?;
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(dir)?;
+            let serialized = component.serialize().map_err(std::io::Error::other)?;
+            let tmp = dir.join(format!(
+                ".{sha256}-{}.tmp-{}",
+                self.engine_hash,
+                std::process::id()
+            ));
+            std::fs::write(&tmp, serialized)?;
+            std::fs::rename(&tmp, &cached)
+        };
+        if let Err(e) = write() {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot cache a precompiled plugin; it will be compiled again next start");
+        }
+        Ok(component)
+    }
+
+    /// Runs one call and waits for it (from a blocking thread, never an async worker).
+    pub fn call(&self, compiled: Arc<Compiled>, setup: CallSetup, request: Request) -> CallOutcome {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let timeout = setup.timeout;
+        let fut = self.call_async(compiled, setup, request);
+        self.runtime
+            .as_ref()
+            .expect("runtime lives until drop")
+            .spawn(async move {
+                let _ = tx.send(fut.await);
+            });
+        match rx.recv_timeout(timeout + WAIT_GRACE) {
+            Ok(outcome) => outcome,
+            Err(_) => CallOutcome {
+                result: Err(CallError::Timeout {
+                    ms: timeout.as_millis() as u64,
+                }),
+                log: Vec::new(),
+                log_dropped: 0,
+                elapsed: timeout + WAIT_GRACE,
+            },
+        }
+    }
+
+    /// The call itself, on the plugin runtime.
+    fn call_async(
+        &self,
+        compiled: Arc<Compiled>,
+        setup: CallSetup,
+        request: Request,
+    ) -> impl std::future::Future<Output = CallOutcome> + Send + 'static {
+        let engine = self.engine.clone();
+        async move {
+            let started = Instant::now();
+            let sink = Arc::new(Mutex::new(LogSink {
+                plugin: setup.plugin.clone(),
+                lines: Vec::new(),
+                bytes: 0,
+                cap: setup.log_bytes,
+                dropped: 0,
+                partial: [Vec::new(), Vec::new()],
+            }));
+            let result = run(&engine, &compiled, &setup, sink.clone(), request).await;
+            let (log, log_dropped) = {
+                let mut s = sink.lock().expect("log lock");
+                s.finish();
+                (std::mem::take(&mut s.lines), s.dropped)
+            };
+            CallOutcome {
+                result,
+                log,
+                log_dropped,
+                elapsed: started.elapsed(),
+            }
+        }
+    }
+}
+
+async fn run(
+    engine: &wasmtime::Engine,
+    compiled: &Compiled,
+    setup: &CallSetup,
+    sink: Arc<Mutex<LogSink>>,
+    request: Request,
+) -> Result<Response, CallError> {
+    let mut wasi = WasiCtxBuilder::new();
+    // Deny by default: no environment, no arguments, no inherited stdio, no network.
+    wasi.stdout(LogPipe {
+        sink: sink.clone(),
+        stream: 0,
+    })
+    .stderr(LogPipe {
+        sink: sink.clone(),
+        stream: 1,
+    })
+    .allow_tcp(false)
+    .allow_udp(false)
+    .allow_ip_name_lookup(false)
+    .socket_addr_check(|_, _| Box::pin(async { false }));
+    for (host, guest, perms) in &setup.preopens {
+        wasi.preopened_dir(host, guest, *perms).map_err(|e| {
+            CallError::Start(format!(
+                "{guest} ({}) cannot be opened: {e}",
+                host.display()
+            ))
+        })?;
+    }
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(MAX_HANDLES);
+    let state = CallState {
+        wasi: wasi.build(),
+        table,
+        limiter: Limiter {
+            memory_bytes: setup.memory_bytes,
+            hit: false,
+        },
+        log: sink.clone(),
+        settings: setup.settings.clone(),
+        cancel: setup.cancel.clone(),
+        hostcalls: 0,
+        deadline: Instant::now() + setup.timeout,
+        stopped: None,
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limiter);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut ctx| {
+        let s = ctx.data_mut();
+        if s.cancel.load(Ordering::Relaxed) {
+            s.stopped = Some(Stop::Cancelled);
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        if Instant::now() >= s.deadline {
+            s.stopped = Some(Stop::Deadline);
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        Ok(UpdateDeadline::Yield(1))
+    });
+    let result = invoke(&mut store, compiled, request).await;
+    result.map_err(|e| classify(&store, setup, &sink, e))
+}
+
+async fn invoke(
+    store: &mut Store<CallState>,
+    compiled: &Compiled,
+    request: Request,
+) -> Result<Response, wasmtime::Error> {
+    let missing = |what: &'static str| wasmtime::Error::new(Missing(what));
+    let instance = compiled.pre.instantiate_async(&mut *store).await?;
+    Ok(match request {
+        Request::Hook(ctx) => {
+            let g = compiled
+                .hooks
+                .as_ref()
+                .ok_or_else(|| missing("hooks"))?
+                .load(&mut *store, &instance)?;
+            Response::Hook(g.call_on_hook(&mut *store, &ctx).await?)
+        }
+        Request::Collect(ctx) => {
+            let g = compiled
+                .contributor
+                .as_ref()
+                .ok_or_else(|| missing("contributor"))?
+                .load(&mut *store, &instance)?;
+            Response::Collect(g.call_collect(&mut *store, &ctx).await?)
+        }
+        Request::Plan(req) => {
+            let g = compiled
+                .restorer
+                .as_ref()
+                .ok_or_else(|| missing("restorer"))?
+                .load(&mut *store, &instance)?;
+            Response::Plan(g.call_plan(&mut *store, &req).await?)
+        }
+        Request::Restore(req) => {
+            let g = compiled
+                .restorer
+                .as_ref()
+                .ok_or_else(|| missing("restorer"))?
+                .load(&mut *store, &instance)?;
+            Response::Restore(g.call_restore(&mut *store, &req).await?)
+        }
+    })
+}
+
+/// Marker error: the component lacks an interface its manifest promised.
+#[derive(Debug)]
+struct Missing(&'static str);
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "missing export {}", self.0)
+    }
+}
+
+impl std::error::Error for Missing {}
+
+/// Turns a wasmtime error into the reason a person reads: the limit that stopped the guest
+/// when one did, else the trap (with the guest's last stderr line, e.g. a panic message).
+fn classify(
+    store: &Store<CallState>,
+    setup: &CallSetup,
+    sink: &Mutex<LogSink>,
+    e: wasmtime::Error,
+) -> CallError {
+    let s = store.data();
+    match s.stopped {
+        Some(Stop::Deadline) => {
+            return CallError::Timeout {
+                ms: setup.timeout.as_millis() as u64,
+            };
+        }
+        Some(Stop::Cancelled) => return CallError::Cancelled,
+        Some(Stop::Hostcalls) => return CallError::Hostcalls(MAX_HOSTCALLS),
+        None => {}
+    }
+    if s.limiter.hit {
+        return CallError::Memory {
+            mb: setup.memory_bytes >> 20,
+        };
+    }
+    if let Some(m) = e.downcast_ref::<Missing>() {
+        return CallError::MissingExport(m.0);
+    }
+    let what = match e.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => trap.to_string(),
+        None => format!("{e:#}")
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    let mut sink = sink.lock().expect("log lock");
+    sink.finish();
+    let stderr: Vec<&str> = sink
+        .lines
+        .iter()
+        .filter(|l| l.level == "stderr")
+        .map(|l| l.message.as_str())
+        .collect();
+    // A Rust panic prints "... panicked at file:line:col:" and the message on the next line.
+    let panic = match stderr.iter().rposition(|l| l.contains("panicked at")) {
+        Some(i) => Some(
+            stderr[i..]
+                .iter()
+                .take(2)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        None => stderr
+            .iter()
+            .rev()
+            .find(|l| !l.starts_with("note:"))
+            .map(|l| (*l).to_owned()),
+    };
+    match panic {
+        Some(p) => CallError::Trap(format!("{what} (stderr: {p})")),
+        None => CallError::Trap(what),
+    }
+}
