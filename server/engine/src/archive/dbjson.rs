@@ -383,10 +383,13 @@ impl<'de> Visitor<'de> for ValueVisitor {
 mod tests {
     use super::*;
 
+    /// (name, columns, rows) of one table.
+    type Table = (String, Vec<(String, String)>, Vec<Vec<Value>>);
+
     #[derive(Default)]
     struct Collect {
         version: i64,
-        tables: Vec<(String, Vec<(String, String)>, Vec<Vec<Value>>)>,
+        tables: Vec<Table>,
     }
 
     impl Sink for Collect {

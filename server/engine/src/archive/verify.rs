@@ -1099,7 +1099,7 @@ impl<'t> Extractor<'t> {
 
     fn finish(&mut self) -> Result<()> {
         self.dir_meta
-            .sort_by(|a, b| b.0.components().count().cmp(&a.0.components().count()));
+            .sort_by_key(|d| std::cmp::Reverse(d.0.components().count()));
         for (dir, mode, mtime) in &self.dir_meta {
             let set = || -> io::Result<()> {
                 File::open(dir)?
