@@ -1007,3 +1007,91 @@ fn a_broken_plugin_is_listed_with_its_reason_and_never_runs() {
         .expect_err("broken");
     assert_eq!(err.kind(), engine::ErrorKind::Conflict);
 }
+
+#[test]
+fn install_checks_the_plugin_before_writing_and_it_starts_disabled() {
+    let s = setup(&[]);
+    let manifest =
+        std::fs::read_to_string(built().join("fixture-veto/plugin.toml")).expect("manifest");
+    let wasm = std::fs::read(built().join("fixture-veto/plugin.wasm")).expect("wasm");
+    let err = s
+        .host
+        .install(&manifest.replace("api = \"0.1.0\"", "api = \"9.0\""), &wasm)
+        .expect_err("bad api");
+    assert_eq!(
+        err.message(),
+        "plugin.toml: api \"9.0\" is not supported by this Backstop (it implements 0.1.0)"
+    );
+    let err = s
+        .host
+        .install(&manifest, b"not wasm")
+        .expect_err("bad component");
+    assert!(
+        err.message()
+            .starts_with("plugin fixture-veto was not installed: "),
+        "{}",
+        err.message()
+    );
+    assert!(
+        !s.data().join("plugins/fixture-veto").exists(),
+        "nothing written for a refused plugin"
+    );
+    let view = s.host.install(&manifest, &wasm).expect("installed");
+    assert_eq!(
+        (view.id.as_str(), view.state.as_str()),
+        ("fixture-veto", "disabled")
+    );
+    assert!(s.data().join("plugins/fixture-veto/plugin.wasm").is_file());
+    assert!(
+        s.host
+            .run_hooks(HookPoint::PreBackup, &job(1))
+            .veto
+            .is_none(),
+        "disabled plugins do not run"
+    );
+}
+
+#[test]
+fn space_guard_vetoes_a_backup_that_would_not_fit_and_lets_one_that_fits_go() {
+    let s = setup(&["space-guard"]);
+    enable(
+        &s.host,
+        "space-guard",
+        &[],
+        true,
+        serde_json::json!({ "margin_percent": 10 }),
+    );
+    let with = |free: u64, estimated: u64| JobContext {
+        facts: vec![
+            ("archive_dir".into(), "/srv/backups".into()),
+            ("free_bytes".into(), free.to_string()),
+            ("estimated_bytes".into(), estimated.to_string()),
+        ],
+        ..job(1)
+    };
+    let mib = 1u64 << 20;
+    let report = s
+        .host
+        .run_hooks(HookPoint::PreBackup, &with(100 * mib, 95 * mib));
+    assert_eq!(
+        report.veto,
+        Some((
+            "space-guard".to_owned(),
+            "not enough free space in /srv/backups: the backup needs about 104.5 MiB (estimate 95.0 MiB + 10% margin + 0.0 MiB reserve) but only 100.0 MiB is free".to_owned()
+        ))
+    );
+    let report = s
+        .host
+        .run_hooks(HookPoint::PreBackup, &with(100 * mib, 50 * mib));
+    assert!(
+        report.veto.is_none() && report.warnings.is_empty(),
+        "{report:?}"
+    );
+    // Without the facts it cannot judge and lets the job go.
+    assert!(
+        s.host
+            .run_hooks(HookPoint::PreBackup, &job(2))
+            .veto
+            .is_none()
+    );
+}
