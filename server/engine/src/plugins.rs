@@ -180,6 +180,15 @@ pub trait PluginRuntime: Send + Sync {
 
     /// Applies a record saved after [`PluginRuntime::plan_update`].
     fn apply_record(&self, _record: PluginRecord) {}
+
+    /// Installs or replaces a plugin from its `plugin.toml` text and component bytes (admin
+    /// upload). Checked before anything is written; the plugin starts disabled.
+    fn install(&self, _manifest: &str, _component: &[u8]) -> Result<PluginView> {
+        Err(Error::new(
+            crate::ErrorKind::Unavailable,
+            "this server runs without a plugin host",
+        ))
+    }
 }
 
 /// The `data/<name>/` directories of an archive that `targets` does not place and that no

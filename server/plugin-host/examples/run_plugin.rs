@@ -31,7 +31,7 @@ fn main() -> anyhow::Result<()> {
     let data = tempfile::tempdir()?;
     let t = std::time::Instant::now();
     let host = PluginHost::new(HostConfig::for_data_dir(data.path()))?;
-    let view = host.install(
+    let view = host.install_plugin(
         &std::fs::read_to_string(src.join("plugin.toml"))?,
         &std::fs::read(src.join("plugin.wasm"))?,
     )?;

@@ -253,7 +253,7 @@ impl PluginHost {
     /// (strict manifest, compilable component with the listed exports) before anything is
     /// written, then moved into place. The plugin starts disabled until the admin enables it;
     /// an upgrade asking for more permissions waits for re-approval.
-    pub fn install(&self, manifest_text: &str, wasm: &[u8]) -> Result<PluginView> {
+    pub fn install_plugin(&self, manifest_text: &str, wasm: &[u8]) -> Result<PluginView> {
         let manifest = Manifest::parse(manifest_text).map_err(|e| Error::invalid(e.to_string()))?;
         let id = manifest.id.clone();
         let staging = self
@@ -1231,6 +1231,10 @@ impl PluginRuntime for PluginHost {
             return Err(Error::fields(fields));
         }
         Ok(record)
+    }
+
+    fn install(&self, manifest: &str, component: &[u8]) -> Result<PluginView> {
+        self.install_plugin(manifest, component)
     }
 
     fn apply_record(&self, record: PluginRecord) {

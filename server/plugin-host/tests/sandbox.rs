@@ -1036,7 +1036,7 @@ fn install_checks_the_plugin_before_writing_and_it_starts_disabled() {
         !s.data().join("plugins/fixture-veto").exists(),
         "nothing written for a refused plugin"
     );
-    let view = s.host.install(&manifest, &wasm).expect("installed");
+    let view = s.host.install_plugin(&manifest, &wasm).expect("installed");
     assert_eq!(
         (view.id.as_str(), view.state.as_str()),
         ("fixture-veto", "disabled")

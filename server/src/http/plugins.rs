@@ -52,3 +52,60 @@ pub async fn job_plugin_log(
     let lines = st.engine.plugins().job_log(id);
     Ok(Json(serde_json::json!({ "lines": lines })))
 }
+
+/// Largest accepted plugin upload (manifest + component).
+pub const MAX_PLUGIN_UPLOAD: usize = 64 << 20;
+
+/// `POST /api/backups/plugins/` (multipart: `manifest` = the `plugin.toml` text, `component`
+/// = the `.wasm`) -> 201 + the plugin, disabled until an admin enables it. 400 when the
+/// manifest or component is refused (the message says why). Mount it with
+/// `DefaultBodyLimit::max(MAX_PLUGIN_UPLOAD)`.
+pub async fn install_plugin(
+    State(st): State<AppState>,
+    mut form: axum::extract::Multipart,
+) -> ApiResult<(axum::http::StatusCode, Json<serde_json::Value>)> {
+    let bad = |m: &str| ApiError(Error::invalid(m.to_owned()));
+    let (mut manifest, mut component) = (None, None);
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|_| bad("the upload is not valid multipart form data"))?
+    {
+        match field.name() {
+            Some("manifest") => {
+                manifest = Some(
+                    field
+                        .text()
+                        .await
+                        .map_err(|_| bad("the manifest field is not UTF-8 text"))?,
+                )
+            }
+            Some("component") => {
+                component = Some(
+                    field
+                        .bytes()
+                        .await
+                        .map_err(|_| bad("the component field could not be read"))?,
+                )
+            }
+            _ => {
+                return Err(bad(
+                    "send the fields manifest (plugin.toml) and component (plugin.wasm) only",
+                ));
+            }
+        }
+    }
+    let (Some(manifest), Some(component)) = (manifest, component) else {
+        return Err(bad(
+            "send both fields: manifest (plugin.toml) and component (plugin.wasm)",
+        ));
+    };
+    let runtime = st.engine.plugins().clone();
+    // Compiling a component takes a moment of CPU: not on the async workers.
+    let view = tokio::task::spawn_blocking(move || runtime.install(&manifest, &component))
+        .await
+        .map_err(|e| ApiError(Error::internal("installing the plugin failed", e)))??;
+    let body = serde_json::to_value(view)
+        .map_err(|e| ApiError(Error::internal("cannot encode the plugin", e)))?;
+    Ok((axum::http::StatusCode::CREATED, Json(body)))
+}
