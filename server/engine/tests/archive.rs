@@ -428,6 +428,32 @@ async fn symlinks_are_skipped_with_a_warning_and_never_followed() {
 }
 
 #[tokio::test]
+async fn non_utf8_names_and_special_files_are_skipped_with_warnings() {
+    use std::os::unix::ffi::OsStrExt;
+    let f = Fixture::new().await;
+    let odd = f
+        .path("logos")
+        .join(std::ffi::OsStr::from_bytes(b"latin1-\xe9.svg"));
+    std::fs::write(&odd, b"<svg/>").expect("write");
+    run(Command::new("mkfifo").arg(f.path("logos/pipe")));
+    let out = f.backup().await;
+    assert!(
+        out.warnings.iter().any(|w| w.contains("not valid UTF-8")),
+        "{:?}",
+        out.warnings
+    );
+    assert!(
+        out.warnings
+            .iter()
+            .any(|w| w.contains("data/logos/pipe") && w.contains("not a regular file")),
+        "{:?}",
+        out.warnings
+    );
+    assert_eq!(out.manifest["directories"][0]["files"], 22);
+    f.verify(&out.path).expect("valid");
+}
+
+#[tokio::test]
 async fn canceled_archive_returns_canceled_and_leaves_no_file() {
     let f = Fixture::new().await;
     // Big enough that finishing instead of canceling would take a while.

@@ -221,7 +221,9 @@ impl Gz<'_> {
     pub(crate) fn abort(mut self) -> Option<Error> {
         self.stop.store(true, Ordering::Relaxed);
         self.jobs = None;
-        self.join_writer().err()
+        self.join_writer()
+            .err()
+            .filter(|e| e.message() != ABANDONED)
     }
 
     fn join_writer(&mut self) -> Result<Written> {
@@ -244,6 +246,9 @@ impl Drop for Gz<'_> {
 #[derive(Debug, thiserror::Error)]
 #[error("a pipeline thread ended early")]
 struct PipelineBroken;
+
+/// The writer's answer to [`Gz::abort`]: not a cause, so never reported over the producer's.
+const ABANDONED: &str = "the archive was abandoned";
 
 /// One compressor thread: takes chunks, produces pieces.
 fn compressor(jobs: &Mutex<Receiver<Job>>, done: &Sender<Done>, outputs: &Mutex<Vec<Vec<u8>>>) {
@@ -419,7 +424,7 @@ fn write_members(
             return Err(canceled());
         }
         if stop.load(Ordering::Relaxed) {
-            return Err(Error::internal("the archive was abandoned", PipelineBroken));
+            return Err(Error::internal(ABANDONED, PipelineBroken));
         }
         pending.insert(d.seq, (d.input, d.output?));
         while let Some((input, piece)) = pending.remove(&next) {
@@ -457,7 +462,7 @@ fn write_members(
         return Err(canceled());
     }
     if stop.load(Ordering::Relaxed) {
-        return Err(Error::internal("the archive was abandoned", PipelineBroken));
+        return Err(Error::internal(ABANDONED, PipelineBroken));
     }
     file.sync_all().map_err(failed)?;
     Ok(Written {
@@ -470,30 +475,28 @@ fn write_members(
 /// kicked, coalescing kicks that arrive while it is busy. Errors are ignored here because the
 /// final `sync_all` reports them.
 struct Flusher {
+    /// None when the helper could not be started: the final `sync_all` still runs.
     kick: Option<SyncSender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Flusher {
     fn start(file: &File) -> Flusher {
         let Ok(clone) = file.try_clone() else {
-            return Flusher {
-                kick: None,
-                thread: None,
-            };
+            return Flusher { kick: None };
         };
         let (tx, rx) = sync_channel::<()>(1);
-        let thread = std::thread::Builder::new()
+        // Detached on purpose: after a cancel, waiting for a running sync of a file about to
+        // be deleted would make the cancel slow. The thread ends after its current sync, once
+        // the sender is dropped.
+        let started = std::thread::Builder::new()
             .name("archive-flush".into())
             .spawn(move || {
                 while rx.recv().is_ok() {
                     let _ = clone.sync_data();
                 }
-            })
-            .ok();
+            });
         Flusher {
-            kick: Some(tx),
-            thread,
+            kick: started.is_ok().then_some(tx),
         }
     }
 
@@ -501,15 +504,6 @@ impl Flusher {
         if let Some(k) = &self.kick {
             let _ = k.try_send(());
         }
-    }
-}
-
-impl Drop for Flusher {
-    fn drop(&mut self) {
-        // Not joined: after a cancel, waiting for a running sync of a file about to be
-        // deleted would make the cancel slow. The thread ends after its current sync.
-        self.kick = None;
-        self.thread = None;
     }
 }
 
