@@ -5,7 +5,8 @@ use leptos::prelude::*;
 
 use crate::model::{JobView, format_bytes};
 
-/// What the dialog shows.
+/// What the dialog shows. (Only the browser build moves between stages.)
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 #[derive(Clone, Debug, PartialEq)]
 enum Stage {
     Closed,

@@ -135,6 +135,12 @@ impl Engine {
         crate::content::summarize(&self.inner.content, sample).await
     }
 
+    /// Installed plugins as the API lists them: `{"plugins": [...]}`.
+    pub async fn plugins_view(&self) -> Result<serde_json::Value> {
+        let plugins = self.inner.plugins.describe();
+        Ok(serde_json::json!({ "plugins": plugins }))
+    }
+
     /// Closes both pools (checkpointing WAL).
     pub async fn close(&self) {
         self.inner.content.close().await;

@@ -52,14 +52,14 @@ const JOURNAL: &str = ".restore-swap.json";
 
 impl Engine {
     /// The archive limits used by validation (entry count, sizes, expansion).
-    pub fn archive_limits(&self) -> shim::Limits {
-        shim::Limits::default()
+    pub fn archive_limits(&self) -> crate::archive::verify::Limits {
+        crate::archive::verify::Limits::default()
     }
 
     /// Reads `manifest.json` of a backup job's archive.
     pub async fn job_manifest(&self, id: JobId) -> Result<serde_json::Value> {
         let path = self.archive_path(id).await?;
-        tokio::task::spawn_blocking(move || shim::read_manifest(&path))
+        tokio::task::spawn_blocking(move || read_manifest(&path))
             .await
             .map_err(|e| Error::internal("reading the manifest failed", e))?
     }
@@ -79,7 +79,7 @@ impl Engine {
         let limits = self.archive_limits();
         let path = path.to_path_buf();
         let report = tokio::task::spawn_blocking(move || {
-            shim::verify_archive(&path, &limits, &schema, &CancellationToken::new(), progress)
+            crate::archive::verify::verify_archive(&path, &limits, &schema, &CancellationToken::new(), progress)
         })
         .await
         .map_err(|e| Error::internal("verification failed", e))??;
@@ -187,7 +187,7 @@ impl Engine {
         let schema = crate::archive::content_schema(self.content()).await?;
         let report = {
             let (archive, schema, cancel, progress, limits) = (archive.clone(), schema.clone(), cancel.clone(), progress.clone(), self.archive_limits());
-            tokio::task::spawn_blocking(move || shim::verify_archive(&archive, &limits, &schema, &cancel, progress))
+            tokio::task::spawn_blocking(move || crate::archive::verify::verify_archive(&archive, &limits, &schema, &cancel, progress))
                 .await
                 .map_err(|e| Error::internal("verification failed", e))??
         };
@@ -204,20 +204,24 @@ impl Engine {
         }
 
         // 3. Stage directories next to their targets (same filesystem, so the swap is a rename).
-        let dir_names: Vec<String> = report.directory_names();
         let staging_root = self.data_dir().join(format!(".staging-restore-{}", job.id));
         let _cleanup = crate::jobs::RemoveOnDrop(staging_root.clone());
-        std::fs::create_dir_all(&staging_root).map_err(|e| Error::internal("cannot create the restore staging folder", e))?;
+        std::fs::create_dir_all(staging_root.join("data")).map_err(|e| Error::internal("cannot create the restore staging folder", e))?;
         let db_json = staging_root.join("database.json");
-        {
-            let (archive, staging_root, db_json, cancel, progress, names) =
-                (archive.clone(), staging_root.clone(), db_json.clone(), cancel.clone(), progress.clone(), dir_names.clone());
-            tokio::task::spawn_blocking(move || {
-                shim::extract_to_staging(&archive, &staging_root, &names, &db_json, &cancel, progress)
-            })
-            .await
-            .map_err(|e| Error::internal("extraction failed", e))??;
+        let mut targets = crate::archive::verify::StagingTargets { database_json: db_json.clone(), plugins: Some(staging_root.join("plugins")), ..Default::default() };
+        for name in manifest_directories(&report.manifest) {
+            if !is_plain_name(&name) {
+                return Err(Error::rejected(format!("the manifest names an unsafe directory {name:?}")));
+            }
+            targets.directories.insert(name.clone(), staging_root.join("data").join(&name));
         }
+        let extracted = {
+            let (archive, cancel, progress, limits, schema) = (archive.clone(), cancel.clone(), progress.clone(), self.archive_limits(), schema.clone());
+            tokio::task::spawn_blocking(move || crate::archive::verify::extract_to_staging(&archive, &limits, &schema, &targets, &cancel, progress))
+                .await
+                .map_err(|e| Error::internal("extraction failed", e))??
+        };
+        let dir_names = extracted.directories.clone();
         self.hooks(HookPoint::PostExtract, &ctx, &mut done).await?;
         self.hooks(HookPoint::PreApply, &ctx, &mut done).await?;
         if cancel.is_cancelled() {
@@ -226,7 +230,7 @@ impl Engine {
 
         // 4. Load the database in one transaction (all or nothing).
         progress(Progress { step: "load", done_bytes: 0, total_bytes: 0 });
-        shim::load_database(self.content(), &db_json, &schema, cancel).await?;
+        crate::archive::load::load_database(self.content(), &db_json, &schema, cancel).await?;
 
         // 5. Swap: from here on, cancel is refused; a crash is repaired at next start.
         point_of_no_return.store(true, Ordering::SeqCst);
@@ -310,6 +314,11 @@ fn sync_dir(dir: &Path) {
     }
 }
 
+/// A directory name from an archive is used as a path component: plain names only.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0']) && !name.starts_with('.')
+}
+
 /// Size and SHA-256 of a file, streamed.
 pub fn file_sha256(path: &Path) -> Result<(u64, String)> {
     use sha2::{Digest, Sha256};
@@ -329,46 +338,34 @@ pub fn file_sha256(path: &Path) -> Result<(u64, String)> {
     Ok((n, hex::encode(h.finalize())))
 }
 
-/// TEMPORARY until the archive reader lands (same session): the signatures restore uses.
-mod shim {
-    use std::path::Path;
-
-    use tokio_util::sync::CancellationToken;
-
-    use crate::archive::{ProgressFn, SchemaInfo};
-    use crate::{Error, ErrorKind, Result};
-
-    #[derive(Debug, Clone, Default)]
-    pub struct Limits;
-
-    #[derive(Debug, Clone, serde::Serialize)]
-    pub struct VerifyReport {
-        pub manifest: serde_json::Value,
+/// Reads `manifest.json` (the first entry) of an archive without reading the rest.
+pub fn read_manifest(path: &Path) -> Result<serde_json::Value> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| Error::internal(format!("cannot open {}", path.display()), e))?;
+    let gz = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
+    let mut archive = tar::Archive::new(gz);
+    let mut entries = archive.entries().map_err(|e| Error::rejected("the archive is not a readable tar.gz").with_source(e))?;
+    let mut first = match entries.next() {
+        Some(Ok(e)) => e,
+        _ => return Err(Error::rejected("the archive is empty or not a readable tar.gz")),
+    };
+    let name = first.path().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    if name != "manifest.json" {
+        return Err(Error::rejected(format!("the archive does not start with manifest.json (found {name:?})")));
     }
+    let mut buf = Vec::new();
+    (&mut first)
+        .take(16 << 20)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::rejected("manifest.json cannot be read").with_source(e))?;
+    serde_json::from_slice(&buf).map_err(|e| Error::rejected("manifest.json is not valid JSON").with_source(e))
+}
 
-    impl VerifyReport {
-        pub fn directory_names(&self) -> Vec<String> {
-            Vec::new()
-        }
-    }
-
-    fn missing() -> Error {
-        Error::new(ErrorKind::Unavailable, "archive reading is not available in this build yet")
-    }
-
-    pub fn read_manifest(_p: &Path) -> Result<serde_json::Value> {
-        Err(missing())
-    }
-
-    pub fn verify_archive(_p: &Path, _l: &Limits, _s: &SchemaInfo, _c: &CancellationToken, _pr: ProgressFn) -> Result<VerifyReport> {
-        Err(missing())
-    }
-
-    pub fn extract_to_staging(_a: &Path, _r: &Path, _n: &[String], _d: &Path, _c: &CancellationToken, _p: ProgressFn) -> Result<()> {
-        Err(missing())
-    }
-
-    pub async fn load_database(_pool: &sqlx::SqlitePool, _p: &Path, _s: &SchemaInfo, _c: &CancellationToken) -> Result<()> {
-        Err(missing())
-    }
+/// The `data/<name>` directories a manifest lists.
+fn manifest_directories(manifest: &serde_json::Value) -> Vec<String> {
+    manifest
+        .get("directories")
+        .and_then(|d| d.as_array())
+        .map(|a| a.iter().filter_map(|d| d.get("name").and_then(|n| n.as_str()).map(str::to_owned)).collect())
+        .unwrap_or_default()
 }

@@ -113,11 +113,13 @@ async fn download(State(st): State<AppState>, Path(id): Path<String>, req: Reque
     let id = job_id(&id)?;
     let path = st.engine.archive_path(id).await?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "backup.tar.gz".into());
-    let mut res = tower_http::services::ServeFile::new_with_mime(&path, &"application/gzip".parse().expect("valid mime"))
+    let served = tower_http::services::ServeFile::new_with_mime(&path, &"application/gzip".parse().expect("valid mime"))
         .oneshot(req)
-        .await
-        .map_err(|e: Infallible| match e {})?
-        .map(Body::new);
+        .await;
+    let mut res = match served {
+        Ok(r) => r.map(Body::new),
+        Err(never) => match never {},
+    };
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
         res.headers_mut().insert(header::CONTENT_DISPOSITION, v);
     }

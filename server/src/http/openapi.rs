@@ -24,7 +24,7 @@ fn id_param() -> Value {
 
 /// The document.
 pub fn document() -> Value {
-    let mut with_id = |v: Value| {
+    let with_id = |v: Value| {
         let mut v = v;
         if let Some(o) = v.as_object_mut() {
             o.insert("parameters".into(), id_param());
