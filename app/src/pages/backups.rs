@@ -126,7 +126,7 @@ fn BackupsContent() -> impl IntoView {
                     let o = offset.get();
                     if t == 0 { "—".to_owned() } else { format!("{}–{} of {}", o + 1, (o + PAGE_SIZE).min(t), t) }
                 }}</span>
-                <button class="btn" disabled=move || offset.get() + PAGE_SIZE >= total.get()
+                <button class="btn" disabled=move || { offset.get() + PAGE_SIZE >= total.get() }
                     on:click=move |_| offset.update(|o| *o += PAGE_SIZE)>"Older"</button>
             </nav>
         </section>
