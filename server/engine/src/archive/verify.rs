@@ -811,7 +811,11 @@ fn parse_checksum_line(line: &str) -> Option<(String, String)> {
     Some((sha.to_ascii_lowercase(), path))
 }
 
-/// Validates `database.json` against the content schema as it streams by.
+/// Validates `database.json` against the content schema as it streams by: every table and
+/// column must exist here, rows must have one value per listed column, and each value must be
+/// one SQLite could hold in that column as this database declares it (by affinity): no text or
+/// blob in INTEGER/REAL columns, no number in TEXT columns, no NULL in a NOT NULL column that is
+/// not a primary key, and never a list, a boolean or an unknown object.
 pub(crate) struct SchemaCheck<'a> {
     schema: &'a SchemaInfo,
     seen: HashSet<String>,
