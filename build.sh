@@ -36,9 +36,10 @@ wasm-bindgen --target web --no-typescript --out-dir "$SITE/pkg" --out-name backs
   "$CARGO_TARGET_DIR/wasm32-unknown-unknown/debug/app.wasm"
 cp style/main.css "$SITE/pkg/backstop.css"
 
-# 4. Server.
+# 4. Server (and every host crate, with the same package set as ./test.sh, so features unify
+#    the same way and the test build reuses this one instead of rebuilding the world).
 say "building the server"
-cargo build -p server --bin backstop
+cargo build -p server -p engine -p plugin-host -p tests
 
 # 5. Plugins.
 if [ -x plugins/build.sh ]; then

@@ -13,13 +13,21 @@ use crate::config::{Cli, Command, DemoCommand, UserCommand};
 pub async fn run(cli: Cli) -> Result<()> {
     let engine_config = cli.engine_config()?;
     match cli.command {
-        Command::Serve(args) => crate::http::serve(engine_config, args, crate::shutdown_signal()).await,
+        Command::Serve(args) => {
+            crate::http::serve(engine_config, args, crate::shutdown_signal()).await
+        }
         Command::User(cmd) => {
             let engine = Engine::open(engine_config).await?;
             let result = match cmd {
                 UserCommand::Create { name, role } => {
                     let password = read_password("password for the new account")?;
-                    let account = engine::auth::create_user(engine.state(), &name, &password, Role::parse(&role)?).await?;
+                    let account = engine::auth::create_user(
+                        engine.state(),
+                        &name,
+                        &password,
+                        Role::parse(&role)?,
+                    )
+                    .await?;
                     println!("created {} {:?}", account.role.as_str(), account.username);
                     Ok(())
                 }
@@ -48,10 +56,18 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::List => {
             let engine = Engine::open(engine_config).await?;
-            let list = engine.list_jobs(&engine::jobs::JobFilter { limit: 1000, ..Default::default() }).await;
+            let list = engine
+                .list_jobs(&engine::jobs::JobFilter {
+                    limit: 1000,
+                    ..Default::default()
+                })
+                .await;
             engine.close().await;
             let (jobs, _total) = list?;
-            println!("{:>5}  {:<8} {:<10} {:<12} {:>12}  {:<24} ARCHIVE", "ID", "KIND", "STATUS", "TRIGGER", "SIZE", "CREATED");
+            println!(
+                "{:>5}  {:<8} {:<10} {:<12} {:>12}  {:<24} ARCHIVE",
+                "ID", "KIND", "STATUS", "TRIGGER", "SIZE", "CREATED"
+            );
             for j in jobs {
                 println!(
                     "{:>5}  {:<8} {:<10} {:<12} {:>12}  {:<24} {}",
@@ -69,7 +85,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Backup { include_recordings } => {
             let _lock = crate::cli::exclusive_lock(&engine_config.data_dir)?;
             let engine = Engine::open(engine_config).await?;
-            let result = engine.run_backup_cli(include_recordings, progress_printer()).await;
+            let result = engine
+                .run_backup_cli(include_recordings, progress_printer())
+                .await;
             engine.close().await;
             let job = result?;
             println!("{}", job.archive_name.unwrap_or_default());
@@ -89,7 +107,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             let result = engine.verify_file(&file, progress_printer()).await;
             engine.close().await;
             let report = result?;
-            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
             Ok(())
         }
     }
@@ -100,7 +121,11 @@ fn progress_printer() -> engine::archive::ProgressFn {
     let tty = std::io::stderr().is_terminal();
     let last = std::sync::Mutex::new((String::new(), 0u64));
     std::sync::Arc::new(move |p: engine::archive::Progress| {
-        let pct = if p.total_bytes > 0 { p.done_bytes.saturating_mul(100) / p.total_bytes } else { 0 };
+        let pct = if p.total_bytes > 0 {
+            p.done_bytes.saturating_mul(100) / p.total_bytes
+        } else {
+            0
+        };
         let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
         if tty {
             let filled = (pct as usize).min(100) / 4;
@@ -114,7 +139,10 @@ fn progress_printer() -> engine::archive::ProgressFn {
                 p.total_bytes >> 20
             );
         } else if last.0 != p.step || pct >= last.1 + 10 {
-            eprintln!("{}: {}% ({} of {} bytes)", p.step, pct, p.done_bytes, p.total_bytes);
+            eprintln!(
+                "{}: {}% ({} of {} bytes)",
+                p.step, pct, p.done_bytes, p.total_bytes
+            );
             *last = (p.step.to_owned(), pct);
         }
     })
@@ -140,7 +168,11 @@ fn read_password(what: &str) -> Result<String> {
 /// data, so a CLI backup or restore never races a running server.
 pub fn exclusive_lock(data_dir: &Path) -> Result<std::fs::File> {
     std::fs::create_dir_all(data_dir).map_err(|e| {
-        Error::invalid(format!("cannot create the data folder {}", data_dir.display())).with_source(e)
+        Error::invalid(format!(
+            "cannot create the data folder {}",
+            data_dir.display()
+        ))
+        .with_source(e)
     })?;
     let path = data_dir.join("backstop.lock");
     let file = std::fs::OpenOptions::new()
@@ -148,7 +180,13 @@ pub fn exclusive_lock(data_dir: &Path) -> Result<std::fs::File> {
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|e| Error::invalid(format!("cannot open {}: is the data folder writable?", path.display())).with_source(e))?;
+        .map_err(|e| {
+            Error::invalid(format!(
+                "cannot open {}: is the data folder writable?",
+                path.display()
+            ))
+            .with_source(e)
+        })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::conflict(format!(
@@ -156,8 +194,9 @@ pub fn exclusive_lock(data_dir: &Path) -> Result<std::fs::File> {
              (POST /api/backups/jobs/), or stop the server first",
             data_dir.display()
         ))),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(Error::internal(format!("cannot lock {}", path.display()), e))
-        }
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::internal(
+            format!("cannot lock {}", path.display()),
+            e,
+        )),
     }
 }

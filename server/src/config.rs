@@ -18,7 +18,12 @@ pub enum LogFormat {
 #[command(name = "backstop", version, about, propagate_version = true)]
 pub struct Cli {
     /// Folder holding app.db, state.db, logos/, recordings/, backups/, plugins/.
-    #[arg(long, env = "BACKSTOP_DATA_DIR", default_value = "./data", global = true)]
+    #[arg(
+        long,
+        env = "BACKSTOP_DATA_DIR",
+        default_value = "./data",
+        global = true
+    )]
     pub data_dir: PathBuf,
     /// Content database URL (default: sqlite://<data>/app.db).
     #[arg(long, env = "BACKSTOP_CONTENT_DB", global = true)]
@@ -27,7 +32,13 @@ pub struct Cli {
     #[arg(long, env = "BACKSTOP_STATE_DB", global = true)]
     pub state_db: Option<String>,
     /// Log line format on stderr.
-    #[arg(long, env = "BACKSTOP_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    #[arg(
+        long,
+        env = "BACKSTOP_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
     pub log_format: LogFormat,
     /// Seed demo content into an empty content DB (1) or leave it empty (0).
     #[arg(long, env = "BACKSTOP_DEMO", default_value = "1", value_parser = parse_flag, global = true)]
@@ -116,7 +127,9 @@ impl Cli {
     /// The engine configuration, validated.
     pub fn engine_config(&self) -> Result<EngineConfig> {
         if self.data_dir.as_os_str().is_empty() {
-            return Err(Error::invalid("BACKSTOP_DATA_DIR is empty; give a folder path"));
+            return Err(Error::invalid(
+                "BACKSTOP_DATA_DIR is empty; give a folder path",
+            ));
         }
         let mut cfg = EngineConfig::for_data_dir(&self.data_dir);
         if let Some(url) = &self.content_db {

@@ -4,6 +4,8 @@
 //! The binary is found through `BACKSTOP_BIN` (set by ./test.sh) or next to the test
 //! executable in the cargo target dir; build it first with `cargo build -p server`.
 
+pub mod hostile;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -51,7 +53,10 @@ impl TestApp {
             data,
             child: None,
             client: client()?,
-            extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             stdout: Vec::new(),
         };
         app.start().await?;
@@ -65,7 +70,10 @@ impl TestApp {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("BACKSTOP_DATA_DIR", self.data.path())
             .env("BACKSTOP_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .env("RUST_LOG", std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn".into()));
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            );
         if let Ok(site) = std::env::var("BACKSTOP_SITE_DIR") {
             cmd.env("BACKSTOP_SITE_DIR", site);
         }
@@ -148,14 +156,20 @@ impl TestApp {
             .send()
             .await?;
         if !r.status().is_success() {
-            bail!("login as {user} failed: {} {}", r.status(), r.text().await.unwrap_or_default());
+            bail!(
+                "login as {user} failed: {} {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            );
         }
         Ok(())
     }
 
     /// A same-origin request builder for the cookie client.
     pub fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.client.request(method, self.url(path)).header("origin", &self.base)
+        self.client
+            .request(method, self.url(path))
+            .header("origin", &self.base)
     }
 
     pub async fn get_json(&self, path: &str) -> Result<(u16, Value)> {
@@ -166,7 +180,11 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, body: Value) -> Result<(u16, Value)> {
-        let r = self.req(reqwest::Method::POST, path).json(&body).send().await?;
+        let r = self
+            .req(reqwest::Method::POST, path)
+            .json(&body)
+            .send()
+            .await?;
         let status = r.status().as_u16();
         let body = r.json::<Value>().await.unwrap_or(Value::Null);
         Ok((status, body))
@@ -178,7 +196,11 @@ impl TestApp {
         if s != 202 {
             bail!("starting a backup answered {s}: {job}");
         }
-        self.wait_job(job["id"].as_i64().context("job id")?, Duration::from_secs(120)).await
+        self.wait_job(
+            job["id"].as_i64().context("job id")?,
+            Duration::from_secs(120),
+        )
+        .await
     }
 
     /// Polls a job until it leaves pending/running.
@@ -218,23 +240,39 @@ impl Drop for TestApp {
 }
 
 fn unsafe_kill(pid: u32, sig: &str) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 /// A cookie-keeping HTTP client.
 pub fn client() -> Result<reqwest::Client> {
-    Ok(reqwest::Client::builder().cookie_store(true).timeout(Duration::from_secs(120)).build()?)
+    Ok(reqwest::Client::builder()
+        .cookie_store(true)
+        .timeout(Duration::from_secs(120))
+        .build()?)
 }
 
 /// Runs a command and returns (status success, stdout, stderr).
 pub fn run(cmd: &mut Command) -> (bool, String, String) {
     let out = cmd.output().expect("run command");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// SHA-256 of a file as hex.
 pub fn sha256_file(path: &Path) -> String {
     use sha2::{Digest, Sha256};
     let bytes = std::fs::read(path).expect("read file");
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// SHA-256 of bytes as hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(bytes))
 }

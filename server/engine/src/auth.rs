@@ -5,8 +5,8 @@
 //! random bits shown once; only their SHA-256 is stored (a fast hash is enough for a
 //! high-entropy secret), plus an 8-character prefix to tell them apart in lists.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::SqlitePool;
@@ -32,7 +32,9 @@ impl Role {
         match s {
             "admin" => Ok(Role::Admin),
             "viewer" => Ok(Role::Viewer),
-            other => Err(Error::invalid(format!("unknown role {other:?}; use admin or viewer"))),
+            other => Err(Error::invalid(format!(
+                "unknown role {other:?}; use admin or viewer"
+            ))),
         }
     }
 }
@@ -61,14 +63,16 @@ pub const MIN_PASSWORD_LEN: usize = 8;
 fn validate_username(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c));
     if ok {
         Ok(())
     } else {
-        Err(Error::invalid(
-            "a username is 1-64 characters of letters, digits and - _ . @",
+        Err(
+            Error::invalid("a username is 1-64 characters of letters, digits and - _ . @")
+                .with_field("username", "1-64 characters of letters, digits and - _ . @"),
         )
-        .with_field("username", "1-64 characters of letters, digits and - _ . @"))
     }
 }
 
@@ -77,7 +81,10 @@ fn validate_password(pw: &str) -> Result<()> {
         return Err(Error::invalid(format!(
             "the password must be at least {MIN_PASSWORD_LEN} characters long"
         ))
-        .with_field("password", format!("at least {MIN_PASSWORD_LEN} characters")));
+        .with_field(
+            "password",
+            format!("at least {MIN_PASSWORD_LEN} characters"),
+        ));
     }
     if pw.len() > 1024 {
         return Err(Error::invalid("the password is longer than 1024 bytes"));
@@ -103,9 +110,15 @@ pub async fn hash_password(password: String) -> Result<String> {
 
 async fn verify_hash(password: String, hash: String) -> Result<bool> {
     tokio::task::spawn_blocking(move || {
-        let parsed = PasswordHash::new(&hash)
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("stored password hash is corrupt: {e}")))?;
-        Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        let parsed = PasswordHash::new(&hash).map_err(|e| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("stored password hash is corrupt: {e}"),
+            )
+        })?;
+        Ok(Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok())
     })
     .await
     .map_err(|e| Error::internal("password check task failed", e))?
@@ -126,7 +139,12 @@ async fn dummy_verify(password: String) {
 }
 
 /// Creates an account.
-pub async fn create_user(pool: &SqlitePool, username: &str, password: &str, role: Role) -> Result<Account> {
+pub async fn create_user(
+    pool: &SqlitePool,
+    username: &str,
+    password: &str,
+    role: Role,
+) -> Result<Account> {
     validate_username(username)?;
     validate_password(password)?;
     let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM accounts WHERE username = ?")
@@ -134,7 +152,9 @@ pub async fn create_user(pool: &SqlitePool, username: &str, password: &str, role
         .fetch_optional(pool)
         .await?;
     if exists.is_some() {
-        return Err(Error::conflict(format!("a user named {username:?} already exists")));
+        return Err(Error::conflict(format!(
+            "a user named {username:?} already exists"
+        )));
     }
     let hash = hash_password(password.to_owned()).await?;
     let id: i64 = sqlx::query_scalar(
@@ -146,7 +166,11 @@ pub async fn create_user(pool: &SqlitePool, username: &str, password: &str, role
     .bind(crate::state::now_rfc3339())
     .fetch_one(pool)
     .await?;
-    Ok(Account { id, username: username.to_owned(), role })
+    Ok(Account {
+        id,
+        username: username.to_owned(),
+        role,
+    })
 }
 
 /// Sets a new password for an existing account.
@@ -179,7 +203,11 @@ pub async fn login(pool: &SqlitePool, username: &str, password: &str) -> Result<
     if !verify_hash(password.to_owned(), hash).await? {
         return Err(wrong());
     }
-    Ok(Account { id, username: username.to_owned(), role: Role::parse(&role)? })
+    Ok(Account {
+        id,
+        username: username.to_owned(),
+        role: Role::parse(&role)?,
+    })
 }
 
 /// Looks an account up by id (sessions store only the id).
@@ -189,15 +217,23 @@ pub async fn account(pool: &SqlitePool, id: i64) -> Result<Option<Account>> {
             .bind(id)
             .fetch_optional(pool)
             .await?;
-    row.map(|(id, username, role)| Ok(Account { id, username, role: Role::parse(&role)? }))
-        .transpose()
+    row.map(|(id, username, role)| {
+        Ok(Account {
+            id,
+            username,
+            role: Role::parse(&role)?,
+        })
+    })
+    .transpose()
 }
 
 /// Number of admin accounts.
 pub async fn admin_count(pool: &SqlitePool) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM accounts WHERE role = 'admin'")
-        .fetch_one(pool)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM accounts WHERE role = 'admin'")
+            .fetch_one(pool)
+            .await?,
+    )
 }
 
 /// A random URL-safe secret of `bytes` random bytes.
@@ -210,7 +246,11 @@ pub fn random_secret(bytes: usize) -> String {
 
 /// Creates the first admin when no admin exists. Returns the generated password when one
 /// was generated (to be printed once), `None` when a password was given or an admin exists.
-pub async fn ensure_admin(pool: &SqlitePool, username: &str, password: Option<&str>) -> Result<Option<String>> {
+pub async fn ensure_admin(
+    pool: &SqlitePool,
+    username: &str,
+    password: Option<&str>,
+) -> Result<Option<String>> {
     if admin_count(pool).await? > 0 {
         return Ok(None);
     }
@@ -232,10 +272,15 @@ fn token_hash(token: &str) -> String {
 }
 
 /// Creates an API token for `account`; returns (id, secret). The secret is never stored.
-pub async fn create_token(pool: &SqlitePool, account: &Account, name: &str) -> Result<(i64, String)> {
+pub async fn create_token(
+    pool: &SqlitePool,
+    account: &Account,
+    name: &str,
+) -> Result<(i64, String)> {
     let name = name.trim();
     if name.is_empty() || name.len() > 100 {
-        return Err(Error::invalid("a token name is 1-100 characters").with_field("name", "1-100 characters"));
+        return Err(Error::invalid("a token name is 1-100 characters")
+            .with_field("name", "1-100 characters"));
     }
     let token = format!("bst_{}", random_secret(32));
     let id: i64 = sqlx::query_scalar(
@@ -259,13 +304,19 @@ pub async fn verify_token(pool: &SqlitePool, token: &str) -> Result<Option<Accou
     .bind(token_hash(token))
     .fetch_optional(pool)
     .await?;
-    let Some((tid, id, username, role)) = row else { return Ok(None) };
+    let Some((tid, id, username, role)) = row else {
+        return Ok(None);
+    };
     sqlx::query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?")
         .bind(crate::state::now_rfc3339())
         .bind(tid)
         .execute(pool)
         .await?;
-    Ok(Some(Account { id, username, role: Role::parse(&role)? }))
+    Ok(Some(Account {
+        id,
+        username,
+        role: Role::parse(&role)?,
+    }))
 }
 
 /// The account's tokens.
@@ -278,7 +329,13 @@ pub async fn list_tokens(pool: &SqlitePool, account: &Account) -> Result<Vec<Tok
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, name, prefix, created_at, last_used_at)| TokenInfo { id, name, prefix, created_at, last_used_at })
+        .map(|(id, name, prefix, created_at, last_used_at)| TokenInfo {
+            id,
+            name,
+            prefix,
+            created_at,
+            last_used_at,
+        })
         .collect())
 }
 
@@ -335,7 +392,9 @@ impl LoginLimiter {
             // Bound memory under a spray of usernames: forget the oldest state wholesale.
             map.clear();
         }
-        map.entry(Self::key(client, username)).or_default().push(std::time::Instant::now());
+        map.entry(Self::key(client, username))
+            .or_default()
+            .push(std::time::Instant::now());
     }
 
     pub fn record_success(&self, client: &str, username: &str) {

@@ -23,7 +23,10 @@ pub fn current_schema_version() -> i64 {
 /// WAL so readers (the dump) never block the application, foreign keys enforced.
 pub async fn open_sqlite(url: &str, what: &str) -> Result<SqlitePool> {
     let options = SqliteConnectOptions::from_str(url)
-        .map_err(|e| Error::invalid(format!("{what} URL {url:?} is not a valid sqlite:// URL")).with_source(e))?
+        .map_err(|e| {
+            Error::invalid(format!("{what} URL {url:?} is not a valid sqlite:// URL"))
+                .with_source(e)
+        })?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
@@ -36,7 +39,9 @@ pub async fn open_sqlite(url: &str, what: &str) -> Result<SqlitePool> {
         .map_err(|e| {
             Error::new(
                 crate::ErrorKind::Unavailable,
-                format!("cannot open the {what} at {url}: check that the folder exists and is writable"),
+                format!(
+                    "cannot open the {what} at {url}: check that the folder exists and is writable"
+                ),
             )
             .with_source(e)
         })
@@ -45,7 +50,10 @@ pub async fn open_sqlite(url: &str, what: &str) -> Result<SqlitePool> {
 /// Applies the embedded content migrations.
 pub async fn migrate(pool: &SqlitePool) -> Result<()> {
     MIGRATOR.run(pool).await.map_err(|e| {
-        Error::internal("the content database could not be migrated to this version's schema", e)
+        Error::internal(
+            "the content database could not be migrated to this version's schema",
+            e,
+        )
     })
 }
 
@@ -124,12 +132,20 @@ pub async fn summarize(pool: &SqlitePool, sample: i64) -> Result<Vec<TableSummar
                 .iter()
                 .map(|r| {
                     (0..columns.len())
-                        .map(|i| r.get::<Option<String>, _>(i).unwrap_or_else(|| "NULL".into()))
+                        .map(|i| {
+                            r.get::<Option<String>, _>(i)
+                                .unwrap_or_else(|| "NULL".into())
+                        })
                         .collect()
                 })
                 .collect()
         };
-        out.push(TableSummary { name, rows, columns, sample: sample_rows });
+        out.push(TableSummary {
+            name,
+            rows,
+            columns,
+            sample: sample_rows,
+        });
     }
     Ok(out)
 }

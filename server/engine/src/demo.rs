@@ -9,11 +9,18 @@ use sqlx::SqlitePool;
 
 use crate::{Error, Result};
 
-const GROUPS: &[&str] = &["News", "Sports", "Movies", "Kids", "Music", "Documentary", "Local"];
+const GROUPS: &[&str] = &[
+    "News",
+    "Sports",
+    "Movies",
+    "Kids",
+    "Music",
+    "Documentary",
+    "Local",
+];
 const NAMES: &[&str] = &[
-    "Action", "Arena", "Atlas", "Beacon", "Central", "Cinema", "Coast", "Comet", "Delta",
-    "Echo", "Field", "Globe", "Harbor", "Horizon", "Metro", "Nova", "Orbit", "Pulse", "Summit",
-    "Valley",
+    "Action", "Arena", "Atlas", "Beacon", "Central", "Cinema", "Coast", "Comet", "Delta", "Echo",
+    "Field", "Globe", "Harbor", "Horizon", "Metro", "Nova", "Orbit", "Pulse", "Summit", "Valley",
 ];
 
 /// What one seed created.
@@ -46,10 +53,22 @@ pub async fn seed(pool: &SqlitePool, data_dir: &Path, channels: usize) -> Result
     let mut tx = pool.begin().await?;
 
     let settings: &[(&str, &str, &str)] = &[
-        ("stream-settings", "Stream settings", r#"{"default_user_agent":"VLC/3.0.20","default_profile":"proxy","buffer_seconds":4}"#),
-        ("epg-settings", "EPG settings", r#"{"match_mode":"tvg-id","days_ahead":7}"#),
+        (
+            "stream-settings",
+            "Stream settings",
+            r#"{"default_user_agent":"VLC/3.0.20","default_profile":"proxy","buffer_seconds":4}"#,
+        ),
+        (
+            "epg-settings",
+            "EPG settings",
+            r#"{"match_mode":"tvg-id","days_ahead":7}"#,
+        ),
         ("preferred-region", "Preferred region", r#""us""#),
-        ("auto-import-mapped-files", "Auto import mapped files", "true"),
+        (
+            "auto-import-mapped-files",
+            "Auto import mapped files",
+            "true",
+        ),
     ];
     for (key, name, value) in settings {
         sqlx::query("INSERT INTO core_settings (key, name, value) VALUES (?, ?, ?)")
@@ -59,7 +78,10 @@ pub async fn seed(pool: &SqlitePool, data_dir: &Path, channels: usize) -> Result
             .execute(&mut *tx)
             .await?;
     }
-    for (i, (user, level)) in [("admin", 10), ("livingroom", 1), ("kids-tablet", 0)].iter().enumerate() {
+    for (i, (user, level)) in [("admin", 10), ("livingroom", 1), ("kids-tablet", 0)]
+        .iter()
+        .enumerate()
+    {
         sqlx::query("INSERT INTO users (id, username, user_level, api_key, created_at) VALUES (?, ?, ?, ?, ?)")
             .bind(i as i64 + 1)
             .bind(user)
@@ -116,7 +138,11 @@ pub async fn seed(pool: &SqlitePool, data_dir: &Path, channels: usize) -> Result
     for c in 0..channels {
         let id = c as i64 + 1;
         let name = format!("{} {}", NAMES[c % NAMES.len()], GROUPS[c % GROUPS.len()]);
-        let logo = if logos > 0 { Some((c % logos) as i64 + 1) } else { None };
+        let logo = if logos > 0 {
+            Some((c % logos) as i64 + 1)
+        } else {
+            None
+        };
         sqlx::query("INSERT INTO channels (id, channel_number, name, channel_group_id, logo_id, tvg_id, epg_source_id, user_level) VALUES (?, ?, ?, ?, ?, ?, ?, 0)")
             .bind(id)
             .bind(id as f64)
@@ -140,12 +166,14 @@ pub async fn seed(pool: &SqlitePool, data_dir: &Path, channels: usize) -> Result
                 .bind(format!("{:016x}", (sid as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)))
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("INSERT INTO channel_streams (channel_id, stream_id, sort_order) VALUES (?, ?, ?)")
-                .bind(id)
-                .bind(sid)
-                .bind(s as i64)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO channel_streams (channel_id, stream_id, sort_order) VALUES (?, ?, ?)",
+            )
+            .bind(id)
+            .bind(sid)
+            .bind(s as i64)
+            .execute(&mut *tx)
+            .await?;
         }
     }
 
@@ -178,5 +206,10 @@ pub async fn seed(pool: &SqlitePool, data_dir: &Path, channels: usize) -> Result
             .await?;
     }
     tx.commit().await?;
-    Ok(SeedStats { channels, streams, logos, recordings })
+    Ok(SeedStats {
+        channels,
+        streams,
+        logos,
+        recordings,
+    })
 }

@@ -71,34 +71,56 @@ impl Engine {
     }
 
     /// Like [`Engine::open`], with a plugin runtime.
-    pub async fn open_with_plugins(config: EngineConfig, plugins: Arc<dyn PluginRuntime>) -> Result<Engine> {
+    pub async fn open_with_plugins(
+        config: EngineConfig,
+        plugins: Arc<dyn PluginRuntime>,
+    ) -> Result<Engine> {
         for sub in ["", "logos", "recordings", "backups", "plugins"] {
             let dir = config.data_dir.join(sub);
             std::fs::create_dir_all(&dir).map_err(|e| {
                 Error::new(
                     ErrorKind::Unavailable,
-                    format!("cannot create the data folder {}: check that it is writable", dir.display()),
+                    format!(
+                        "cannot create the data folder {}: check that it is writable",
+                        dir.display()
+                    ),
                 )
                 .with_source(e)
             })?;
         }
         check_writable(&config.data_dir)?;
         let state = crate::state::open(&config.state_db_url).await?;
-        let content = crate::content::open_sqlite(&config.content_db_url, "content database").await?;
+        let content =
+            crate::content::open_sqlite(&config.content_db_url, "content database").await?;
         let version = crate::content::schema_version(&content).await?;
         let ours = crate::content::current_schema_version();
         if version > ours {
             return Err(Error::new(
                 ErrorKind::Unavailable,
-                format!("the content database has schema version {version}, newer than this Backstop ({ours}); upgrade Backstop"),
+                format!(
+                    "the content database has schema version {version}, newer than this Backstop ({ours}); upgrade Backstop"
+                ),
             ));
         }
         crate::content::migrate(&content).await?;
         if config.demo && crate::content::is_empty(&content).await? {
             let stats = crate::demo::seed(&content, &config.data_dir, config.demo_channels).await?;
-            tracing::info!(?stats, "seeded demo content into the empty content database");
+            tracing::info!(
+                ?stats,
+                "seeded demo content into the empty content database"
+            );
         }
-        Ok(Engine { inner: Arc::new(Inner { config, content, state, plugins, login_limiter: Default::default(), runner: crate::jobs::Runner::new(), schedule_tx: tokio::sync::watch::channel(Default::default()).0 }) })
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                config,
+                content,
+                state,
+                plugins,
+                login_limiter: Default::default(),
+                runner: crate::jobs::Runner::new(),
+                schedule_tx: tokio::sync::watch::channel(Default::default()).0,
+            }),
+        })
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -118,7 +140,9 @@ impl Engine {
     pub(crate) fn runner_ref(&self) -> &crate::jobs::Runner {
         &self.inner.runner
     }
-    pub(crate) fn schedule_sender(&self) -> &tokio::sync::watch::Sender<crate::schedule::ScheduleSettings> {
+    pub(crate) fn schedule_sender(
+        &self,
+    ) -> &tokio::sync::watch::Sender<crate::schedule::ScheduleSettings> {
         &self.inner.schedule_tx
     }
     pub fn plugins(&self) -> &Arc<dyn PluginRuntime> {
@@ -126,8 +150,20 @@ impl Engine {
     }
 
     /// Signs in with rate limiting per (client, username).
-    pub async fn login(&self, client: &str, username: &str, password: &str) -> Result<crate::auth::Account> {
-        crate::auth::login_limited(&self.inner.state, &self.inner.login_limiter, client, username, password).await
+    pub async fn login(
+        &self,
+        client: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<crate::auth::Account> {
+        crate::auth::login_limited(
+            &self.inner.state,
+            &self.inner.login_limiter,
+            client,
+            username,
+            password,
+        )
+        .await
     }
 
     /// Content tables with row counts and a few rows each (Data page).
@@ -158,7 +194,10 @@ pub fn check_writable(dir: &Path) -> Result<()> {
         }
         Err(e) => Err(Error::new(
             ErrorKind::Unavailable,
-            format!("{} is not writable by the user running Backstop", dir.display()),
+            format!(
+                "{} is not writable by the user running Backstop",
+                dir.display()
+            ),
         )
         .with_source(e)),
     }

@@ -85,7 +85,8 @@ struct JobRow {
 impl JobRow {
     fn into_job(self) -> Job {
         let active = self.status == "pending" || self.status == "running";
-        let has_archive = self.kind == "backup" && self.status == "succeeded" && self.archive_name.is_some();
+        let has_archive =
+            self.kind == "backup" && self.status == "succeeded" && self.archive_name.is_some();
         Job {
             id: self.id,
             can_download: has_archive,
@@ -170,7 +171,10 @@ struct RunningJob {
 impl Runner {
     pub(crate) fn new() -> Runner {
         let (tx, _) = broadcast::channel(256);
-        Runner { events: Some(tx), ..Default::default() }
+        Runner {
+            events: Some(tx),
+            ..Default::default()
+        }
     }
 }
 
@@ -207,28 +211,41 @@ impl Engine {
     pub async fn list_jobs(&self, f: &JobFilter) -> Result<(Vec<Job>, i64)> {
         if let Some(k) = &f.kind {
             if !KINDS.contains(&k.as_str()) {
-                return Err(Error::invalid(format!("unknown kind {k:?}; use backup or restore")).with_field("kind", "backup or restore"));
+                return Err(
+                    Error::invalid(format!("unknown kind {k:?}; use backup or restore"))
+                        .with_field("kind", "backup or restore"),
+                );
             }
         }
         if let Some(s) = &f.status {
             if !STATUSES.contains(&s.as_str()) {
-                return Err(Error::invalid(format!("unknown status {s:?}; use one of {}", STATUSES.join(", "))).with_field("status", "unknown status"));
+                return Err(Error::invalid(format!(
+                    "unknown status {s:?}; use one of {}",
+                    STATUSES.join(", ")
+                ))
+                .with_field("status", "unknown status"));
             }
         }
         if !(1..=1000).contains(&f.limit) {
-            return Err(Error::invalid("limit must be between 1 and 1000").with_field("limit", "1-1000"));
+            return Err(
+                Error::invalid("limit must be between 1 and 1000").with_field("limit", "1-1000")
+            );
         }
         if f.offset < 0 {
-            return Err(Error::invalid("offset must not be negative").with_field("offset", "0 or more"));
+            return Err(
+                Error::invalid("offset must not be negative").with_field("offset", "0 or more")
+            );
         }
         let cond = "WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR status = ?2)";
-        let rows: Vec<JobRow> = sqlx::query_as(&format!("{SELECT} {cond} ORDER BY id DESC LIMIT ?3 OFFSET ?4"))
-            .bind(&f.kind)
-            .bind(&f.status)
-            .bind(f.limit)
-            .bind(f.offset)
-            .fetch_all(self.state())
-            .await?;
+        let rows: Vec<JobRow> = sqlx::query_as(&format!(
+            "{SELECT} {cond} ORDER BY id DESC LIMIT ?3 OFFSET ?4"
+        ))
+        .bind(&f.kind)
+        .bind(&f.status)
+        .bind(f.limit)
+        .bind(f.offset)
+        .fetch_all(self.state())
+        .await?;
         let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM jobs {cond}"))
             .bind(&f.kind)
             .bind(&f.status)
@@ -254,8 +271,15 @@ impl Engine {
     fn view(&self, row: JobRow) -> Job {
         let mut job = row.into_job();
         if job.status == "running" {
-            let running = self.runner().running.lock().unwrap_or_else(|e| e.into_inner());
-            if running.get(&job.id).is_some_and(|r| r.point_of_no_return.load(Ordering::SeqCst)) {
+            let running = self
+                .runner()
+                .running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if running
+                .get(&job.id)
+                .is_some_and(|r| r.point_of_no_return.load(Ordering::SeqCst))
+            {
                 job.can_cancel = false;
             }
         }
@@ -285,7 +309,12 @@ impl Engine {
     }
 
     /// Queues a backup. `include_recordings` defaults to the saved setting.
-    pub async fn start_backup(&self, trigger: &'static str, requested_by: Option<String>, include_recordings: Option<bool>) -> Result<Job> {
+    pub async fn start_backup(
+        &self,
+        trigger: &'static str,
+        requested_by: Option<String>,
+        include_recordings: Option<bool>,
+    ) -> Result<Job> {
         let settings = crate::settings::load(self.state()).await?;
         self.enqueue(NewJob {
             kind: "backup",
@@ -302,9 +331,11 @@ impl Engine {
 
     /// Whether a scheduled backup is already waiting (the scheduler then skips a run).
     pub async fn scheduled_pending(&self) -> Result<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE trigger = 'scheduled' AND status = 'pending'")
-            .fetch_one(self.state())
-            .await?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE trigger = 'scheduled' AND status = 'pending'",
+        )
+        .fetch_one(self.state())
+        .await?;
         Ok(n > 0)
     }
 
@@ -328,7 +359,13 @@ impl Engine {
                 self.get_job(id).await
             }
             "running" => {
-                let running = self.runner().running.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned();
+                let running = self
+                    .runner()
+                    .running
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&id)
+                    .cloned();
                 match running {
                     Some(r) if r.point_of_no_return.load(Ordering::SeqCst) => Err(Error::conflict(
                         "the restore is already swapping directories into place and can no longer be canceled",
@@ -337,10 +374,14 @@ impl Engine {
                         r.cancel.cancel();
                         self.get_job(id).await
                     }
-                    None => Err(Error::conflict(format!("job {id} is finishing and can no longer be canceled"))),
+                    None => Err(Error::conflict(format!(
+                        "job {id} is finishing and can no longer be canceled"
+                    ))),
                 }
             }
-            other => Err(Error::conflict(format!("job {id} is {other}; only pending or running jobs can be canceled"))),
+            other => Err(Error::conflict(format!(
+                "job {id} is {other}; only pending or running jobs can be canceled"
+            ))),
         }
     }
 
@@ -348,7 +389,10 @@ impl Engine {
     pub async fn delete_job(&self, id: JobId) -> Result<()> {
         let row = self.job_row(id).await?;
         if row.status == "pending" || row.status == "running" {
-            return Err(Error::conflict(format!("job {id} is {}; cancel it before deleting it", row.status)));
+            return Err(Error::conflict(format!(
+                "job {id} is {}; cancel it before deleting it",
+                row.status
+            )));
         }
         self.remove_job_and_file(&row).await?;
         self.emit(JobEvent::Deleted(id));
@@ -360,10 +404,18 @@ impl Engine {
             match tokio::fs::remove_file(&path).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::internal(format!("cannot delete archive {}", path.display()), e)),
+                Err(e) => {
+                    return Err(Error::internal(
+                        format!("cannot delete archive {}", path.display()),
+                        e,
+                    ));
+                }
             }
         }
-        sqlx::query("DELETE FROM jobs WHERE id = ?").bind(row.id).execute(self.state()).await?;
+        sqlx::query("DELETE FROM jobs WHERE id = ?")
+            .bind(row.id)
+            .execute(self.state())
+            .await?;
         Ok(())
     }
 
@@ -373,7 +425,11 @@ impl Engine {
         if name.contains('/') || name.contains('\\') || name.starts_with('.') {
             return None;
         }
-        let dir = row.archive_dir.as_deref().map(PathBuf::from).unwrap_or_else(|| self.data_dir().join("backups"));
+        let dir = row
+            .archive_dir
+            .as_deref()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.data_dir().join("backups"));
         Some(dir.join(name))
     }
 
@@ -381,11 +437,19 @@ impl Engine {
     pub async fn archive_path(&self, id: JobId) -> Result<PathBuf> {
         let row = self.job_row(id).await?;
         if row.kind != "backup" || row.status != "succeeded" {
-            return Err(Error::conflict(format!("job {id} has no archive (it is a {} job that is {})", row.kind, row.status)));
+            return Err(Error::conflict(format!(
+                "job {id} has no archive (it is a {} job that is {})",
+                row.kind, row.status
+            )));
         }
-        let path = self.row_archive_path(&row).ok_or_else(|| Error::not_found(format!("job {id} has no archive")))?;
+        let path = self
+            .row_archive_path(&row)
+            .ok_or_else(|| Error::not_found(format!("job {id} has no archive")))?;
         if !path.is_file() {
-            return Err(Error::not_found(format!("the archive of job {id} ({}) is missing from disk", path.display())));
+            return Err(Error::not_found(format!(
+                "the archive of job {id} ({}) is missing from disk",
+                path.display()
+            )));
         }
         Ok(path)
     }
@@ -394,14 +458,20 @@ impl Engine {
     /// leftover `.partial` files and staging folders.
     pub async fn restart_sweep(&self) -> Result<u64> {
         if let Some(job) = self.repair_interrupted_swap().await? {
-            tracing::warn!(job, "completed a restore's directory swap interrupted by the last shutdown");
+            tracing::warn!(
+                job,
+                "completed a restore's directory swap interrupted by the last shutdown"
+            );
         }
         let done = sqlx::query("UPDATE jobs SET status = 'failed', error = 'interrupted by restart', finished_at = ? WHERE status IN ('pending', 'running')")
             .bind(crate::state::now_rfc3339())
             .execute(self.state())
             .await?;
         let settings = crate::settings::load(self.state()).await?;
-        let mut dirs = vec![settings.resolved_path(self.data_dir()), self.data_dir().join("backups")];
+        let mut dirs = vec![
+            settings.resolved_path(self.data_dir()),
+            self.data_dir().join("backups"),
+        ];
         dirs.dedup();
         for dir in dirs {
             remove_leftovers(&dir);
@@ -434,26 +504,45 @@ impl Engine {
                 }
             }
             // Drain: cancel what runs so the process can exit promptly and cleanly.
-            for r in engine.runner().running.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            for r in engine
+                .runner()
+                .running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+            {
                 r.cancel.cancel();
             }
         })
     }
 
     async fn next_pending(&self) -> Result<Option<JobId>> {
-        Ok(sqlx::query_scalar("SELECT id FROM jobs WHERE status = 'pending' ORDER BY id LIMIT 1")
-            .fetch_optional(self.state())
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT id FROM jobs WHERE status = 'pending' ORDER BY id LIMIT 1")
+                .fetch_optional(self.state())
+                .await?,
+        )
     }
 
     /// Runs a job synchronously from the CLI (no server running), printing progress.
-    pub async fn run_backup_cli(&self, include_recordings: bool, progress: ProgressFn) -> Result<Job> {
-        let job = self.start_backup("manual", Some("cli".into()), Some(include_recordings)).await?;
+    pub async fn run_backup_cli(
+        &self,
+        include_recordings: bool,
+        progress: ProgressFn,
+    ) -> Result<Job> {
+        let job = self
+            .start_backup("manual", Some("cli".into()), Some(include_recordings))
+            .await?;
         self.run_job_now(job.id, Some(progress)).await;
         let job = self.get_job(job.id).await?;
         match job.status.as_str() {
             "succeeded" => Ok(job),
-            _ => Err(Error::new(ErrorKind::Internal, job.error.clone().unwrap_or_else(|| format!("backup {}", job.status)))),
+            _ => Err(Error::new(
+                ErrorKind::Internal,
+                job.error
+                    .clone()
+                    .unwrap_or_else(|| format!("backup {}", job.status)),
+            )),
         }
     }
 
@@ -464,7 +553,12 @@ impl Engine {
     }
 
     /// Records a backup that is complete on arrival (an upload).
-    pub(crate) async fn insert_finished_backup(&self, new: NewJob, size: u64, sha256: &str) -> Result<Job> {
+    pub(crate) async fn insert_finished_backup(
+        &self,
+        new: NewJob,
+        size: u64,
+        sha256: &str,
+    ) -> Result<Job> {
         let now = crate::state::now_rfc3339();
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO jobs (kind, status, trigger, requested_by, include_recordings, archive_name, archive_dir, original_filename, size_bytes, sha256, progress_step, created_at, started_at, finished_at) \
@@ -497,7 +591,9 @@ impl Engine {
         include_recordings: bool,
         parent: &CancellationToken,
     ) -> Result<Job> {
-        let job = self.start_backup(trigger, requested_by, Some(include_recordings)).await?;
+        let job = self
+            .start_backup(trigger, requested_by, Some(include_recordings))
+            .await?;
         Box::pin(self.run_job(job.id, None, Some(parent))).await;
         let job = self.get_job(job.id).await?;
         if job.status != "succeeded" {
@@ -506,14 +602,22 @@ impl Engine {
             }
             return Err(Error::new(
                 ErrorKind::Internal,
-                format!("the safety backup failed, so nothing was restored: {}", job.error.clone().unwrap_or_default()),
+                format!(
+                    "the safety backup failed, so nothing was restored: {}",
+                    job.error.clone().unwrap_or_default()
+                ),
             ));
         }
         Ok(job)
     }
 
     /// Runs one job to its end and records the outcome. Never panics the runner.
-    pub(crate) async fn run_job(&self, id: JobId, extra_progress: Option<ProgressFn>, parent: Option<&CancellationToken>) {
+    pub(crate) async fn run_job(
+        &self,
+        id: JobId,
+        extra_progress: Option<ProgressFn>,
+        parent: Option<&CancellationToken>,
+    ) {
         let claimed = sqlx::query("UPDATE jobs SET status = 'running', started_at = ? WHERE id = ? AND status = 'pending'")
             .bind(crate::state::now_rfc3339())
             .bind(id)
@@ -533,12 +637,22 @@ impl Engine {
             .running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id, RunningJob { cancel: cancel.clone(), point_of_no_return: ponr.clone() });
+            .insert(
+                id,
+                RunningJob {
+                    cancel: cancel.clone(),
+                    point_of_no_return: ponr.clone(),
+                },
+            );
         self.emit_job(id).await;
 
         // Progress: the blocking code writes into a watch channel; this task persists and
         // broadcasts at most a few times a second.
-        let (ptx, mut prx) = watch::channel(Progress { step: "queued", done_bytes: 0, total_bytes: 0 });
+        let (ptx, mut prx) = watch::channel(Progress {
+            step: "queued",
+            done_bytes: 0,
+            total_bytes: 0,
+        });
         let progress: ProgressFn = {
             let extra = extra_progress.clone();
             Arc::new(move |p: Progress| {
@@ -568,16 +682,23 @@ impl Engine {
 
         let row = self.job_row(id).await;
         let outcome = match row {
-            Ok(row) if row.kind == "backup" => self.execute_backup(&row, &cancel, progress.clone()).await,
+            Ok(row) if row.kind == "backup" => {
+                self.execute_backup(&row, &cancel, progress.clone()).await
+            }
             Ok(row) => {
                 let job = self.view(row);
-                self.execute_restore_impl(&job, &cancel, &ponr, progress.clone()).await
+                self.execute_restore_impl(&job, &cancel, &ponr, progress.clone())
+                    .await
             }
             Err(e) => Err(e),
         };
         drop(progress);
         let _ = persister.await;
-        self.runner().running.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        self.runner()
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
 
         let now = crate::state::now_rfc3339();
         let result = match outcome {
@@ -644,7 +765,14 @@ impl Engine {
         Ok(pruned)
     }
 
-    async fn update_job_archive(&self, id: JobId, name: &str, dir: &Path, size: u64, sha256: &str) -> Result<()> {
+    async fn update_job_archive(
+        &self,
+        id: JobId,
+        name: &str,
+        dir: &Path,
+        size: u64,
+        sha256: &str,
+    ) -> Result<()> {
         sqlx::query("UPDATE jobs SET archive_name = ?, archive_dir = ?, size_bytes = ?, sha256 = ? WHERE id = ?")
             .bind(name)
             .bind(dir.to_string_lossy().as_ref())
@@ -668,7 +796,12 @@ impl Engine {
 
     /// Runs hooks off the async workers; a veto at a gate or an `abort` policy failure ends
     /// the job with the plugin's reason.
-    pub(crate) async fn hooks(&self, point: HookPoint, ctx: &JobContext, done: &mut Completed) -> Result<()> {
+    pub(crate) async fn hooks(
+        &self,
+        point: HookPoint,
+        ctx: &JobContext,
+        done: &mut Completed,
+    ) -> Result<()> {
         let plugins = self.plugins().clone();
         let ctx = ctx.clone();
         let report = tokio::task::spawn_blocking(move || plugins.run_hooks(point, &ctx))
@@ -680,35 +813,61 @@ impl Engine {
             return Err(Error::new(ErrorKind::Internal, reason));
         }
         if let Some((plugin, reason)) = report.veto {
-            return Err(Error::new(ErrorKind::Invalid, format!("plugin {plugin} stopped the job at {}: {reason}", point.as_str())));
+            return Err(Error::new(
+                ErrorKind::Invalid,
+                format!(
+                    "plugin {plugin} stopped the job at {}: {reason}",
+                    point.as_str()
+                ),
+            ));
         }
         Ok(())
     }
 
     /// The backup pipeline, top to bottom.
-    async fn execute_backup(&self, row: &JobRow, cancel: &CancellationToken, progress: ProgressFn) -> Result<Completed> {
+    async fn execute_backup(
+        &self,
+        row: &JobRow,
+        cancel: &CancellationToken,
+        progress: ProgressFn,
+    ) -> Result<Completed> {
         let mut done = Completed::default();
         let settings = crate::settings::load(self.state()).await?;
         let dest = settings.resolved_path(self.data_dir());
         crate::settings::ensure_writable_dir(&dest).map_err(Error::invalid)?;
-        let ctx = self.job_context(row, vec![("archive_dir".into(), dest.display().to_string())]);
+        let ctx = self.job_context(
+            row,
+            vec![("archive_dir".into(), dest.display().to_string())],
+        );
         self.hooks(HookPoint::PreBackup, &ctx, &mut done).await?;
 
         let staging = dest.join(format!(".staging-{}", row.id));
         let _cleanup = RemoveOnDrop(staging.clone());
-        tokio::fs::create_dir_all(&staging)
-            .await
-            .map_err(|e| Error::internal(format!("cannot create a staging folder in {}", dest.display()), e))?;
+        tokio::fs::create_dir_all(&staging).await.map_err(|e| {
+            Error::internal(
+                format!("cannot create a staging folder in {}", dest.display()),
+                e,
+            )
+        })?;
 
         // 1. Database, from one read transaction.
-        progress(Progress { step: "dump", done_bytes: 0, total_bytes: 0 });
+        progress(Progress {
+            step: "dump",
+            done_bytes: 0,
+            total_bytes: 0,
+        });
         let schema_version = crate::content::schema_version(self.content()).await?;
         let db_path = staging.join("database.json");
-        let db_stats = crate::archive::dump::dump_database(self.content(), schema_version, &db_path, cancel).await?;
+        let db_stats =
+            crate::archive::dump::dump_database(self.content(), schema_version, &db_path, cancel)
+                .await?;
 
         // 2. Directories and plugin content.
         let sources: Vec<Box<dyn ContentSource>> = vec![
-            Box::new(crate::plugins::BuiltinDirectories { data_dir: self.data_dir().to_path_buf(), recordings: true }),
+            Box::new(crate::plugins::BuiltinDirectories {
+                data_dir: self.data_dir().to_path_buf(),
+                recordings: true,
+            }),
             Box::new(self.plugins().clone()),
         ];
         let scratch = staging.join("scratch");
@@ -717,7 +876,10 @@ impl Engine {
             let scratch = scratch.clone();
             tokio::task::spawn_blocking(move || {
                 let _ = std::fs::create_dir_all(&scratch);
-                sources.iter().map(|s| s.collect(&ctx, &scratch)).collect::<Vec<_>>()
+                sources
+                    .iter()
+                    .map(|s| s.collect(&ctx, &scratch))
+                    .collect::<Vec<_>>()
             })
             .await
             .map_err(|e| Error::internal("collecting content failed", e))?
@@ -728,7 +890,11 @@ impl Engine {
         let mut plugins = Vec::new();
         for c in collected {
             for d in c.directories {
-                if d.path.is_dir() { directories.push(d) } else { missing.push(d.name) }
+                if d.path.is_dir() {
+                    directories.push(d)
+                } else {
+                    missing.push(d.name)
+                }
             }
             plugin_files.extend(c.files);
             plugins.extend(c.plugins);
@@ -760,13 +926,19 @@ impl Engine {
         };
         let outcome = {
             let cancel = cancel.clone();
-            tokio::task::spawn_blocking(move || crate::archive::writer::write_archive(req, &cancel, progress))
-                .await
-                .map_err(|e| Error::internal("the archive task failed", e))??
+            tokio::task::spawn_blocking(move || {
+                crate::archive::writer::write_archive(req, &cancel, progress)
+            })
+            .await
+            .map_err(|e| Error::internal("the archive task failed", e))??
         };
         done.warnings.extend(outcome.warnings.iter().cloned());
-        self.update_job_archive(row.id, &name, &dest, outcome.size_bytes, &outcome.sha256).await?;
-        let ctx = self.job_context(row, vec![("archive_path".into(), outcome.path.display().to_string())]);
+        self.update_job_archive(row.id, &name, &dest, outcome.size_bytes, &outcome.sha256)
+            .await?;
+        let ctx = self.job_context(
+            row,
+            vec![("archive_path".into(), outcome.path.display().to_string())],
+        );
         self.hooks(HookPoint::PostArchive, &ctx, &mut done).await?;
         self.hooks(HookPoint::PostBackup, &ctx, &mut done).await?;
         Ok(done)
@@ -795,7 +967,9 @@ impl Drop for RemoveOnDrop {
 
 /// Removes `*.partial` files and `.staging-*` / `.restore-*` folders left in `dir`.
 fn remove_leftovers(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
@@ -812,5 +986,7 @@ fn remove_leftovers(dir: &Path) {
 
 /// Convenience for callers holding only a pool (tests).
 pub async fn count(pool: &SqlitePool) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM jobs").fetch_one(pool).await?)
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
+        .fetch_one(pool)
+        .await?)
 }

@@ -71,15 +71,28 @@ impl Engine {
     }
 
     /// Full integrity check of any archive file.
-    pub async fn verify_file(&self, path: &Path, progress: ProgressFn) -> Result<serde_json::Value> {
+    pub async fn verify_file(
+        &self,
+        path: &Path,
+        progress: ProgressFn,
+    ) -> Result<serde_json::Value> {
         if !path.is_file() {
-            return Err(Error::not_found(format!("{} is not a file", path.display())));
+            return Err(Error::not_found(format!(
+                "{} is not a file",
+                path.display()
+            )));
         }
         let schema = crate::archive::content_schema(self.content()).await?;
         let limits = self.archive_limits();
         let path = path.to_path_buf();
         let report = tokio::task::spawn_blocking(move || {
-            crate::archive::verify::verify_archive(&path, &limits, &schema, &CancellationToken::new(), progress)
+            crate::archive::verify::verify_archive(
+                &path,
+                &limits,
+                &schema,
+                &CancellationToken::new(),
+                progress,
+            )
         })
         .await
         .map_err(|e| Error::internal("verification failed", e))??;
@@ -90,15 +103,27 @@ impl Engine {
     pub async fn begin_upload(&self) -> Result<UploadTarget> {
         let settings = crate::settings::load(self.state()).await?;
         let dir = settings.resolved_path(self.data_dir());
-        crate::settings::ensure_writable_dir(&dir).map_err(|m| Error::new(ErrorKind::Unavailable, m))?;
+        crate::settings::ensure_writable_dir(&dir)
+            .map_err(|m| Error::new(ErrorKind::Unavailable, m))?;
         let path = dir.join(format!("upload-{}.partial", uuid::Uuid::new_v4()));
-        Ok(UploadTarget { path, dir, done: false })
+        Ok(UploadTarget {
+            path,
+            dir,
+            done: false,
+        })
     }
 
     /// Validates an uploaded file; on success stores it under a server-chosen name and lists
     /// it as a backup job with trigger `upload`. On failure the file is removed (422).
-    pub async fn finish_upload(&self, mut target: UploadTarget, original_filename: Option<String>, requested_by: Option<String>) -> Result<Job> {
-        let report = self.verify_file(&target.path, crate::archive::no_progress()).await?;
+    pub async fn finish_upload(
+        &self,
+        mut target: UploadTarget,
+        original_filename: Option<String>,
+        requested_by: Option<String>,
+    ) -> Result<Job> {
+        let report = self
+            .verify_file(&target.path, crate::archive::no_progress())
+            .await?;
         let name = crate::archive::writer::archive_name(chrono::Utc::now(), &target.dir);
         let final_path = target.dir.join(&name);
         let (size, sha) = {
@@ -107,25 +132,36 @@ impl Engine {
                 .await
                 .map_err(|e| Error::internal("hashing the upload failed", e))??
         };
-        std::fs::rename(&target.path, &final_path).map_err(|e| Error::internal("cannot store the upload", e))?;
+        std::fs::rename(&target.path, &final_path)
+            .map_err(|e| Error::internal("cannot store the upload", e))?;
         target.done = true;
-        let include_recordings = report.pointer("/manifest/include_recordings").and_then(|v| v.as_bool()).unwrap_or(false);
+        let include_recordings = report
+            .pointer("/manifest/include_recordings")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
         // Keep only a printable, bounded form of the client's name: it is shown, never used as a path.
         let original = original_filename.map(|n| {
             let base = n.rsplit(['/', '\\']).next().unwrap_or("").to_owned();
-            base.chars().filter(|c| !c.is_control()).take(200).collect::<String>()
+            base.chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect::<String>()
         });
         let job = self
-            .insert_finished_backup(NewJob {
-                kind: "backup",
-                trigger: "upload",
-                requested_by,
-                include_recordings,
-                source_job_id: None,
-                archive_name: Some(name),
-                archive_dir: Some(target.dir.to_string_lossy().into_owned()),
-                original_filename: original,
-            }, size, &sha)
+            .insert_finished_backup(
+                NewJob {
+                    kind: "backup",
+                    trigger: "upload",
+                    requested_by,
+                    include_recordings,
+                    source_job_id: None,
+                    archive_name: Some(name),
+                    archive_dir: Some(target.dir.to_string_lossy().into_owned()),
+                    original_filename: original,
+                },
+                size,
+                &sha,
+            )
             .await?;
         Ok(job)
     }
@@ -150,9 +186,9 @@ impl Engine {
     /// `backstop restore FILE`: list the file as an upload, then restore it in this process.
     pub async fn restore_file_cli(&self, file: &Path, progress: ProgressFn) -> Result<Job> {
         let target = self.begin_upload().await?;
-        tokio::fs::copy(file, target.path())
-            .await
-            .map_err(|e| Error::invalid(format!("cannot read {}", file.display())).with_source(e))?;
+        tokio::fs::copy(file, target.path()).await.map_err(|e| {
+            Error::invalid(format!("cannot read {}", file.display())).with_source(e)
+        })?;
         let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
         let upload = self.finish_upload(target, name, Some("cli".into())).await?;
         let job = self.start_restore(upload.id, Some("cli".into())).await?;
@@ -160,7 +196,12 @@ impl Engine {
         let job = self.get_job(job.id).await?;
         match job.status.as_str() {
             "succeeded" => Ok(job),
-            _ => Err(Error::new(ErrorKind::Internal, job.error.clone().unwrap_or_else(|| format!("restore {}", job.status)))),
+            _ => Err(Error::new(
+                ErrorKind::Internal,
+                job.error
+                    .clone()
+                    .unwrap_or_else(|| format!("restore {}", job.status)),
+            )),
         }
     }
 
@@ -173,7 +214,9 @@ impl Engine {
         progress: ProgressFn,
     ) -> Result<Completed> {
         let mut done = Completed::default();
-        let source = job.source_job_id.ok_or_else(|| Error::invalid("the restore job names no archive"))?;
+        let source = job
+            .source_job_id
+            .ok_or_else(|| Error::invalid("the restore job names no archive"))?;
         let archive = self.archive_path(source).await?;
         let ctx = JobContext {
             job_id: job.id,
@@ -186,19 +229,42 @@ impl Engine {
         // 1. Validate without changing anything.
         let schema = crate::archive::content_schema(self.content()).await?;
         let report = {
-            let (archive, schema, cancel, progress, limits) = (archive.clone(), schema.clone(), cancel.clone(), progress.clone(), self.archive_limits());
-            tokio::task::spawn_blocking(move || crate::archive::verify::verify_archive(&archive, &limits, &schema, &cancel, progress))
-                .await
-                .map_err(|e| Error::internal("verification failed", e))??
+            let (archive, schema, cancel, progress, limits) = (
+                archive.clone(),
+                schema.clone(),
+                cancel.clone(),
+                progress.clone(),
+                self.archive_limits(),
+            );
+            tokio::task::spawn_blocking(move || {
+                crate::archive::verify::verify_archive(
+                    &archive, &limits, &schema, &cancel, progress,
+                )
+            })
+            .await
+            .map_err(|e| Error::internal("verification failed", e))??
         };
         self.hooks(HookPoint::PreRestore, &ctx, &mut done).await?;
 
         // 2. Safety backup of the current state (subject to retention like any other).
-        progress(Progress { step: "safety backup", done_bytes: 0, total_bytes: 0 });
+        progress(Progress {
+            step: "safety backup",
+            done_bytes: 0,
+            total_bytes: 0,
+        });
         let safety = self
-            .enqueue_inline_backup("pre-restore", job.requested_by.clone(), job.include_recordings, cancel)
+            .enqueue_inline_backup(
+                "pre-restore",
+                job.requested_by.clone(),
+                job.include_recordings,
+                cancel,
+            )
             .await?;
-        done.warnings.push(format!("safety backup of the previous state: job {} ({})", safety.id, safety.archive_name.clone().unwrap_or_default()));
+        done.warnings.push(format!(
+            "safety backup of the previous state: job {} ({})",
+            safety.id,
+            safety.archive_name.clone().unwrap_or_default()
+        ));
         if cancel.is_cancelled() {
             return Err(Error::conflict("canceled"));
         }
@@ -206,20 +272,39 @@ impl Engine {
         // 3. Stage directories next to their targets (same filesystem, so the swap is a rename).
         let staging_root = self.data_dir().join(format!(".staging-restore-{}", job.id));
         let _cleanup = crate::jobs::RemoveOnDrop(staging_root.clone());
-        std::fs::create_dir_all(staging_root.join("data")).map_err(|e| Error::internal("cannot create the restore staging folder", e))?;
+        std::fs::create_dir_all(staging_root.join("data"))
+            .map_err(|e| Error::internal("cannot create the restore staging folder", e))?;
         let db_json = staging_root.join("database.json");
-        let mut targets = crate::archive::verify::StagingTargets { database_json: db_json.clone(), plugins: Some(staging_root.join("plugins")), ..Default::default() };
+        let mut targets = crate::archive::verify::StagingTargets {
+            database_json: db_json.clone(),
+            plugins: Some(staging_root.join("plugins")),
+            ..Default::default()
+        };
         for name in manifest_directories(&report.manifest) {
             if !is_plain_name(&name) {
-                return Err(Error::rejected(format!("the manifest names an unsafe directory {name:?}")));
+                return Err(Error::rejected(format!(
+                    "the manifest names an unsafe directory {name:?}"
+                )));
             }
-            targets.directories.insert(name.clone(), staging_root.join("data").join(&name));
+            targets
+                .directories
+                .insert(name.clone(), staging_root.join("data").join(&name));
         }
         let extracted = {
-            let (archive, cancel, progress, limits, schema) = (archive.clone(), cancel.clone(), progress.clone(), self.archive_limits(), schema.clone());
-            tokio::task::spawn_blocking(move || crate::archive::verify::extract_to_staging(&archive, &limits, &schema, &targets, &cancel, progress))
-                .await
-                .map_err(|e| Error::internal("extraction failed", e))??
+            let (archive, cancel, progress, limits, schema) = (
+                archive.clone(),
+                cancel.clone(),
+                progress.clone(),
+                self.archive_limits(),
+                schema.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                crate::archive::verify::extract_to_staging(
+                    &archive, &limits, &schema, &targets, &cancel, progress,
+                )
+            })
+            .await
+            .map_err(|e| Error::internal("extraction failed", e))??
         };
         let dir_names = extracted.directories.clone();
         self.hooks(HookPoint::PostExtract, &ctx, &mut done).await?;
@@ -229,12 +314,20 @@ impl Engine {
         }
 
         // 4. Load the database in one transaction (all or nothing).
-        progress(Progress { step: "load", done_bytes: 0, total_bytes: 0 });
+        progress(Progress {
+            step: "load",
+            done_bytes: 0,
+            total_bytes: 0,
+        });
         crate::archive::load::load_database(self.content(), &db_json, &schema, cancel).await?;
 
         // 5. Swap: from here on, cancel is refused; a crash is repaired at next start.
         point_of_no_return.store(true, Ordering::SeqCst);
-        progress(Progress { step: "swap", done_bytes: 0, total_bytes: 0 });
+        progress(Progress {
+            step: "swap",
+            done_bytes: 0,
+            total_bytes: 0,
+        });
         let mut moves = Vec::new();
         for name in &dir_names {
             let target = self.data_dir().join(name);
@@ -242,7 +335,10 @@ impl Engine {
             let parked = staging_root.join("previous").join(name);
             moves.push((target, staged, parked));
         }
-        let journal = SwapJournal { job_id: job.id, moves };
+        let journal = SwapJournal {
+            job_id: job.id,
+            moves,
+        };
         self.swap_directories(&journal)?;
 
         // 6. Plugins restore their own content; hooks run.
@@ -254,7 +350,8 @@ impl Engine {
     /// crash in the middle is completed at the next start.
     fn swap_directories(&self, journal: &SwapJournal) -> Result<()> {
         let jpath = self.data_dir().join(JOURNAL);
-        let text = serde_json::to_vec(journal).map_err(|e| Error::internal("cannot write the swap journal", e))?;
+        let text = serde_json::to_vec(journal)
+            .map_err(|e| Error::internal("cannot write the swap journal", e))?;
         write_synced(&jpath, &text)?;
         roll_forward(journal)?;
         let _ = std::fs::remove_file(&jpath);
@@ -266,8 +363,11 @@ impl Engine {
     /// directories are rolled forward to match it). Returns the job id it repaired.
     pub async fn repair_interrupted_swap(&self) -> Result<Option<JobId>> {
         let jpath = self.data_dir().join(JOURNAL);
-        let Ok(text) = std::fs::read(&jpath) else { return Ok(None) };
-        let journal: SwapJournal = serde_json::from_slice(&text).map_err(|e| Error::internal("the restore swap journal is corrupt", e))?;
+        let Ok(text) = std::fs::read(&jpath) else {
+            return Ok(None);
+        };
+        let journal: SwapJournal = serde_json::from_slice(&text)
+            .map_err(|e| Error::internal("the restore swap journal is corrupt", e))?;
         roll_forward(&journal)?;
         let _ = std::fs::remove_file(&jpath);
         sqlx::query("UPDATE jobs SET warnings = json_insert(warnings, '$[#]', ?) WHERE id = ?")
@@ -275,7 +375,12 @@ impl Engine {
             .bind(journal.job_id)
             .execute(self.state())
             .await?;
-        if let Some(parent) = journal.moves.first().and_then(|m| m.1.parent()).and_then(|p| p.parent()) {
+        if let Some(parent) = journal
+            .moves
+            .first()
+            .and_then(|m| m.1.parent())
+            .and_then(|p| p.parent())
+        {
             let _ = std::fs::remove_dir_all(parent);
         }
         Ok(Some(journal.job_id))
@@ -288,11 +393,19 @@ fn roll_forward(journal: &SwapJournal) -> Result<()> {
         if staged.exists() {
             if target.exists() && !parked.exists() {
                 if let Some(p) = parked.parent() {
-                    std::fs::create_dir_all(p).map_err(|e| Error::internal("cannot park the old directory", e))?;
+                    std::fs::create_dir_all(p)
+                        .map_err(|e| Error::internal("cannot park the old directory", e))?;
                 }
-                std::fs::rename(target, parked).map_err(|e| Error::internal(format!("cannot move {} aside", target.display()), e))?;
+                std::fs::rename(target, parked).map_err(|e| {
+                    Error::internal(format!("cannot move {} aside", target.display()), e)
+                })?;
             }
-            std::fs::rename(staged, target).map_err(|e| Error::internal(format!("cannot move the restored {} into place", target.display()), e))?;
+            std::fs::rename(staged, target).map_err(|e| {
+                Error::internal(
+                    format!("cannot move the restored {} into place", target.display()),
+                    e,
+                )
+            })?;
         }
     }
     Ok(())
@@ -300,8 +413,11 @@ fn roll_forward(journal: &SwapJournal) -> Result<()> {
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let mut f = std::fs::File::create(path).map_err(|e| Error::internal("cannot write the swap journal", e))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| Error::internal("cannot write the swap journal", e))?;
+    let mut f = std::fs::File::create(path)
+        .map_err(|e| Error::internal("cannot write the swap journal", e))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::internal("cannot write the swap journal", e))?;
     if let Some(dir) = path.parent() {
         sync_dir(dir);
     }
@@ -316,19 +432,26 @@ fn sync_dir(dir: &Path) {
 
 /// A directory name from an archive is used as a path component: plain names only.
 fn is_plain_name(name: &str) -> bool {
-    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0']) && !name.starts_with('.')
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\', '\0'])
+        && !name.starts_with('.')
 }
 
 /// Size and SHA-256 of a file, streamed.
 pub fn file_sha256(path: &Path) -> Result<(u64, String)> {
     use sha2::{Digest, Sha256};
     use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| Error::internal("cannot read the archive", e))?;
+    let mut f =
+        std::fs::File::open(path).map_err(|e| Error::internal("cannot read the archive", e))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0u64;
     loop {
-        let k = f.read(&mut buf).map_err(|e| Error::internal("cannot read the archive", e))?;
+        let k = f
+            .read(&mut buf)
+            .map_err(|e| Error::internal("cannot read the archive", e))?;
         if k == 0 {
             break;
         }
@@ -341,24 +464,37 @@ pub fn file_sha256(path: &Path) -> Result<(u64, String)> {
 /// Reads `manifest.json` (the first entry) of an archive without reading the rest.
 pub fn read_manifest(path: &Path) -> Result<serde_json::Value> {
     use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| Error::internal(format!("cannot open {}", path.display()), e))?;
+    let file = std::fs::File::open(path)
+        .map_err(|e| Error::internal(format!("cannot open {}", path.display()), e))?;
     let gz = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
     let mut archive = tar::Archive::new(gz);
-    let mut entries = archive.entries().map_err(|e| Error::rejected("the archive is not a readable tar.gz").with_source(e))?;
+    let mut entries = archive
+        .entries()
+        .map_err(|e| Error::rejected("the archive is not a readable tar.gz").with_source(e))?;
     let mut first = match entries.next() {
         Some(Ok(e)) => e,
-        _ => return Err(Error::rejected("the archive is empty or not a readable tar.gz")),
+        _ => {
+            return Err(Error::rejected(
+                "the archive is empty or not a readable tar.gz",
+            ));
+        }
     };
-    let name = first.path().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = first
+        .path()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
     if name != "manifest.json" {
-        return Err(Error::rejected(format!("the archive does not start with manifest.json (found {name:?})")));
+        return Err(Error::rejected(format!(
+            "the archive does not start with manifest.json (found {name:?})"
+        )));
     }
     let mut buf = Vec::new();
     (&mut first)
         .take(16 << 20)
         .read_to_end(&mut buf)
         .map_err(|e| Error::rejected("manifest.json cannot be read").with_source(e))?;
-    serde_json::from_slice(&buf).map_err(|e| Error::rejected("manifest.json is not valid JSON").with_source(e))
+    serde_json::from_slice(&buf)
+        .map_err(|e| Error::rejected("manifest.json is not valid JSON").with_source(e))
 }
 
 /// The `data/<name>` directories a manifest lists.
@@ -366,6 +502,10 @@ fn manifest_directories(manifest: &serde_json::Value) -> Vec<String> {
     manifest
         .get("directories")
         .and_then(|d| d.as_array())
-        .map(|a| a.iter().filter_map(|d| d.get("name").and_then(|n| n.as_str()).map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| d.get("name").and_then(|n| n.as_str()).map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }

@@ -42,7 +42,11 @@ impl BackupSettings {
     /// The archive folder as an absolute-or-data-relative path.
     pub fn resolved_path(&self, data_dir: &Path) -> PathBuf {
         let p = Path::new(&self.path);
-        if p.is_absolute() { p.to_path_buf() } else { data_dir.join(p) }
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            data_dir.join(p)
+        }
     }
 }
 
@@ -50,7 +54,8 @@ impl BackupSettings {
 pub async fn load(pool: &SqlitePool) -> Result<BackupSettings> {
     match crate::state::get_setting(pool, KEY).await? {
         None => Ok(BackupSettings::default()),
-        Some(v) => serde_json::from_value(v).map_err(|e| Error::internal("stored backup settings are corrupt", e)),
+        Some(v) => serde_json::from_value(v)
+            .map_err(|e| Error::internal("stored backup settings are corrupt", e)),
     }
 }
 
@@ -62,7 +67,16 @@ pub fn parse(value: &Value, current: &BackupSettings, data_dir: &Path) -> Result
         return Err(Error::invalid("the settings must be a JSON object"));
     };
     for key in obj.keys() {
-        if !["path", "include_recordings", "retention_count", "schedule", "next_run_at", "schedule_description"].contains(&key.as_str()) {
+        if ![
+            "path",
+            "include_recordings",
+            "retention_count",
+            "schedule",
+            "next_run_at",
+            "schedule_description",
+        ]
+        .contains(&key.as_str())
+        {
             errors.insert(key.clone(), format!("unknown setting {key:?}"));
         }
     }
@@ -115,12 +129,17 @@ pub fn parse(value: &Value, current: &BackupSettings, data_dir: &Path) -> Result
             }
         }
     }
-    if errors.is_empty() { Ok(out) } else { Err(Error::fields(errors)) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(Error::fields(errors))
+    }
 }
 
 /// Saves validated settings.
 pub async fn save(pool: &SqlitePool, settings: &BackupSettings) -> Result<()> {
-    let v = serde_json::to_value(settings).map_err(|e| Error::internal("cannot encode settings", e))?;
+    let v =
+        serde_json::to_value(settings).map_err(|e| Error::internal("cannot encode settings", e))?;
     crate::state::put_setting(pool, KEY, &v).await
 }
 
@@ -128,14 +147,22 @@ pub async fn save(pool: &SqlitePool, settings: &BackupSettings) -> Result<()> {
 pub fn ensure_writable_dir(dir: &Path) -> std::result::Result<(), String> {
     if let Err(e) = std::fs::create_dir_all(dir) {
         return Err(match e.kind() {
-            std::io::ErrorKind::PermissionDenied => format!("backup path {} cannot be created: permission denied", dir.display()),
-            _ => format!("backup path {} cannot be created ({})", dir.display(), e.kind()),
+            std::io::ErrorKind::PermissionDenied => format!(
+                "backup path {} cannot be created: permission denied",
+                dir.display()
+            ),
+            _ => format!(
+                "backup path {} cannot be created ({})",
+                dir.display(),
+                e.kind()
+            ),
         });
     }
     if !dir.is_dir() {
         return Err(format!("backup path {} is not a folder", dir.display()));
     }
-    crate::instance::check_writable(dir).map_err(|_| format!("backup path {} is not writable", dir.display()))
+    crate::instance::check_writable(dir)
+        .map_err(|_| format!("backup path {} is not writable", dir.display()))
 }
 
 /// The state-DB key under which the scheduler records the instant it handled slots through.
@@ -147,10 +174,17 @@ impl crate::Engine {
         let s = load(self.state()).await?;
         let next = crate::schedule::next_run_after(&s.schedule, chrono::Utc::now())
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-        let mut v = serde_json::to_value(&s).map_err(|e| Error::internal("cannot encode settings", e))?;
+        let mut v =
+            serde_json::to_value(&s).map_err(|e| Error::internal("cannot encode settings", e))?;
         if let Some(o) = v.as_object_mut() {
-            o.insert("next_run_at".into(), next.map(Value::String).unwrap_or(Value::Null));
-            o.insert("schedule_description".into(), Value::String(crate::schedule::describe(&s.schedule)));
+            o.insert(
+                "next_run_at".into(),
+                next.map(Value::String).unwrap_or(Value::Null),
+            );
+            o.insert(
+                "schedule_description".into(),
+                Value::String(crate::schedule::describe(&s.schedule)),
+            );
         }
         Ok(v)
     }
@@ -170,7 +204,10 @@ impl crate::Engine {
     }
 
     /// Starts the in-process scheduler for the saved schedule.
-    pub async fn spawn_scheduler(&self, shutdown: tokio_util::sync::CancellationToken) -> Result<tokio::task::JoinHandle<()>> {
+    pub async fn spawn_scheduler(
+        &self,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Result<tokio::task::JoinHandle<()>> {
         let s = load(self.state()).await?;
         self.schedule_sender().send_replace(s.schedule);
         Ok(crate::schedule::spawn_scheduler(
@@ -186,25 +223,43 @@ impl crate::Engine {
 struct EngineScheduleStore(crate::Engine);
 
 impl crate::schedule::ScheduleStore for EngineScheduleStore {
-    fn last_slot(&self) -> futures::future::BoxFuture<'_, Result<Option<chrono::DateTime<chrono::Utc>>>> {
+    fn last_slot(
+        &self,
+    ) -> futures::future::BoxFuture<'_, Result<Option<chrono::DateTime<chrono::Utc>>>> {
         Box::pin(async move {
             let v = crate::state::get_setting(self.0.state(), LAST_SLOT_KEY).await?;
-            Ok(v.and_then(|v| v.as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())).map(|t| t.with_timezone(&chrono::Utc)))
+            Ok(v.and_then(|v| {
+                v.as_str()
+                    .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+            })
+            .map(|t| t.with_timezone(&chrono::Utc)))
         })
     }
 
-    fn set_last_slot(&self, t: chrono::DateTime<chrono::Utc>) -> futures::future::BoxFuture<'_, Result<()>> {
+    fn set_last_slot(
+        &self,
+        t: chrono::DateTime<chrono::Utc>,
+    ) -> futures::future::BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            crate::state::put_setting(self.0.state(), LAST_SLOT_KEY, &Value::String(t.to_rfc3339())).await
+            crate::state::put_setting(
+                self.0.state(),
+                LAST_SLOT_KEY,
+                &Value::String(t.to_rfc3339()),
+            )
+            .await
         })
     }
 
-    fn enqueue_scheduled(&self) -> futures::future::BoxFuture<'_, Result<crate::schedule::EnqueueOutcome>> {
+    fn enqueue_scheduled(
+        &self,
+    ) -> futures::future::BoxFuture<'_, Result<crate::schedule::EnqueueOutcome>> {
         Box::pin(async move {
             if self.0.scheduled_pending().await? {
                 return Ok(crate::schedule::EnqueueOutcome::SkippedAlreadyPending);
             }
-            self.0.start_backup("scheduled", Some("scheduler".into()), None).await?;
+            self.0
+                .start_backup("scheduled", Some("scheduler".into()), None)
+                .await?;
             Ok(crate::schedule::EnqueueOutcome::Enqueued)
         })
     }

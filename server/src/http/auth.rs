@@ -13,12 +13,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use engine::auth::{Account, Role, SESSION_ACCOUNT_KEY};
 use engine::Error;
+use engine::auth::{Account, Role, SESSION_ACCOUNT_KEY};
 use tower_sessions::Session;
 
-use super::error::{ApiError, ApiJson, ApiResult};
 use super::AppState;
+use super::error::{ApiError, ApiJson, ApiResult};
 
 /// Who is calling, and how they proved it.
 #[derive(Debug, Clone)]
@@ -28,7 +28,12 @@ pub struct Identity {
 }
 
 /// Resolves the caller and enforces the same-origin rule for cookie-authenticated writes.
-pub async fn identify(State(state): State<AppState>, session: Session, mut req: Request, next: Next) -> Response {
+pub async fn identify(
+    State(state): State<AppState>,
+    session: Session,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -36,9 +41,15 @@ pub async fn identify(State(state): State<AppState>, session: Session, mut req: 
         .and_then(|v| v.strip_prefix("Bearer ").map(str::trim).map(str::to_owned));
     let identity = if let Some(token) = bearer {
         match engine::auth::verify_token(state.engine.state(), &token).await {
-            Ok(Some(account)) => Identity { account: Some(account), via_token: true },
+            Ok(Some(account)) => Identity {
+                account: Some(account),
+                via_token: true,
+            },
             Ok(None) => {
-                return ApiError(Error::unauthenticated("the API token is not valid (revoked or mistyped)")).into_response();
+                return ApiError(Error::unauthenticated(
+                    "the API token is not valid (revoked or mistyped)",
+                ))
+                .into_response();
             }
             Err(e) => return ApiError(e).into_response(),
         }
@@ -51,7 +62,10 @@ pub async fn identify(State(state): State<AppState>, session: Session, mut req: 
             },
             None => None,
         };
-        Identity { account, via_token: false }
+        Identity {
+            account,
+            via_token: false,
+        }
     };
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if unsafe_method && !identity.via_token {
@@ -72,11 +86,25 @@ fn check_same_origin(headers: &HeaderMap, cookie_authenticated: bool) -> Result<
         .or_else(|| headers.get(header::REFERER))
         .and_then(|h| h.to_str().ok())
         .filter(|s| *s != "null");
-    let refused = || Error::denied("cross-origin request refused: cookie-authenticated changes must come from this site (or use an API token)");
+    let refused = || {
+        Error::denied(
+            "cross-origin request refused: cookie-authenticated changes must come from this site (or use an API token)",
+        )
+    };
     match (source, host) {
         (Some(src), Some(host)) => {
-            let authority = src.split("://").nth(1).unwrap_or("").split('/').next().unwrap_or("");
-            if authority.eq_ignore_ascii_case(host) { Ok(()) } else { Err(refused()) }
+            let authority = src
+                .split("://")
+                .nth(1)
+                .unwrap_or("")
+                .split('/')
+                .next()
+                .unwrap_or("");
+            if authority.eq_ignore_ascii_case(host) {
+                Ok(())
+            } else {
+                Err(refused())
+            }
         }
         (Some(_), None) => Err(refused()),
         (None, _) if cookie_authenticated => Err(refused()),
@@ -86,10 +114,18 @@ fn check_same_origin(headers: &HeaderMap, cookie_authenticated: bool) -> Result<
 
 /// Route layer for `/api/backups/`: 401 without credentials, 403 for a non-admin.
 pub async fn require_admin(req: Request, next: Next) -> Response {
-    let account = req.extensions().get::<Identity>().and_then(|i| i.account.clone());
+    let account = req
+        .extensions()
+        .get::<Identity>()
+        .and_then(|i| i.account.clone());
     match account {
-        None => ApiError(Error::unauthenticated("sign in or send an API token (Authorization: Bearer ...)")).into_response(),
-        Some(a) if a.role != Role::Admin => ApiError(Error::denied("only admins can manage backups")).into_response(),
+        None => ApiError(Error::unauthenticated(
+            "sign in or send an API token (Authorization: Bearer ...)",
+        ))
+        .into_response(),
+        Some(a) if a.role != Role::Admin => {
+            ApiError(Error::denied("only admins can manage backups")).into_response()
+        }
         Some(_) => next.run(req).await,
     }
 }
@@ -99,7 +135,10 @@ pub struct Authenticated(pub Account);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Authenticated {
     type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, ApiError> {
         parts
             .extensions
             .get::<Identity>()
@@ -122,14 +161,20 @@ async fn login(
     session: Session,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> ApiResult<Json<Account>> {
-    let account = state.engine.login(&addr.ip().to_string(), &body.username, &body.password).await?;
+    let account = state
+        .engine
+        .login(&addr.ip().to_string(), &body.username, &body.password)
+        .await?;
     start_session(&session, &account).await?;
     Ok(Json(account))
 }
 
 /// Binds the session to `account`, with a fresh id (no session fixation).
 pub async fn start_session(session: &Session, account: &Account) -> Result<(), Error> {
-    session.cycle_id().await.map_err(|e| Error::internal("cannot start a session", e))?;
+    session
+        .cycle_id()
+        .await
+        .map_err(|e| Error::internal("cannot start a session", e))?;
     session
         .insert(SESSION_ACCOUNT_KEY, account.id)
         .await
@@ -137,7 +182,10 @@ pub async fn start_session(session: &Session, account: &Account) -> Result<(), E
 }
 
 async fn logout(session: Session) -> ApiResult<StatusCode> {
-    session.flush().await.map_err(|e| Error::internal("cannot end the session", e))?;
+    session
+        .flush()
+        .await
+        .map_err(|e| Error::internal("cannot end the session", e))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -156,11 +204,18 @@ async fn create_token(
     Authenticated(account): Authenticated,
     ApiJson(body): ApiJson<TokenBody>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
-    let (id, token) = engine::auth::create_token(state.engine.state(), &account, &body.name).await?;
-    Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id, "token": token, "name": body.name.trim() }))))
+    let (id, token) =
+        engine::auth::create_token(state.engine.state(), &account, &body.name).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "id": id, "token": token, "name": body.name.trim() })),
+    ))
 }
 
-async fn list_tokens(State(state): State<AppState>, Authenticated(account): Authenticated) -> ApiResult<Json<serde_json::Value>> {
+async fn list_tokens(
+    State(state): State<AppState>,
+    Authenticated(account): Authenticated,
+) -> ApiResult<Json<serde_json::Value>> {
     let tokens = engine::auth::list_tokens(state.engine.state(), &account).await?;
     Ok(Json(serde_json::json!({ "tokens": tokens })))
 }
@@ -170,7 +225,9 @@ async fn delete_token(
     Authenticated(account): Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let id: i64 = id.parse().map_err(|_| Error::not_found(format!("no token {id:?}")))?;
+    let id: i64 = id
+        .parse()
+        .map_err(|_| Error::not_found(format!("no token {id:?}")))?;
     engine::auth::delete_token(state.engine.state(), &account, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

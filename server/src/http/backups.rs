@@ -58,12 +58,21 @@ struct ListQuery {
 fn int_param(v: &Option<String>, name: &str, default: i64) -> Result<i64, ApiError> {
     match v {
         None => Ok(default),
-        Some(s) => s.parse().map_err(|_| ApiError(Error::invalid(format!("{name} must be a whole number")).with_field(name, "a whole number"))),
+        Some(s) => s.parse().map_err(|_| {
+            ApiError(
+                Error::invalid(format!("{name} must be a whole number"))
+                    .with_field(name, "a whole number"),
+            )
+        }),
     }
 }
 
-async fn list_jobs(State(st): State<AppState>, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult<Json<serde_json::Value>> {
-    let Query(q) = query.map_err(|e| ApiError(Error::invalid(format!("bad query: {}", e.body_text()))))?;
+async fn list_jobs(
+    State(st): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let Query(q) =
+        query.map_err(|e| ApiError(Error::invalid(format!("bad query: {}", e.body_text()))))?;
     let filter = JobFilter {
         kind: q.kind.filter(|s| !s.is_empty()),
         status: q.status.filter(|s| !s.is_empty()),
@@ -80,9 +89,16 @@ struct CreateBody {
     include_recordings: Option<bool>,
 }
 
-async fn create_job(State(st): State<AppState>, Authenticated(who): Authenticated, req: Request) -> ApiResult<Response> {
+async fn create_job(
+    State(st): State<AppState>,
+    Authenticated(who): Authenticated,
+    req: Request,
+) -> ApiResult<Response> {
     // The body is optional: accept none at all, or a JSON object.
-    let has_body = req.headers().get(header::CONTENT_LENGTH).is_some_and(|v| v != "0")
+    let has_body = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v != "0")
         || req.headers().get(header::TRANSFER_ENCODING).is_some();
     let body = if has_body {
         use axum::extract::FromRequest;
@@ -90,11 +106,17 @@ async fn create_job(State(st): State<AppState>, Authenticated(who): Authenticate
     } else {
         CreateBody::default()
     };
-    let job = st.engine.start_backup("manual", Some(who.username), body.include_recordings).await?;
+    let job = st
+        .engine
+        .start_backup("manual", Some(who.username), body.include_recordings)
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(job)).into_response())
 }
 
-async fn get_job(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<engine::jobs::Job>> {
+async fn get_job(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<engine::jobs::Job>> {
     Ok(Json(st.engine.get_job(job_id(&id)?).await?))
 }
 
@@ -103,19 +125,32 @@ async fn delete_job(State(st): State<AppState>, Path(id): Path<String>) -> ApiRe
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn cancel_job(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<engine::jobs::Job>> {
+async fn cancel_job(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<engine::jobs::Job>> {
     Ok(Json(st.engine.cancel_job(job_id(&id)?).await?))
 }
 
 /// Streams the archive with `Content-Length`, `HEAD` and `Range` support (tower-http's
 /// `ServeFile` does the range arithmetic and never reads the file into memory).
-async fn download(State(st): State<AppState>, Path(id): Path<String>, req: Request) -> ApiResult<Response> {
+async fn download(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> ApiResult<Response> {
     let id = job_id(&id)?;
     let path = st.engine.archive_path(id).await?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "backup.tar.gz".into());
-    let served = tower_http::services::ServeFile::new_with_mime(&path, &"application/gzip".parse().expect("valid mime"))
-        .oneshot(req)
-        .await;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "backup.tar.gz".into());
+    let served = tower_http::services::ServeFile::new_with_mime(
+        &path,
+        &"application/gzip".parse().expect("valid mime"),
+    )
+    .oneshot(req)
+    .await;
     let mut res = match served {
         Ok(r) => r.map(Body::new),
         Err(never) => match never {},
@@ -126,29 +161,56 @@ async fn download(State(st): State<AppState>, Path(id): Path<String>, req: Reque
     Ok(res)
 }
 
-async fn manifest(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+async fn manifest(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
     Ok(Json(st.engine.job_manifest(job_id(&id)?).await?))
 }
 
-async fn verify(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+async fn verify(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
     Ok(Json(st.engine.verify_job(job_id(&id)?).await?))
 }
 
-async fn restore(State(st): State<AppState>, Authenticated(who): Authenticated, Path(id): Path<String>) -> ApiResult<Response> {
-    let job = st.engine.start_restore(job_id(&id)?, Some(who.username)).await?;
+async fn restore(
+    State(st): State<AppState>,
+    Authenticated(who): Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let job = st
+        .engine
+        .start_restore(job_id(&id)?, Some(who.username))
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(job)).into_response())
 }
 
 /// Upload: the body (multipart field `file`, or a raw `application/gzip` body) is streamed
 /// to a temporary file in the archive folder, validated, then listed. Never held in memory.
-async fn upload(State(st): State<AppState>, Authenticated(who): Authenticated, req: Request) -> ApiResult<Response> {
+async fn upload(
+    State(st): State<AppState>,
+    Authenticated(who): Authenticated,
+    req: Request,
+) -> ApiResult<Response> {
     let limit = st.upload_limit;
-    if let Some(len) = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         if len > limit.saturating_add(64 * 1024) {
             return Err(too_large(limit));
         }
     }
-    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     let target = st.engine.begin_upload().await?;
     let result = async {
         if content_type.starts_with("multipart/form-data") {
@@ -203,7 +265,10 @@ async fn upload(State(st): State<AppState>, Authenticated(who): Authenticated, r
             if size == 0 {
                 return Err(ApiError(Error::invalid("the uploaded file is empty")));
             }
-            let job = st.engine.finish_upload(target, original, Some(who.username)).await?;
+            let job = st
+                .engine
+                .finish_upload(target, original, Some(who.username))
+                .await?;
             Ok((StatusCode::CREATED, Json(job)).into_response())
         }
         Err(e) => Err(e), // `target` is dropped here, removing the partial file
@@ -211,14 +276,23 @@ async fn upload(State(st): State<AppState>, Authenticated(who): Authenticated, r
 }
 
 fn too_large(limit: u64) -> ApiError {
-    ApiError(Error::new(ErrorKind::TooLarge, format!("the upload is larger than the limit of {} MiB (BACKSTOP_UPLOAD_LIMIT_MB)", limit / (1024 * 1024))))
+    ApiError(Error::new(
+        ErrorKind::TooLarge,
+        format!(
+            "the upload is larger than the limit of {} MiB (BACKSTOP_UPLOAD_LIMIT_MB)",
+            limit / (1024 * 1024)
+        ),
+    ))
 }
 
 async fn get_settings(State(st): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
     Ok(Json(st.engine.settings_view().await?))
 }
 
-async fn put_settings(State(st): State<AppState>, ApiJson(body): ApiJson<serde_json::Value>) -> ApiResult<Json<serde_json::Value>> {
+async fn put_settings(
+    State(st): State<AppState>,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> ApiResult<Json<serde_json::Value>> {
     st.engine.save_settings(&body).await?;
     Ok(Json(st.engine.settings_view().await?))
 }
@@ -235,11 +309,16 @@ async fn events(State(st): State<AppState>) -> Sse<impl Stream<Item = Result<Eve
             };
             match next {
                 Ok(JobEvent::Updated(job)) => {
-                    let ev = Event::default().event("job").json_data(&*job).unwrap_or_else(|_| Event::default().comment("encode error"));
+                    let ev = Event::default()
+                        .event("job")
+                        .json_data(&*job)
+                        .unwrap_or_else(|_| Event::default().comment("encode error"));
                     return Some((Ok(ev), (rx, stop)));
                 }
                 Ok(JobEvent::Deleted(id)) => {
-                    let ev = Event::default().event("deleted").data(serde_json::json!({ "id": id }).to_string());
+                    let ev = Event::default()
+                        .event("deleted")
+                        .data(serde_json::json!({ "id": id }).to_string());
                     return Some((Ok(ev), (rx, stop)));
                 }
                 // A slow client missed events: tell it to reload the list.

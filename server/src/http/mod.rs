@@ -52,15 +52,21 @@ pub async fn router(state: AppState, secure_cookies: bool) -> Result<Router> {
     let store = SqliteStore::new(state.engine.state().clone())
         .with_table_name("sessions")
         .map_err(|e| Error::new(engine::ErrorKind::Internal, format!("session store: {e}")))?;
-    store.migrate().await.map_err(|e| Error::internal("cannot prepare the session table", e))?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| Error::internal("cannot prepare the session table", e))?;
     let sessions = SessionManagerLayer::new(store)
         .with_name("backstop_session")
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_secure(secure_cookies)
-        .with_expiry(Expiry::OnInactivity(tower_sessions::cookie::time::Duration::days(7)));
+        .with_expiry(Expiry::OnInactivity(
+            tower_sessions::cookie::time::Duration::days(7),
+        ));
 
-    let pkg_dir = PathBuf::from(state.leptos.site_root.as_ref()).join(state.leptos.site_pkg_dir.as_ref());
+    let pkg_dir =
+        PathBuf::from(state.leptos.site_root.as_ref()).join(state.leptos.site_pkg_dir.as_ref());
     let routes = generate_route_list(app::App);
     let engine_for_ctx = state.engine.clone();
     let leptos_options = state.leptos.clone();
@@ -82,8 +88,13 @@ pub async fn router(state: AppState, secure_cookies: bool) -> Result<Router> {
         )
         .nest_service("/pkg", ServeDir::new(pkg_dir))
         .route("/favicon.ico", get(favicon))
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
-        .layer(middleware::from_fn_with_state(state.clone(), auth::identify))
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
+            app::shell,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::identify,
+        ))
         .layer(sessions)
         .layer(TraceLayer::new_for_http())
         .with_state(state);
@@ -108,16 +119,35 @@ async fn favicon() -> impl IntoResponse {
 }
 
 /// `backstop serve`: open the engine, take the data-dir lock, run until `shutdown`.
-pub async fn serve(config: EngineConfig, args: ServeArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+pub async fn serve(
+    config: EngineConfig,
+    args: ServeArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let _lock = crate::cli::exclusive_lock(&config.data_dir)?;
     let engine = Engine::open(config).await?;
     let swept = engine.restart_sweep().await?;
     if swept > 0 {
-        tracing::warn!(jobs = swept, "marked jobs interrupted by the last shutdown as failed");
+        tracing::warn!(
+            jobs = swept,
+            "marked jobs interrupted by the last shutdown as failed"
+        );
     }
-    if let Some(password) = engine::auth::ensure_admin(engine.state(), &args.admin_user, args.admin_password.as_deref()).await? {
-        println!("Created admin account {:?} with password: {password}", args.admin_user);
-        println!("(shown once; change it with `backstop user reset-password {}`)", args.admin_user);
+    if let Some(password) = engine::auth::ensure_admin(
+        engine.state(),
+        &args.admin_user,
+        args.admin_password.as_deref(),
+    )
+    .await?
+    {
+        println!(
+            "Created admin account {:?} with password: {password}",
+            args.admin_user
+        );
+        println!(
+            "(shown once; change it with `backstop user reset-password {}`)",
+            args.admin_user
+        );
     }
     let site_root = args.site_dir.clone();
     if !site_root.join("pkg").join("backstop.js").is_file() {
@@ -138,21 +168,32 @@ pub async fn serve(config: EngineConfig, args: ServeArgs, shutdown: impl Future<
     let runner = engine.spawn_runner(stop.clone());
     let scheduler = engine.spawn_scheduler(stop.clone()).await?;
     let app = router(state, args.secure_cookies).await?;
-    let listener = tokio::net::TcpListener::bind(args.bind).await.map_err(|e| {
-        Error::new(engine::ErrorKind::Unavailable, format!("cannot listen on {}: {}", args.bind, e.kind())).with_source(e)
-    })?;
-    let addr = listener.local_addr().map_err(|e| Error::internal("no local address", e))?;
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .map_err(|e| {
+            Error::new(
+                engine::ErrorKind::Unavailable,
+                format!("cannot listen on {}: {}", args.bind, e.kind()),
+            )
+            .with_source(e)
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::internal("no local address", e))?;
     // Tests and scripts read this line to find the port.
     println!("backstop listening on http://{addr}");
     tracing::info!(%addr, "listening");
     let stop_on_signal = stop.clone();
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            stop_on_signal.cancel();
-        })
-        .await
-        .map_err(|e| Error::internal("the HTTP server failed", e))?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        stop_on_signal.cancel();
+    })
+    .await
+    .map_err(|e| Error::internal("the HTTP server failed", e))?;
     stop.cancel();
     let _ = runner.await;
     let _ = scheduler.await;

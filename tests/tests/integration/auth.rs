@@ -40,7 +40,12 @@ async fn session_cookie_is_httponly_samesite_and_rotated_at_login() -> anyhow::R
         .send()
         .await?;
     assert_eq!(r.status(), 200);
-    let cookie = r.headers().get("set-cookie").expect("set-cookie").to_str()?.to_owned();
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .expect("set-cookie")
+        .to_str()?
+        .to_owned();
     assert!(cookie.starts_with("backstop_session="), "{cookie}");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Lax"), "{cookie}");
@@ -53,7 +58,15 @@ async fn session_cookie_is_httponly_samesite_and_rotated_at_login() -> anyhow::R
         .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
         .send()
         .await?;
-    let second = r2.headers().get("set-cookie").expect("set-cookie").to_str()?.split(';').next().unwrap().to_owned();
+    let second = r2
+        .headers()
+        .get("set-cookie")
+        .expect("set-cookie")
+        .to_str()?
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
     assert_ne!(first, second, "session id must change at login");
     Ok(())
 }
@@ -61,8 +74,18 @@ async fn session_cookie_is_httponly_samesite_and_rotated_at_login() -> anyhow::R
 #[tokio::test]
 async fn wrong_password_and_unknown_user_get_the_same_401() -> anyhow::Result<()> {
     let app = TestApp::spawn().await?;
-    let (s1, b1) = app.post_json("/api/auth/login", json!({"username": "admin", "password": "nope-nope"})).await?;
-    let (s2, b2) = app.post_json("/api/auth/login", json!({"username": "ghost", "password": "nope-nope"})).await?;
+    let (s1, b1) = app
+        .post_json(
+            "/api/auth/login",
+            json!({"username": "admin", "password": "nope-nope"}),
+        )
+        .await?;
+    let (s2, b2) = app
+        .post_json(
+            "/api/auth/login",
+            json!({"username": "ghost", "password": "nope-nope"}),
+        )
+        .await?;
     assert_eq!((s1, s2), (401, 401));
     assert_eq!(b1["error"]["message"], "wrong username or password");
     assert_eq!(b1, b2);
@@ -81,10 +104,21 @@ async fn malformed_login_body_is_a_json_400() -> anyhow::Result<()> {
     assert_eq!(r.status(), 400);
     let body: serde_json::Value = r.json().await?;
     assert_eq!(body["error"]["code"], "invalid");
-    assert_eq!(body["error"]["message"], "the request body is not valid JSON");
-    let (s, body) = app.post_json("/api/auth/login", json!({"username": "admin"})).await?;
+    assert_eq!(
+        body["error"]["message"],
+        "the request body is not valid JSON"
+    );
+    let (s, body) = app
+        .post_json("/api/auth/login", json!({"username": "admin"}))
+        .await?;
     assert_eq!(s, 400);
-    assert!(body["error"]["message"].as_str().unwrap().contains("password"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("password"),
+        "{body}"
+    );
     Ok(())
 }
 
@@ -92,17 +126,42 @@ async fn malformed_login_body_is_a_json_400() -> anyhow::Result<()> {
 async fn login_is_rate_limited_after_five_failures() -> anyhow::Result<()> {
     let app = TestApp::spawn().await?;
     for _ in 0..5 {
-        let (s, _) = app.post_json("/api/auth/login", json!({"username": "admin", "password": "wrong-guess"})).await?;
+        let (s, _) = app
+            .post_json(
+                "/api/auth/login",
+                json!({"username": "admin", "password": "wrong-guess"}),
+            )
+            .await?;
         assert_eq!(s, 401);
     }
-    let (s, body) = app.post_json("/api/auth/login", json!({"username": "admin", "password": "wrong-guess"})).await?;
+    let (s, body) = app
+        .post_json(
+            "/api/auth/login",
+            json!({"username": "admin", "password": "wrong-guess"}),
+        )
+        .await?;
     assert_eq!(s, 429, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("too many failed sign-in attempts"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too many failed sign-in attempts")
+    );
     // Even the right password is refused while limited.
-    let (s, _) = app.post_json("/api/auth/login", json!({"username": "admin", "password": ADMIN_PASSWORD})).await?;
+    let (s, _) = app
+        .post_json(
+            "/api/auth/login",
+            json!({"username": "admin", "password": ADMIN_PASSWORD}),
+        )
+        .await?;
     assert_eq!(s, 429);
     // Another username from the same client is not affected.
-    let (s, _) = app.post_json("/api/auth/login", json!({"username": "someone", "password": "wrong-guess"})).await?;
+    let (s, _) = app
+        .post_json(
+            "/api/auth/login",
+            json!({"username": "someone", "password": "wrong-guess"}),
+        )
+        .await?;
     assert_eq!(s, 401);
     Ok(())
 }
@@ -136,25 +195,47 @@ async fn backups_api_is_401_without_credentials_and_403_for_a_viewer() -> anyhow
 async fn api_tokens_authenticate_are_listed_without_secret_and_revocable() -> anyhow::Result<()> {
     let app = TestApp::spawn().await?;
     app.login_admin().await?;
-    let (s, created) = app.post_json("/api/auth/tokens", json!({"name": "nightly script"})).await?;
+    let (s, created) = app
+        .post_json("/api/auth/tokens", json!({"name": "nightly script"}))
+        .await?;
     assert_eq!(s, 201);
     let token = created["token"].as_str().unwrap().to_owned();
     let id = created["id"].as_i64().unwrap();
     let bare = reqwest::Client::new();
-    let r = bare.get(app.url("/api/backups/jobs/")).bearer_auth(&token).send().await?;
+    let r = bare
+        .get(app.url("/api/backups/jobs/"))
+        .bearer_auth(&token)
+        .send()
+        .await?;
     assert_eq!(r.status(), 200);
     // Token writes need no Origin header (a browser never adds a bearer token on its own).
-    let r = bare.put(app.url("/api/backups/settings/")).bearer_auth(&token).json(&json!({"retention_count": 3})).send().await?;
+    let r = bare
+        .put(app.url("/api/backups/settings/"))
+        .bearer_auth(&token)
+        .json(&json!({"retention_count": 3}))
+        .send()
+        .await?;
     assert_eq!(r.status(), 200, "{}", r.text().await?);
     let (_, list) = app.get_json("/api/auth/tokens").await?;
     let listed = list["tokens"].to_string();
     assert!(listed.contains("nightly script"));
     assert!(!listed.contains(&token), "the secret must never be listed");
-    let r = app.req(Method::DELETE, &format!("/api/auth/tokens/{id}")).send().await?;
+    let r = app
+        .req(Method::DELETE, &format!("/api/auth/tokens/{id}"))
+        .send()
+        .await?;
     assert_eq!(r.status(), 204);
-    let r = bare.get(app.url("/api/backups/jobs/")).bearer_auth(&token).send().await?;
+    let r = bare
+        .get(app.url("/api/backups/jobs/"))
+        .bearer_auth(&token)
+        .send()
+        .await?;
     assert_eq!(r.status(), 401);
-    let r = bare.get(app.url("/api/backups/jobs/")).bearer_auth("bst_made-up").send().await?;
+    let r = bare
+        .get(app.url("/api/backups/jobs/"))
+        .bearer_auth("bst_made-up")
+        .send()
+        .await?;
     assert_eq!(r.status(), 401);
     Ok(())
 }
@@ -171,12 +252,26 @@ async fn cookie_writes_from_another_origin_are_refused() -> anyhow::Result<()> {
         .await?;
     assert_eq!(r.status(), 403);
     let body: serde_json::Value = r.json().await?;
-    assert!(body["error"]["message"].as_str().unwrap().starts_with("cross-origin request refused"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("cross-origin request refused")
+    );
     // Without Origin or Referer a cookie-authenticated write is refused too.
-    let r = app.client.put(app.url("/api/backups/settings/")).json(&json!({})).send().await?;
+    let r = app
+        .client
+        .put(app.url("/api/backups/settings/"))
+        .json(&json!({}))
+        .send()
+        .await?;
     assert_eq!(r.status(), 403);
     // Same origin passes.
-    let r = app.req(Method::PUT, "/api/backups/settings/").json(&json!({"retention_count": 4})).send().await?;
+    let r = app
+        .req(Method::PUT, "/api/backups/settings/")
+        .json(&json!({"retention_count": 4}))
+        .send()
+        .await?;
     assert_eq!(r.status(), 200);
     Ok(())
 }
@@ -197,7 +292,10 @@ async fn first_start_without_password_prints_a_generated_one_once() -> anyhow::R
     let _ = child.kill();
     let _ = child.wait();
     let password = first.rsplit("password: ").next().unwrap().to_owned();
-    assert!(first.starts_with("Created admin account \"admin\" with password: "), "{first}");
+    assert!(
+        first.starts_with("Created admin account \"admin\" with password: "),
+        "{first}"
+    );
     assert!(password.len() >= 16);
     // Second start: the admin exists, nothing is printed about it.
     let mut cmd2 = std::process::Command::new(tests::backstop_bin());
@@ -247,9 +345,18 @@ pub fn run_with_stdin(cmd: &mut std::process::Command, input: &str) -> (bool, St
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// A second handle on the same server (its own cookie jar), for multi-user tests.

@@ -5,18 +5,28 @@ use tests::{TestApp, run};
 fn serve_with(env: &[(&str, &str)]) -> (bool, String, String) {
     let data = tempfile::tempdir().unwrap();
     let mut cmd = std::process::Command::new(tests::backstop_bin());
-    cmd.env_clear().env("PATH", std::env::var("PATH").unwrap()).env("BACKSTOP_DATA_DIR", data.path());
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("BACKSTOP_DATA_DIR", data.path());
     for (k, v) in env {
         cmd.env(k, v);
     }
     // `--help`-style commands exit at once; `serve` with a bad value must exit before serving.
     cmd.args(["serve"]);
-    let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         if let Some(_status) = child.try_wait().unwrap() {
             let out = child.wait_with_output().unwrap();
-            return (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+            return (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            );
         }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
@@ -30,21 +40,36 @@ fn serve_with(env: &[(&str, &str)]) -> (bool, String, String) {
 fn bad_bind_address_is_refused_with_its_name() {
     let (ok, _, err) = serve_with(&[("BACKSTOP_BIND", "not-an-address")]);
     assert!(!ok);
-    assert!(err.contains("--bind") && err.contains("not-an-address"), "{err}");
+    assert!(
+        err.contains("--bind") && err.contains("not-an-address"),
+        "{err}"
+    );
 }
 
 #[test]
 fn postgres_content_db_is_refused_clearly() {
-    let (ok, _, err) = serve_with(&[("BACKSTOP_CONTENT_DB", "postgres://localhost/x"), ("BACKSTOP_BIND", "127.0.0.1:0")]);
+    let (ok, _, err) = serve_with(&[
+        ("BACKSTOP_CONTENT_DB", "postgres://localhost/x"),
+        ("BACKSTOP_BIND", "127.0.0.1:0"),
+    ]);
     assert!(!ok);
-    assert!(err.contains("BACKSTOP_CONTENT_DB: PostgreSQL is not supported yet"), "{err}");
+    assert!(
+        err.contains("BACKSTOP_CONTENT_DB: PostgreSQL is not supported yet"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unknown_db_url_scheme_is_refused() {
-    let (ok, _, err) = serve_with(&[("BACKSTOP_STATE_DB", "mysql://x"), ("BACKSTOP_BIND", "127.0.0.1:0")]);
+    let (ok, _, err) = serve_with(&[
+        ("BACKSTOP_STATE_DB", "mysql://x"),
+        ("BACKSTOP_BIND", "127.0.0.1:0"),
+    ]);
     assert!(!ok);
-    assert!(err.contains("BACKSTOP_STATE_DB") && err.contains("not a database URL"), "{err}");
+    assert!(
+        err.contains("BACKSTOP_STATE_DB") && err.contains("not a database URL"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -72,9 +97,15 @@ fn unwritable_data_dir_is_refused_with_the_path() {
         std::fs::set_permissions(&ro, perms).unwrap();
         ro.join("data")
     };
-    let (ok, _, err) = serve_with(&[("BACKSTOP_DATA_DIR", data.to_str().unwrap()), ("BACKSTOP_BIND", "127.0.0.1:0")]);
+    let (ok, _, err) = serve_with(&[
+        ("BACKSTOP_DATA_DIR", data.to_str().unwrap()),
+        ("BACKSTOP_BIND", "127.0.0.1:0"),
+    ]);
     assert!(!ok);
-    assert!(err.contains(&format!("cannot create the data folder {}", data.display())), "{err}");
+    assert!(
+        err.contains(&format!("cannot create the data folder {}", data.display())),
+        "{err}"
+    );
 }
 
 #[test]
@@ -93,11 +124,15 @@ async fn first_start_migrates_and_seeds_demo_data() -> anyhow::Result<()> {
         assert!(app.data.path().join(d).is_dir(), "{d} missing");
     }
     let pool = app.content_pool().await?;
-    let channels: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM channels").fetch_one(&pool).await?;
+    let channels: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM channels")
+        .fetch_one(&pool)
+        .await?;
     assert!(channels > 0);
     let logos = std::fs::read_dir(app.data.path().join("logos"))?.count();
     assert!(logos > 0);
-    let version: i64 = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations").fetch_one(&pool).await?;
+    let version: i64 = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+        .fetch_one(&pool)
+        .await?;
     assert_eq!(version, 1);
     Ok(())
 }
@@ -106,14 +141,18 @@ async fn first_start_migrates_and_seeds_demo_data() -> anyhow::Result<()> {
 async fn demo_zero_leaves_the_content_db_empty_and_seed_fills_it_once() -> anyhow::Result<()> {
     let app = TestApp::spawn_with(&[("BACKSTOP_DEMO", "0")]).await?;
     let pool = app.content_pool().await?;
-    let channels: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM channels").fetch_one(&pool).await?;
+    let channels: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM channels")
+        .fetch_one(&pool)
+        .await?;
     assert_eq!(channels, 0);
     let mut cmd = app.command();
     cmd.args(["demo", "seed", "--channels", "12"]);
     let (ok, out, err) = run(&mut cmd);
     assert!(ok, "{err}");
     assert!(out.contains("seeded 12 channels"), "{out}");
-    let channels: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM channels").fetch_one(&pool).await?;
+    let channels: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM channels")
+        .fetch_one(&pool)
+        .await?;
     assert_eq!(channels, 12);
     let (ok, _, err) = run(&mut cmd);
     assert!(!ok);

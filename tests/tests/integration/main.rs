@@ -4,3 +4,4 @@
 mod auth;
 mod backups;
 mod config;
+mod restore;
