@@ -113,5 +113,9 @@ pub fn format_bytes(n: i64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{} B", n as i64) } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{} B", n as i64)
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }

@@ -8,7 +8,10 @@ use crate::model::MeView;
 #[server]
 pub async fn current_user() -> Result<Option<MeView>, ServerFnError> {
     let account = super::ssr::current_account().await?;
-    Ok(account.map(|a| MeView { username: a.username, role: a.role.as_str().to_owned() }))
+    Ok(account.map(|a| MeView {
+        username: a.username,
+        role: a.role.as_str().to_owned(),
+    }))
 }
 
 /// Signs in (rate limited per client and username), rotating the session id.
@@ -16,22 +19,39 @@ pub async fn current_user() -> Result<Option<MeView>, ServerFnError> {
 pub async fn login(username: String, password: String) -> Result<MeView, ServerFnError> {
     use axum::extract::ConnectInfo;
     let engine = super::ssr::engine()?;
-    let ConnectInfo(addr): ConnectInfo<std::net::SocketAddr> =
-        leptos_axum::extract().await.map_err(|e| ServerFnError::new(format!("no client address: {e}")))?;
-    let account = engine.login(&addr.ip().to_string(), &username, &password).await.map_err(super::ssr::to_sfe)?;
-    let session: tower_sessions::Session = leptos_axum::extract().await.map_err(|e| ServerFnError::new(format!("no session: {e}")))?;
-    session.cycle_id().await.map_err(|_| ServerFnError::new("cannot start a session"))?;
+    let ConnectInfo(addr): ConnectInfo<std::net::SocketAddr> = leptos_axum::extract()
+        .await
+        .map_err(|e| ServerFnError::new(format!("no client address: {e}")))?;
+    let account = engine
+        .login(&addr.ip().to_string(), &username, &password)
+        .await
+        .map_err(super::ssr::to_sfe)?;
+    let session: tower_sessions::Session = leptos_axum::extract()
+        .await
+        .map_err(|e| ServerFnError::new(format!("no session: {e}")))?;
+    session
+        .cycle_id()
+        .await
+        .map_err(|_| ServerFnError::new("cannot start a session"))?;
     session
         .insert(engine::auth::SESSION_ACCOUNT_KEY, account.id)
         .await
         .map_err(|_| ServerFnError::new("cannot start a session"))?;
-    Ok(MeView { username: account.username, role: account.role.as_str().to_owned() })
+    Ok(MeView {
+        username: account.username,
+        role: account.role.as_str().to_owned(),
+    })
 }
 
 /// Signs out.
 #[server]
 pub async fn logout() -> Result<(), ServerFnError> {
-    let session: tower_sessions::Session = leptos_axum::extract().await.map_err(|e| ServerFnError::new(format!("no session: {e}")))?;
-    session.flush().await.map_err(|_| ServerFnError::new("cannot end the session"))?;
+    let session: tower_sessions::Session = leptos_axum::extract()
+        .await
+        .map_err(|e| ServerFnError::new(format!("no session: {e}")))?;
+    session
+        .flush()
+        .await
+        .map_err(|_| ServerFnError::new("cannot end the session"))?;
     Ok(())
 }

@@ -11,6 +11,9 @@ pub async fn content_tables() -> Result<Vec<TableView>, ServerFnError> {
     if super::ssr::current_account().await?.is_none() {
         return Err(ServerFnError::new("sign in first"));
     }
-    let tables = engine.content_summary(5).await.map_err(super::ssr::to_sfe)?;
+    let tables = engine
+        .content_summary(5)
+        .await
+        .map_err(super::ssr::to_sfe)?;
     super::ssr::convert(&tables)
 }

@@ -9,17 +9,27 @@ use crate::model::{JobPage, JobView};
 pub async fn list_jobs(limit: i64, offset: i64) -> Result<JobPage, ServerFnError> {
     let (engine, _) = super::ssr::require_admin().await?;
     let (jobs, total) = engine
-        .list_jobs(&engine::jobs::JobFilter { limit, offset, ..Default::default() })
+        .list_jobs(&engine::jobs::JobFilter {
+            limit,
+            offset,
+            ..Default::default()
+        })
         .await
         .map_err(super::ssr::to_sfe)?;
-    Ok(JobPage { jobs: super::ssr::convert(&jobs)?, total })
+    Ok(JobPage {
+        jobs: super::ssr::convert(&jobs)?,
+        total,
+    })
 }
 
 /// Queues a backup now.
 #[server]
 pub async fn run_backup(include_recordings: bool) -> Result<JobView, ServerFnError> {
     let (engine, who) = super::ssr::require_admin().await?;
-    let job = engine.start_backup("manual", Some(who.username), Some(include_recordings)).await.map_err(super::ssr::to_sfe)?;
+    let job = engine
+        .start_backup("manual", Some(who.username), Some(include_recordings))
+        .await
+        .map_err(super::ssr::to_sfe)?;
     super::ssr::convert(&job)
 }
 
@@ -42,7 +52,10 @@ pub async fn delete_job(id: i64) -> Result<(), ServerFnError> {
 #[server]
 pub async fn restore_job(id: i64) -> Result<JobView, ServerFnError> {
     let (engine, who) = super::ssr::require_admin().await?;
-    let job = engine.start_restore(id, Some(who.username)).await.map_err(super::ssr::to_sfe)?;
+    let job = engine
+        .start_restore(id, Some(who.username))
+        .await
+        .map_err(super::ssr::to_sfe)?;
     super::ssr::convert(&job)
 }
 

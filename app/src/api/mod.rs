@@ -9,8 +9,8 @@ pub mod settings;
 #[cfg(feature = "ssr")]
 pub(crate) mod ssr {
     //! Server-only helpers shared by the server functions.
-    use engine::auth::{Account, Role, SESSION_ACCOUNT_KEY};
     use engine::Engine;
+    use engine::auth::{Account, Role, SESSION_ACCOUNT_KEY};
     use leptos::prelude::*;
 
     pub fn engine() -> Result<Engine, ServerFnError> {
@@ -20,11 +20,15 @@ pub(crate) mod ssr {
     /// The signed-in account, if any.
     pub async fn current_account() -> Result<Option<Account>, ServerFnError> {
         let engine = engine()?;
-        let session: tower_sessions::Session = leptos_axum::extract().await.map_err(|e| ServerFnError::new(format!("no session: {e}")))?;
+        let session: tower_sessions::Session = leptos_axum::extract()
+            .await
+            .map_err(|e| ServerFnError::new(format!("no session: {e}")))?;
         let id: Option<i64> = session.get(SESSION_ACCOUNT_KEY).await.ok().flatten();
         match id {
             None => Ok(None),
-            Some(id) => engine::auth::account(engine.state(), id).await.map_err(to_sfe),
+            Some(id) => engine::auth::account(engine.state(), id)
+                .await
+                .map_err(to_sfe),
         }
     }
 
@@ -33,7 +37,9 @@ pub(crate) mod ssr {
         let engine = engine()?;
         match current_account().await? {
             None => Err(ServerFnError::new("sign in first")),
-            Some(a) if a.role != Role::Admin => Err(ServerFnError::new("only admins can manage backups")),
+            Some(a) if a.role != Role::Admin => {
+                Err(ServerFnError::new("only admins can manage backups"))
+            }
             Some(a) => Ok((engine, a)),
         }
     }
@@ -51,7 +57,9 @@ pub(crate) mod ssr {
     }
 
     /// Converts between the engine's serde types and the wire types (same JSON shape).
-    pub fn convert<A: serde::Serialize, B: serde::de::DeserializeOwned>(a: &A) -> Result<B, ServerFnError> {
+    pub fn convert<A: serde::Serialize, B: serde::de::DeserializeOwned>(
+        a: &A,
+    ) -> Result<B, ServerFnError> {
         serde_json::to_value(a)
             .and_then(serde_json::from_value)
             .map_err(|e| ServerFnError::new(format!("internal conversion error: {e}")))

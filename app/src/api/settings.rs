@@ -15,7 +15,8 @@ pub async fn get_settings() -> Result<SettingsView, ServerFnError> {
 #[server]
 pub async fn save_settings(settings: String) -> Result<SaveOutcome, ServerFnError> {
     let (engine, _) = super::ssr::require_admin().await?;
-    let value: serde_json::Value = serde_json::from_str(&settings).map_err(|_| ServerFnError::new("the settings are not valid JSON"))?;
+    let value: serde_json::Value = serde_json::from_str(&settings)
+        .map_err(|_| ServerFnError::new("the settings are not valid JSON"))?;
     match engine.save_settings(&value).await {
         Ok(()) => {
             let v = engine.settings_view().await.map_err(super::ssr::to_sfe)?;

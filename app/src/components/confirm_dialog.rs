@@ -1,7 +1,10 @@
 //! A modal confirmation: a question, what it will do, and two buttons. Escape cancels; the
-//! confirm button takes focus so the keyboard flow is Enter to confirm, Escape to back out.
+//! confirm button takes focus so the keyboard flow is Enter to confirm, Escape to back out,
+//! and focus returns to the button that asked.
 
 use leptos::prelude::*;
+
+use crate::components::modal::Modal;
 
 /// What is being confirmed; `None` hides the dialog.
 #[derive(Clone, Debug, PartialEq)]
@@ -21,32 +24,26 @@ pub enum ConfirmAction {
 }
 
 #[component]
-pub fn ConfirmDialog(state: RwSignal<Option<Confirm>>, on_confirm: Callback<ConfirmAction>) -> impl IntoView {
-    let confirm_ref = NodeRef::<leptos::html::Button>::new();
-    Effect::new(move |_| {
-        if state.get().is_some() {
-            if let Some(b) = confirm_ref.get() {
-                let _ = b.focus();
-            }
-        }
-    });
+pub fn ConfirmDialog(
+    state: RwSignal<Option<Confirm>>,
+    on_confirm: Callback<ConfirmAction>,
+) -> impl IntoView {
+    let close = Callback::new(move |()| state.set(None));
     move || {
         state.get().map(|c| {
             let action = c.action.clone();
             view! {
-                <div class="modal-backdrop" on:click=move |_| state.set(None)></div>
-                <div class="modal" role="dialog" aria-modal="true" aria-labelledby="confirm-title"
-                     on:keydown=move |ev| if ev.key() == "Escape" { state.set(None) }>
+                <Modal labelledby="confirm-title" on_close=close>
                     <h2 id="confirm-title">{c.title.clone()}</h2>
                     <p class="modal-body">{c.body.clone()}</p>
                     <div class="modal-actions">
                         <button class="btn" on:click=move |_| state.set(None)>"Back"</button>
-                        <button class=if c.danger { "btn btn-danger" } else { "btn btn-primary" } node_ref=confirm_ref
+                        <button class=if c.danger { "btn btn-danger" } else { "btn btn-primary" } data-autofocus=""
                             on:click=move |_| { state.set(None); on_confirm.run(action.clone()); }>
                             {c.confirm_label.clone()}
                         </button>
                     </div>
-                </div>
+                </Modal>
             }
         })
     }

@@ -1,11 +1,16 @@
 //! The history table: one row per job, a progress bar while it runs, icon buttons for its
 //! actions, and an expandable row with the error and warnings.
+//!
+//! Rows are keyed by job id and read their job reactively, so a progress event updates a
+//! few text nodes in place instead of rebuilding the row: keyboard focus and an open
+//! tooltip survive a running job's updates. The table uses a fixed layout (column widths in
+//! the CSS), so a status change never moves a column.
 
 use leptos::prelude::*;
 
 use crate::components::confirm_dialog::{Confirm, ConfirmAction};
 use crate::components::local_time::LocalTime;
-use crate::components::progress_bar::ProgressBar;
+use crate::components::progress_bar::{ProgressBar, progress_text};
 use crate::model::{JobView, format_bytes};
 
 fn trigger_label(t: &str) -> &'static str {
@@ -18,30 +23,34 @@ fn trigger_label(t: &str) -> &'static str {
     }
 }
 
+/// Columns of the history, shared by the header and the details row's colspan.
+const COLUMNS: usize = 8;
+
 #[component]
 pub fn JobTable(jobs: RwSignal<Vec<JobView>>, confirm: RwSignal<Option<Confirm>>) -> impl IntoView {
     let expanded = RwSignal::new(None::<i64>);
+    let ids = Memo::new(move |_| jobs.with(|l| l.iter().map(|j| j.id).collect::<Vec<_>>()));
     view! {
         <div class="table-wrap">
             <table class="jobs">
                 <thead>
                     <tr>
-                        <th scope="col">"Type"</th>
-                        <th scope="col">"Status"</th>
-                        <th scope="col">"Trigger"</th>
-                        <th scope="col">"Created"</th>
-                        <th scope="col">"Finished"</th>
-                        <th scope="col" class="num">"Size"</th>
-                        <th scope="col">"By"</th>
-                        <th scope="col" class="actions-col">"Actions"</th>
+                        <th scope="col" class="col-type">"Type"</th>
+                        <th scope="col" class="col-status">"Status"</th>
+                        <th scope="col" class="col-trigger">"Trigger"</th>
+                        <th scope="col" class="col-time">"Created"</th>
+                        <th scope="col" class="col-time">"Finished"</th>
+                        <th scope="col" class="col-size num">"Size"</th>
+                        <th scope="col" class="col-by">"By"</th>
+                        <th scope="col" class="col-actions">"Actions"</th>
                     </tr>
                 </thead>
                 <tbody>
-                    <Show when=move || jobs.with(|j| j.is_empty())>
-                        <tr><td colspan="8" class="empty">"No backups yet. Run one, or upload an archive."</td></tr>
+                    <Show when=move || ids.with(|j| j.is_empty())>
+                        <tr><td colspan=COLUMNS.to_string() class="empty">"No backups yet. Run one, or upload an archive."</td></tr>
                     </Show>
-                    <For each=move || jobs.get() key=|j| (j.id, j.status.clone(), j.progress.done_bytes, j.progress.step.clone(), j.can_cancel) let:job>
-                        <JobRow job=job confirm=confirm expanded=expanded/>
+                    <For each=move || ids.get() key=|id| *id let:id>
+                        <JobRow id=id jobs=jobs confirm=confirm expanded=expanded/>
                     </For>
                 </tbody>
             </table>
@@ -49,98 +58,181 @@ pub fn JobTable(jobs: RwSignal<Vec<JobView>>, confirm: RwSignal<Option<Confirm>>
     }
 }
 
+/// One field of the row's job, as its own signal (the default once the job is gone).
+fn field<T>(job: Memo<Option<JobView>>, f: fn(&JobView) -> T) -> Memo<T>
+where
+    T: Clone + Default + PartialEq + Send + Sync + 'static,
+{
+    Memo::new(move |_| job.with(|j| j.as_ref().map(f).unwrap_or_default()))
+}
+
 #[component]
-fn JobRow(job: JobView, confirm: RwSignal<Option<Confirm>>, expanded: RwSignal<Option<i64>>) -> impl IntoView {
-    let id = job.id;
-    let running = job.status == "running" || job.status == "pending";
-    let failed = job.status == "failed";
-    let has_details = failed || !job.warnings.is_empty() || !job.annotations.is_empty() || job.status == "canceled";
-    let name = job.archive_name.clone().or(job.original_filename.clone()).unwrap_or_else(|| format!("job {id}"));
-    let kind_label = if job.kind == "backup" { "Backup" } else { "Restore" };
-    let error = job.error.clone().unwrap_or_default();
-    let status_title = if failed { format!("Failed: {error}") } else { job.status.clone() };
-    let size = job.size_bytes.map(format_bytes).unwrap_or_else(|| "—".into());
-    let job_for_details = job.clone();
-    let name_restore = name.clone();
-    let name_delete = name.clone();
-    let name_cancel = name.clone();
+fn JobRow(
+    id: i64,
+    jobs: RwSignal<Vec<JobView>>,
+    confirm: RwSignal<Option<Confirm>>,
+    expanded: RwSignal<Option<i64>>,
+) -> impl IntoView {
+    let job = Memo::new(move |_| jobs.with(|l| l.iter().find(|j| j.id == id).cloned()));
+    let status = field(job, |j| j.status.clone());
+    let active = Memo::new(move |_| matches!(status.get().as_str(), "pending" | "running"));
+    let failed = Memo::new(move |_| status.get() == "failed");
+    let name = field(job, |j| {
+        j.archive_name
+            .clone()
+            .or(j.original_filename.clone())
+            .unwrap_or_else(|| format!("job {}", j.id))
+    });
+    let kind = field(job, |j| {
+        if j.kind == "backup" {
+            "Backup"
+        } else {
+            "Restore"
+        }
+    });
+    let trigger = field(job, |j| trigger_label(&j.trigger));
+    let created = field(job, |j| Some(j.created_at.clone()));
+    let finished = field(job, |j| j.finished_at.clone());
+    let size = field(job, |j| {
+        j.size_bytes.map(format_bytes).unwrap_or_else(|| "—".into())
+    });
+    let by = field(job, |j| {
+        j.requested_by.clone().unwrap_or_else(|| "—".into())
+    });
+    let progress = field(job, |j| j.progress.clone());
+    let error = field(job, |j| j.error.clone());
+    let can_download = field(job, |j| j.can_download);
+    let can_restore = field(job, |j| j.can_restore);
+    let can_cancel = field(job, |j| j.can_cancel);
+    let can_delete = field(job, |j| j.can_delete);
+    let has_details = field(job, |j| {
+        j.status == "failed"
+            || j.status == "canceled"
+            || !j.warnings.is_empty()
+            || !j.annotations.is_empty()
+    });
+    // The error is the tooltip of a failed job's badge (CSS shows data-tooltip on hover and
+    // on keyboard focus); no `title` as well, or the browser shows a second, native tooltip.
+    let tooltip = Memo::new(move |_| {
+        failed
+            .get()
+            .then(|| format!("Failed: {}", error.get().unwrap_or_default()))
+    });
+
+    let ask = move |action: ConfirmAction| {
+        let n = name.get_untracked();
+        let k = kind.get_untracked().to_lowercase();
+        let c = match action {
+            ConfirmAction::Restore(_) => Confirm {
+                title: "Restore this backup?".into(),
+                body: format!(
+                    "The current database and the directories held in {n} will be replaced by the archive's content. A safety backup of the current state is taken first; directories the archive does not hold stay as they are."
+                ),
+                confirm_label: "Restore".into(),
+                danger: true,
+                action,
+            },
+            ConfirmAction::Cancel(_) => Confirm {
+                title: "Stop this job?".into(),
+                body: format!(
+                    "The {k} job for {n} stops at its next check; a stopped backup leaves no file behind."
+                ),
+                confirm_label: "Stop".into(),
+                danger: true,
+                action,
+            },
+            ConfirmAction::Delete(_) => Confirm {
+                title: "Delete this job?".into(),
+                body: format!(
+                    "The record of {n} and its archive file (if any) are deleted for good."
+                ),
+                confirm_label: "Delete".into(),
+                danger: true,
+                action,
+            },
+        };
+        confirm.set(Some(c));
+    };
+
     view! {
-        <tr class=format!("job-row status-{}", job.status) data-job-id=id.to_string()>
+        <tr class=move || format!("job-row status-{}", status.get()) data-job-id=id.to_string()>
             <td data-label="Type">
-                <span class="kind">{kind_label}</span>
-                <span class="archive-name" title=name.clone()>{name.clone()}</span>
+                <div class="cell-stack">
+                    <span class="kind">{move || kind.get()}</span>
+                    <span class="archive-name" title=move || name.get()>{move || name.get()}</span>
+                </div>
             </td>
             <td data-label="Status">
-                <span class=format!("badge badge-{}", job.status) title=status_title.clone() data-tooltip=if failed { Some(status_title.clone()) } else { None } tabindex=if failed { "0" } else { "-1" }>
-                    {job.status.clone()}
-                </span>
-                {running.then(|| view! { <ProgressBar progress=job.progress.clone()/> })}
+                <div class="cell-stack">
+                    <span class=move || format!("badge badge-{}", status.get())
+                        data-tooltip=move || tooltip.get()
+                        tabindex=move || if failed.get() { "0" } else { "-1" }>
+                        {move || status.get()}
+                    </span>
+                    <Show when=move || active.get()>
+                        <ProgressBar progress=progress/>
+                    </Show>
+                </div>
             </td>
-            <td data-label="Trigger">{trigger_label(&job.trigger)}</td>
-            <td data-label="Created"><LocalTime iso=Some(job.created_at.clone())/></td>
-            <td data-label="Finished"><LocalTime iso=job.finished_at.clone()/></td>
-            <td data-label="Size" class="num">{size}</td>
-            <td data-label="By">{job.requested_by.clone().unwrap_or_else(|| "—".into())}</td>
+            <td data-label="Trigger">{move || trigger.get()}</td>
+            <td data-label="Created"><LocalTime iso=created/></td>
+            <td data-label="Finished">
+                // While the job runs, this column says how far it has got; the date replaces it.
+                <Show when=move || active.get() fallback=move || view! { <LocalTime iso=finished/> }>
+                    <span class="progress-label">{move || progress_text(&progress.get())}</span>
+                </Show>
+            </td>
+            <td data-label="Size" class="num">{move || size.get()}</td>
+            <td data-label="By">{move || by.get()}</td>
             <td data-label="Actions" class="actions">
-                {job.can_download.then(|| view! {
-                    <a class="icon-btn" href=format!("/api/backups/jobs/{id}/download/") download=name.clone()
-                       aria-label=format!("Download {name}") data-tooltip="Download">
-                        <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M12 3v12m0 0l-5-5m5 5l5-5M4 19h16"/></svg>
-                    </a>
-                })}
-                {job.can_restore.then(|| view! {
-                    <button class="icon-btn" aria-label=format!("Restore {name_restore}") data-tooltip="Restore"
-                        on:click=move |_| confirm.set(Some(Confirm {
-                            title: "Restore this backup?".into(),
-                            body: format!("The current database and the directories held in {name_restore} will be replaced by the archive's content. A safety backup of the current state is taken first; directories the archive does not hold stay as they are."),
-                            confirm_label: "Restore".into(),
-                            danger: true,
-                            action: ConfirmAction::Restore(id),
-                        }))>
-                        <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M4 12a8 8 0 1 0 3-6.2M4 4v5h5"/></svg>
-                    </button>
-                })}
-                {job.can_cancel.then(|| view! {
-                    <button class="icon-btn" aria-label=format!("Stop job {id}") data-tooltip="Stop"
-                        on:click=move |_| confirm.set(Some(Confirm {
-                            title: "Stop this job?".into(),
-                            body: format!("The {} job for {name_cancel} stops at its next check; a stopped backup leaves no file behind.", kind_label.to_lowercase()),
-                            confirm_label: "Stop".into(),
-                            danger: true,
-                            action: ConfirmAction::Cancel(id),
-                        }))>
-                        <svg viewBox="0 0 24 24" aria-hidden="true"><rect x="6" y="6" width="12" height="12" rx="1"/></svg>
-                    </button>
-                })}
-                {job.can_delete.then(|| view! {
-                    <button class="icon-btn" aria-label=format!("Delete {name_delete}") data-tooltip="Delete"
-                        on:click=move |_| confirm.set(Some(Confirm {
-                            title: "Delete this job?".into(),
-                            body: format!("The record of {name_delete} and its archive file (if any) are deleted for good."),
-                            confirm_label: "Delete".into(),
-                            danger: true,
-                            action: ConfirmAction::Delete(id),
-                        }))>
-                        <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M4 7h16M9 7V4h6v3M6 7l1 13h10l1-13"/></svg>
-                    </button>
-                })}
-                {has_details.then(|| view! {
-                    <button class="icon-btn" aria-label=format!("Details of job {id}") data-tooltip="Details"
-                        aria-expanded=move || (expanded.get() == Some(id)).to_string()
-                        on:click=move |_| expanded.update(|e| *e = if *e == Some(id) { None } else { Some(id) })>
-                        <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M12 8v5m0 3v.5M12 3a9 9 0 1 0 0 18 9 9 0 0 0 0-18"/></svg>
-                    </button>
-                })}
+                <div class="action-group">
+                    <Show when=move || can_download.get()>
+                        <a class="icon-btn" href=format!("/api/backups/jobs/{id}/download/") download=move || name.get()
+                           aria-label=move || format!("Download {}", name.get()) data-tooltip="Download">
+                            <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M12 3v12m0 0l-5-5m5 5l5-5M4 19h16"/></svg>
+                        </a>
+                    </Show>
+                    <Show when=move || can_restore.get()>
+                        <button class="icon-btn" aria-label=move || format!("Restore {}", name.get()) data-tooltip="Restore"
+                            on:click=move |_| ask(ConfirmAction::Restore(id))>
+                            <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M4 12a8 8 0 1 0 3-6.2M4 4v5h5"/></svg>
+                        </button>
+                    </Show>
+                    <Show when=move || can_cancel.get()>
+                        <button class="icon-btn" aria-label=format!("Stop job {id}") data-tooltip="Stop"
+                            on:click=move |_| ask(ConfirmAction::Cancel(id))>
+                            <svg viewBox="0 0 24 24" aria-hidden="true"><rect x="6" y="6" width="12" height="12" rx="1"/></svg>
+                        </button>
+                    </Show>
+                    <Show when=move || can_delete.get()>
+                        <button class="icon-btn" aria-label=move || format!("Delete {}", name.get()) data-tooltip="Delete"
+                            on:click=move |_| ask(ConfirmAction::Delete(id))>
+                            <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M4 7h16M9 7V4h6v3M6 7l1 13h10l1-13"/></svg>
+                        </button>
+                    </Show>
+                    <Show when=move || has_details.get()>
+                        <button class="icon-btn" aria-label=format!("Details of job {id}") data-tooltip="Details"
+                            aria-controls=format!("job-details-{id}")
+                            aria-expanded=move || (expanded.get() == Some(id)).to_string()
+                            on:click=move |_| expanded.update(|e| *e = if *e == Some(id) { None } else { Some(id) })>
+                            <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M12 8v5m0 3v.5M12 3a9 9 0 1 0 0 18 9 9 0 0 0 0-18"/></svg>
+                        </button>
+                    </Show>
+                </div>
             </td>
         </tr>
         <Show when=move || expanded.get() == Some(id)>
-            <tr class="details-row">
-                <td colspan="8">
-                    {job_for_details.error.clone().map(|e| view! { <p class="error"><strong>"Error: "</strong>{e}</p> })}
-                    <ul class="warnings">
-                        {job_for_details.warnings.iter().map(|w| view! { <li>{w.clone()}</li> }).collect_view()}
-                        {job_for_details.annotations.iter().map(|a| view! { <li>{format!("{} at {}: {}", a.plugin, a.step, a.text)}</li> }).collect_view()}
-                    </ul>
+            <tr class="details-row" id=format!("job-details-{id}")>
+                <td colspan=COLUMNS.to_string()>
+                    {move || job.get().map(|j| view! {
+                        {j.error.clone().map(|e| view! { <p class="error"><strong>"Error: "</strong>{e}</p> })}
+                        {(j.warnings.is_empty() && j.annotations.is_empty() && j.error.is_none())
+                            .then(|| view! { <p class="hint">"No warnings."</p> })}
+                        <ul class="warnings">
+                            {j.warnings.iter().map(|w| view! { <li>{w.clone()}</li> }).collect_view()}
+                            {j.annotations.iter().map(|a| view! { <li>{format!("{} at {}: {}", a.plugin, a.step, a.text)}</li> }).collect_view()}
+                        </ul>
+                    })}
                 </td>
             </tr>
         </Show>

@@ -9,7 +9,15 @@ use crate::components::local_time::LocalTime;
 use crate::model::{SaveOutcome, SettingsView};
 use crate::pages::login::clean_error;
 
-const WEEKDAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+const WEEKDAYS: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
 
 #[component]
 pub fn SettingsForm(include_recordings_default: RwSignal<bool>) -> impl IntoView {
@@ -33,12 +41,19 @@ pub fn SettingsForm(include_recordings_default: RwSignal<bool>) -> impl IntoView
 }
 
 #[component]
-fn SettingsFields(initial: SettingsView, include_recordings_default: RwSignal<bool>) -> impl IntoView {
+fn SettingsFields(
+    initial: SettingsView,
+    include_recordings_default: RwSignal<bool>,
+) -> impl IntoView {
     let saved = RwSignal::new(initial.clone());
     let path = RwSignal::new(initial.path.clone());
     let include = RwSignal::new(initial.include_recordings);
     let retention = RwSignal::new(initial.retention_count.to_string());
-    let frequency = RwSignal::new(if initial.schedule.enabled { initial.schedule.frequency.clone() } else { "disabled".into() });
+    let frequency = RwSignal::new(if initial.schedule.enabled {
+        initial.schedule.frequency.clone()
+    } else {
+        "disabled".into()
+    });
     let time = RwSignal::new(initial.schedule.time.clone());
     let day = RwSignal::new(initial.schedule.day_of_week.to_string());
     let tz = RwSignal::new(initial.schedule.timezone.clone());
@@ -54,8 +69,11 @@ fn SettingsFields(initial: SettingsView, include_recordings_default: RwSignal<bo
             .parse::<i64>()
             .map(serde_json::Value::from)
             .unwrap_or_else(|_| serde_json::Value::String(retention.get()));
-        let day_value: serde_json::Value =
-            day.get().parse::<i64>().map(serde_json::Value::from).unwrap_or_else(|_| serde_json::Value::String(day.get()));
+        let day_value: serde_json::Value = day
+            .get()
+            .parse::<i64>()
+            .map(serde_json::Value::from)
+            .unwrap_or_else(|_| serde_json::Value::String(day.get()));
         serde_json::json!({
             "path": path.get(),
             "include_recordings": include.get(),
@@ -71,7 +89,11 @@ fn SettingsFields(initial: SettingsView, include_recordings_default: RwSignal<bo
     };
     let dirty = Memo::new(move |_| {
         let s = saved.get();
-        let freq = if s.schedule.enabled { s.schedule.frequency.clone() } else { "disabled".into() };
+        let freq = if s.schedule.enabled {
+            s.schedule.frequency.clone()
+        } else {
+            "disabled".into()
+        };
         path.get() != s.path
             || include.get() != s.include_recordings
             || retention.get() != s.retention_count.to_string()
@@ -95,7 +117,9 @@ fn SettingsFields(initial: SettingsView, include_recordings_default: RwSignal<bo
             saved.set(s);
         }
         Some(Ok(SaveOutcome::Invalid(f))) => {
-            notice.set(Some("Nothing was saved: fix the fields marked below.".into()));
+            notice.set(Some(
+                "Nothing was saved: fix the fields marked below.".into(),
+            ));
             errors.set(f);
         }
         Some(Err(e)) => notice.set(Some(clean_error(&e.to_string()))),
@@ -108,7 +132,7 @@ fn SettingsFields(initial: SettingsView, include_recordings_default: RwSignal<bo
     };
 
     view! {
-        <form class="settings-form" on:submit=move |ev| {
+        <form class="settings-form" novalidate on:submit=move |ev| {
             ev.prevent_default();
             notice.set(None);
             save.dispatch(to_json().to_string());
@@ -170,13 +194,21 @@ fn SettingsFields(initial: SettingsView, include_recordings_default: RwSignal<bo
                         aria-invalid=move || err("schedule.timezone")().is_some().to_string() aria-describedby="err-timezone"/>
                     {field_error("schedule.timezone", "err-timezone")}
                 </div>
-                <p class="next-run" id="next-run">
-                    {move || {
+                <p class="next-run" id="next-run" aria-live="polite">
+                    {move || if dirty.get() {
+                        // The form's own values in words; the server works out the next run on save.
+                        let words = describe(&frequency.get(), &time.get(), &day.get(), &tz.get());
+                        view! {
+                            <span class="schedule-description">{words}</span>
+                            <span class="hint">" (not saved yet; the next run is worked out when you save)"</span>
+                        }.into_any()
+                    } else {
                         let s = saved.get();
                         view! {
                             <span class="schedule-description">{s.schedule_description.clone()}</span>
-                            {s.next_run_at.clone().map(|n| view! { "; next run " <LocalTime iso=Some(n)/> })}
-                        }
+                            {s.next_run_at.clone().map(|n| view! { "; next run " <LocalTime iso=Some(n) weekday=true/> })}
+                            {(!s.schedule.enabled).then_some(": backups run only when started by hand.")}
+                        }.into_any()
                     }}
                 </p>
             </fieldset>
@@ -187,5 +219,46 @@ fn SettingsFields(initial: SettingsView, include_recordings_default: RwSignal<bo
                 <span class="notice" role="status">{move || notice.get()}</span>
             </div>
         </form>
+    }
+}
+
+/// The schedule in plain words, as the server says it ("Daily at 03:00 Europe/London"),
+/// for values not saved yet. Invalid values are shown as typed; saving reports them.
+fn describe(frequency: &str, time: &str, day: &str, tz: &str) -> String {
+    match frequency {
+        "hourly" => match time.split_once(':') {
+            Some((_, mm)) if !mm.is_empty() => format!("Hourly at :{mm}"),
+            _ => format!("Hourly at {time}"),
+        },
+        "daily" => format!("Daily at {time} {tz}"),
+        "weekly" => {
+            let d = day
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| WEEKDAYS.get(i))
+                .copied()
+                .unwrap_or("an unknown day");
+            format!("Weekly on {d} at {time} {tz}")
+        }
+        _ => "Disabled".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[test]
+    fn unsaved_schedule_reads_like_the_servers_words() {
+        assert_eq!(
+            describe("daily", "03:00", "0", "Europe/London"),
+            "Daily at 03:00 Europe/London"
+        );
+        assert_eq!(
+            describe("weekly", "03:00", "4", "UTC"),
+            "Weekly on Thursday at 03:00 UTC"
+        );
+        assert_eq!(describe("hourly", "00:15", "0", "UTC"), "Hourly at :15");
+        assert_eq!(describe("disabled", "03:00", "0", "UTC"), "Disabled");
     }
 }

@@ -3,6 +3,8 @@
 
 use leptos::prelude::*;
 
+use crate::components::local_time::LocalTime;
+use crate::components::modal::Modal;
 use crate::model::{JobView, format_bytes};
 
 /// What the dialog shows. (Only the browser build moves between stages.)
@@ -10,13 +12,23 @@ use crate::model::{JobView, format_bytes};
 #[derive(Clone, Debug, PartialEq)]
 enum Stage {
     Closed,
-    Uploading { name: String, done: f64, total: f64 },
-    Review { job: JobView, manifest: serde_json::Value },
+    Uploading {
+        name: String,
+        done: f64,
+        total: f64,
+    },
+    Review {
+        job: JobView,
+        manifest: serde_json::Value,
+    },
     Failed(String),
 }
 
 #[component]
-pub fn UploadButton(jobs: RwSignal<Vec<JobView>>, message: RwSignal<Option<(bool, String)>>) -> impl IntoView {
+pub fn UploadButton(
+    jobs: RwSignal<Vec<JobView>>,
+    message: RwSignal<Option<(bool, String)>>,
+) -> impl IntoView {
     let stage = RwSignal::new(Stage::Closed);
     let input = NodeRef::<leptos::html::Input>::new();
 
@@ -24,7 +36,9 @@ pub fn UploadButton(jobs: RwSignal<Vec<JobView>>, message: RwSignal<Option<(bool
         #[cfg(feature = "hydrate")]
         {
             let Some(el) = input.get() else { return };
-            let Some(file) = el.files().and_then(|f| f.get(0)) else { return };
+            let Some(file) = el.files().and_then(|f| f.get(0)) else {
+                return;
+            };
             el.set_value("");
             upload::start(file, stage, jobs);
         }
@@ -35,13 +49,24 @@ pub fn UploadButton(jobs: RwSignal<Vec<JobView>>, message: RwSignal<Option<(bool
                 Ok(j) => {
                     let rid = j.id;
                     jobs.update(|l| crate::pages::backups::upsert(l, j));
-                    message.set(Some((true, format!("Restore job {rid} queued; a safety backup runs first."))));
+                    message.set(Some((
+                        true,
+                        format!("Restore job {rid} queued; a safety backup runs first."),
+                    )));
                     stage.set(Stage::Closed);
                 }
-                Err(e) => stage.set(Stage::Failed(crate::pages::login::clean_error(&e.to_string()))),
+                Err(e) => stage.set(Stage::Failed(crate::pages::login::clean_error(
+                    &e.to_string(),
+                ))),
             }
         });
     };
+
+    // Focus goes back to the Upload Archive button when the flow ends, whichever stage it ends in.
+    const RETURN_TO: &str = "label[for='upload-input']";
+    let close = Callback::new(move |()| stage.set(Stage::Closed));
+    // An upload in flight cannot be dismissed (it would keep going unseen); it ends by itself.
+    let ignore = Callback::new(|()| {});
 
     view! {
         <label class="btn" for="upload-input" tabindex="0"
@@ -57,14 +82,13 @@ pub fn UploadButton(jobs: RwSignal<Vec<JobView>>, message: RwSignal<Option<(bool
             Stage::Uploading { name, done, total } => {
                 let pct = if total > 0.0 { (done / total * 100.0).min(100.0) } else { 0.0 };
                 view! {
-                    <div class="modal-backdrop"></div>
-                    <div class="modal" role="dialog" aria-modal="true" aria-labelledby="upload-title">
+                    <Modal labelledby="upload-title" on_close=ignore return_to=RETURN_TO>
                         <h2 id="upload-title">"Uploading "{name}</h2>
                         <div class="progress" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow=format!("{pct:.0}")>
                             <div class="progress-fill" style=format!("width: {pct:.1}%")></div>
                         </div>
                         <p class="progress-label" id="upload-progress">{format!("{} of {} ({pct:.0}%)", format_bytes(done as i64), format_bytes(total as i64))}</p>
-                    </div>
+                    </Modal>
                 }.into_any()
             }
             Stage::Review { job, manifest } => {
@@ -79,17 +103,18 @@ pub fn UploadButton(jobs: RwSignal<Vec<JobView>>, message: RwSignal<Option<(bool
                 let rows = db.get("rows").and_then(|r| r.as_i64()).unwrap_or(0);
                 let tables = db.get("tables").and_then(|r| r.as_i64()).unwrap_or(0);
                 let recordings = manifest.get("include_recordings").and_then(|r| r.as_bool()).unwrap_or(false);
+                let app_version = m("app_version");
+                let trigger = m("trigger");
+                let created = manifest.get("created_at").and_then(|v| v.as_str()).map(str::to_owned);
                 let total_bytes = manifest.get("totals").and_then(|t| t.get("bytes")).and_then(|b| b.as_i64()).unwrap_or(0);
                 view! {
-                    <div class="modal-backdrop"></div>
-                    <div class="modal" role="dialog" aria-modal="true" aria-labelledby="review-title" id="manifest-summary"
-                         on:keydown=move |ev| if ev.key() == "Escape" { stage.set(Stage::Closed) }>
+                    <Modal labelledby="review-title" id="manifest-summary" on_close=close return_to=RETURN_TO>
                         <h2 id="review-title">"Restore this archive?"</h2>
                         <dl class="manifest">
                             <dt>"File"</dt><dd>{job.original_filename.clone().unwrap_or_default()}</dd>
-                            <dt>"Created"</dt><dd>{m("created_at")}</dd>
-                            <dt>"App version"</dt><dd>{m("app_version")}</dd>
-                            <dt>"Trigger"</dt><dd>{m("trigger")}</dd>
+                            <dt>"Created"</dt><dd><LocalTime iso=created/></dd>
+                            <dt>"App version"</dt><dd>{app_version}</dd>
+                            <dt>"Trigger"</dt><dd>{trigger}</dd>
                             <dt>"Database"</dt><dd>{format!("{tables} tables, {rows} rows")}</dd>
                             <dt>"Directories"</dt><dd>{if dirs.is_empty() { "none".to_owned() } else { dirs.join(", ") }}</dd>
                             <dt>"Recordings"</dt><dd>{if recordings { "included" } else { "not included: recordings/ stays as it is" }}</dd>
@@ -100,16 +125,15 @@ pub fn UploadButton(jobs: RwSignal<Vec<JobView>>, message: RwSignal<Option<(bool
                             <button class="btn" on:click=move |_| stage.set(Stage::Closed)>"Keep it for later"</button>
                             <button class="btn btn-danger" id="confirm-restore" on:click=move |_| restore(id)>"Restore now"</button>
                         </div>
-                    </div>
+                    </Modal>
                 }.into_any()
             }
             Stage::Failed(msg) => view! {
-                <div class="modal-backdrop"></div>
-                <div class="modal" role="alertdialog" aria-modal="true" aria-labelledby="upload-failed-title">
+                <Modal labelledby="upload-failed-title" alert=true on_close=close return_to=RETURN_TO>
                     <h2 id="upload-failed-title">"Upload refused"</h2>
                     <p class="error" id="upload-error">{msg}</p>
                     <div class="modal-actions"><button class="btn" on:click=move |_| stage.set(Stage::Closed)>"Close"</button></div>
-                </div>
+                </Modal>
             }.into_any(),
         }}
     }
@@ -128,16 +152,33 @@ mod upload {
     pub fn start(file: web_sys::File, stage: RwSignal<Stage>, jobs: RwSignal<Vec<JobView>>) {
         let name = file.name();
         let total = file.size();
-        stage.set(Stage::Uploading { name: name.clone(), done: 0.0, total });
-        let Ok(xhr) = web_sys::XmlHttpRequest::new() else { return };
-        let Ok(form) = web_sys::FormData::new() else { return };
+        stage.set(Stage::Uploading {
+            name: name.clone(),
+            done: 0.0,
+            total,
+        });
+        let Ok(xhr) = web_sys::XmlHttpRequest::new() else {
+            return;
+        };
+        let Ok(form) = web_sys::FormData::new() else {
+            return;
+        };
         let _ = form.append_with_blob_and_filename("file", &file, &name);
         let _ = xhr.open("POST", "/api/backups/upload/");
         let name_p = name.clone();
-        let on_progress = Closure::<dyn FnMut(web_sys::ProgressEvent)>::new(move |ev: web_sys::ProgressEvent| {
-            let t = if ev.length_computable() { ev.total() } else { total };
-            stage.set(Stage::Uploading { name: name_p.clone(), done: ev.loaded(), total: t });
-        });
+        let on_progress =
+            Closure::<dyn FnMut(web_sys::ProgressEvent)>::new(move |ev: web_sys::ProgressEvent| {
+                let t = if ev.length_computable() {
+                    ev.total()
+                } else {
+                    total
+                };
+                stage.set(Stage::Uploading {
+                    name: name_p.clone(),
+                    done: ev.loaded(),
+                    total: t,
+                });
+            });
         if let Ok(up) = xhr.upload() {
             up.set_onprogress(Some(on_progress.as_ref().unchecked_ref()));
         }
@@ -152,17 +193,28 @@ mod upload {
                         jobs.update(|l| crate::pages::backups::upsert(l, job.clone()));
                         leptos::task::spawn_local(async move {
                             match crate::api::jobs::job_manifest(job.id).await {
-                                Ok(m) => stage.set(Stage::Review { job, manifest: serde_json::from_str(&m).unwrap_or_default() }),
-                                Err(e) => stage.set(Stage::Failed(crate::pages::login::clean_error(&e.to_string()))),
+                                Ok(m) => stage.set(Stage::Review {
+                                    job,
+                                    manifest: serde_json::from_str(&m).unwrap_or_default(),
+                                }),
+                                Err(e) => stage.set(Stage::Failed(
+                                    crate::pages::login::clean_error(&e.to_string()),
+                                )),
                             }
                         });
                     }
-                    Err(_) => stage.set(Stage::Failed("the server answered with something unexpected".into())),
+                    Err(_) => stage.set(Stage::Failed(
+                        "the server answered with something unexpected".into(),
+                    )),
                 }
             } else {
                 let msg = serde_json::from_str::<serde_json::Value>(&text)
                     .ok()
-                    .and_then(|v| v.pointer("/error/message").and_then(|m| m.as_str()).map(str::to_owned))
+                    .and_then(|v| {
+                        v.pointer("/error/message")
+                            .and_then(|m| m.as_str())
+                            .map(str::to_owned)
+                    })
                     .unwrap_or_else(|| format!("the upload failed (HTTP {status})"));
                 stage.set(Stage::Failed(msg));
             }
@@ -170,7 +222,9 @@ mod upload {
         xhr.set_onload(Some(on_load.as_ref().unchecked_ref()));
         on_load.forget();
         let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
-            stage.set(Stage::Failed("the connection broke during the upload".into()));
+            stage.set(Stage::Failed(
+                "the connection broke during the upload".into(),
+            ));
         });
         xhr.set_onerror(Some(on_error.as_ref().unchecked_ref()));
         on_error.forget();

@@ -21,12 +21,30 @@ pub fn BackupsPage() -> impl IntoView {
     }
 }
 
+/// How far a job has got: a snapshot never replaces one that is further along.
+fn stage(status: &str) -> u8 {
+    match status {
+        "pending" => 0,
+        "running" => 1,
+        _ => 2,
+    }
+}
+
 /// Inserts or replaces a job in a newest-first list.
+///
+/// Snapshots arrive by two roads (the event stream and the answer of the action that
+/// started the job) in no fixed order: a fast job's "failed" event can come before the
+/// "pending" answer of the Run Backup click. So an older status never overwrites a newer one.
 pub fn upsert(list: &mut Vec<JobView>, job: JobView) {
     if let Some(slot) = list.iter_mut().find(|j| j.id == job.id) {
-        *slot = job;
+        if stage(&job.status) >= stage(&slot.status) {
+            *slot = job;
+        }
     } else {
-        let pos = list.iter().position(|j| j.id < job.id).unwrap_or(list.len());
+        let pos = list
+            .iter()
+            .position(|j| j.id < job.id)
+            .unwrap_or(list.len());
         list.insert(pos, job);
     }
 }
@@ -40,7 +58,10 @@ fn BackupsContent() -> impl IntoView {
     let confirm = RwSignal::new(None::<Confirm>);
     let reload = RwSignal::new(0u32);
 
-    let page = Resource::new(move || (offset.get(), reload.get()), |(off, _)| crate::api::jobs::list_jobs(PAGE_SIZE, off));
+    let page = Resource::new(
+        move || (offset.get(), reload.get()),
+        |(off, _)| crate::api::jobs::list_jobs(PAGE_SIZE, off),
+    );
     Effect::new(move |_| {
         if let Some(Ok(p)) = page.get() {
             jobs.set(p.jobs);
@@ -72,6 +93,8 @@ fn BackupsContent() -> impl IntoView {
             let result = match action {
                 ConfirmAction::Delete(id) => crate::api::jobs::delete_job(id).await.map(|_| {
                     jobs.update(|l| l.retain(|j| j.id != id));
+                    // The focused Delete button went with its row.
+                    crate::components::modal::focus_fallback("#history-title");
                     format!("Job {id} deleted.")
                 }),
                 ConfirmAction::Cancel(id) => crate::api::jobs::cancel_job(id).await.map(|j| {
@@ -114,8 +137,8 @@ fn BackupsContent() -> impl IntoView {
         </section>
         <section class="card history">
             <div class="history-head">
-                <h2>"History"</h2>
-                <span class="count">{move || format!("{} jobs", total.get())}</span>
+                <h2 id="history-title" tabindex="-1">"History"</h2>
+                <span class="count">{move || match total.get() { 1 => "1 job".to_owned(), n => format!("{n} jobs") }}</span>
             </div>
             <JobTable jobs=jobs confirm=confirm/>
             <nav class="pager" aria-label="History pages">
@@ -143,33 +166,50 @@ mod live {
 
     use crate::model::JobView;
 
-    pub fn connect(jobs: RwSignal<Vec<JobView>>, total: RwSignal<i64>, offset: RwSignal<i64>, reload: RwSignal<u32>) {
-        let Ok(es) = web_sys::EventSource::new("/api/backups/events/") else { return };
-        let on_job = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |ev: web_sys::MessageEvent| {
-            let Some(text) = ev.data().as_string() else { return };
-            let Ok(job) = serde_json::from_str::<JobView>(&text) else { return };
-            let known = jobs.with_untracked(|l| l.iter().any(|j| j.id == job.id));
-            if known || offset.get_untracked() == 0 {
-                if !known {
-                    total.update(|t| *t += 1);
+    pub fn connect(
+        jobs: RwSignal<Vec<JobView>>,
+        total: RwSignal<i64>,
+        offset: RwSignal<i64>,
+        reload: RwSignal<u32>,
+    ) {
+        let Ok(es) = web_sys::EventSource::new("/api/backups/events/") else {
+            return;
+        };
+        let on_job =
+            Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |ev: web_sys::MessageEvent| {
+                let Some(text) = ev.data().as_string() else {
+                    return;
+                };
+                let Ok(job) = serde_json::from_str::<JobView>(&text) else {
+                    return;
+                };
+                let known = jobs.with_untracked(|l| l.iter().any(|j| j.id == job.id));
+                if known || offset.get_untracked() == 0 {
+                    if !known {
+                        total.update(|t| *t += 1);
+                    }
+                    jobs.update(|l| {
+                        super::upsert(l, job);
+                        l.truncate(super::PAGE_SIZE as usize);
+                    });
                 }
-                jobs.update(|l| {
-                    super::upsert(l, job);
-                    l.truncate(super::PAGE_SIZE as usize);
-                });
-            }
-        });
-        let on_deleted = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |ev: web_sys::MessageEvent| {
-            let Some(text) = ev.data().as_string() else { return };
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else { return };
-            if let Some(id) = v.get("id").and_then(|i| i.as_i64()) {
-                let had = jobs.with_untracked(|l| l.iter().any(|j| j.id == id));
-                jobs.update(|l| l.retain(|j| j.id != id));
-                if had {
-                    total.update(|t| *t = (*t - 1).max(0));
+            });
+        let on_deleted =
+            Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |ev: web_sys::MessageEvent| {
+                let Some(text) = ev.data().as_string() else {
+                    return;
+                };
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+                    return;
+                };
+                if let Some(id) = v.get("id").and_then(|i| i.as_i64()) {
+                    let had = jobs.with_untracked(|l| l.iter().any(|j| j.id == id));
+                    jobs.update(|l| l.retain(|j| j.id != id));
+                    if had {
+                        total.update(|t| *t = (*t - 1).max(0));
+                    }
                 }
-            }
-        });
+            });
         // After a reconnect (server restart) or a lag notice, reload the page of history.
         let opened = std::cell::Cell::new(false);
         let on_open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
@@ -177,7 +217,8 @@ mod live {
                 reload.update(|r| *r += 1);
             }
         });
-        let on_resync = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |_| reload.update(|r| *r += 1));
+        let on_resync =
+            Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |_| reload.update(|r| *r += 1));
         let _ = es.add_event_listener_with_callback("job", on_job.as_ref().unchecked_ref());
         let _ = es.add_event_listener_with_callback("deleted", on_deleted.as_ref().unchecked_ref());
         let _ = es.add_event_listener_with_callback("resync", on_resync.as_ref().unchecked_ref());
@@ -189,5 +230,33 @@ mod live {
         on_open.forget();
         let es = send_wrapper::SendWrapper::new(es);
         on_cleanup(move || es.close());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: i64, status: &str) -> JobView {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "kind": "backup", "status": status, "trigger": "manual", "requested_by": null,
+            "archive_name": null, "original_filename": null, "size_bytes": null, "sha256": null,
+            "include_recordings": false, "progress": {"step": null, "done_bytes": 0, "total_bytes": 0},
+            "error": null, "created_at": "2026-01-01T00:00:00Z", "started_at": null, "finished_at": null,
+            "can_download": false, "can_restore": false, "can_cancel": false, "can_delete": false,
+        }))
+        .expect("a valid job")
+    }
+
+    #[test]
+    fn upsert_keeps_newest_first_and_never_goes_back_in_status() {
+        let mut l = vec![job(3, "running"), job(1, "succeeded")];
+        upsert(&mut l, job(2, "pending"));
+        assert_eq!(l.iter().map(|j| j.id).collect::<Vec<_>>(), [3, 2, 1]);
+        upsert(&mut l, job(2, "failed"));
+        upsert(&mut l, job(2, "pending")); // the late answer of the click that started it
+        assert_eq!(l[1].status, "failed");
+        upsert(&mut l, job(3, "succeeded"));
+        assert_eq!(l[0].status, "succeeded");
     }
 }

@@ -37,5 +37,7 @@ pub fn LoginPage() -> impl IntoView {
 
 /// Server function errors arrive as "error running server function: <message>".
 pub fn clean_error(s: &str) -> String {
-    s.rsplit_once(": ").map(|(_, m)| m.to_owned()).unwrap_or_else(|| s.to_owned())
+    s.rsplit_once(": ")
+        .map(|(_, m)| m.to_owned())
+        .unwrap_or_else(|| s.to_owned())
 }

@@ -7,7 +7,10 @@ use crate::components::auth_gate::AuthGate;
 #[server]
 pub async fn list_plugins() -> Result<String, ServerFnError> {
     let (engine, _) = crate::api::ssr::require_admin().await?;
-    let v = engine.plugins_view().await.map_err(crate::api::ssr::to_sfe)?;
+    let v = engine
+        .plugins_view()
+        .await
+        .map_err(crate::api::ssr::to_sfe)?;
     Ok(v.to_string())
 }
 
