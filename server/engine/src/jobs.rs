@@ -209,23 +209,21 @@ impl Engine {
 
     /// Jobs newest first, filtered and paged; and the total matching the filter.
     pub async fn list_jobs(&self, f: &JobFilter) -> Result<(Vec<Job>, i64)> {
-        if let Some(k) = &f.kind {
-            if !KINDS.contains(&k.as_str()) {
+        if let Some(k) = &f.kind
+            && !KINDS.contains(&k.as_str()) {
                 return Err(
                     Error::invalid(format!("unknown kind {k:?}; use backup or restore"))
                         .with_field("kind", "backup or restore"),
                 );
             }
-        }
-        if let Some(s) = &f.status {
-            if !STATUSES.contains(&s.as_str()) {
+        if let Some(s) = &f.status
+            && !STATUSES.contains(&s.as_str()) {
                 return Err(Error::invalid(format!(
                     "unknown status {s:?}; use one of {}",
                     STATUSES.join(", ")
                 ))
                 .with_field("status", "unknown status"));
             }
-        }
         if !(1..=1000).contains(&f.limit) {
             return Err(
                 Error::invalid("limit must be between 1 and 1000").with_field("limit", "1-1000")
@@ -657,7 +655,7 @@ impl Engine {
             let extra = extra_progress.clone();
             Arc::new(move |p: Progress| {
                 if let Some(f) = &extra {
-                    f(p.clone());
+                    f(p);
                 }
                 ptx.send_replace(p);
             })
@@ -666,7 +664,7 @@ impl Engine {
             let engine = self.clone();
             tokio::spawn(async move {
                 while prx.changed().await.is_ok() {
-                    let p = prx.borrow_and_update().clone();
+                    let p = *prx.borrow_and_update();
                     let _ = sqlx::query("UPDATE jobs SET progress_step = ?, progress_done = ?, progress_total = ? WHERE id = ?")
                         .bind(p.step)
                         .bind(p.done_bytes as i64)
@@ -729,13 +727,11 @@ impl Engine {
             tracing::error!(job = id, error = %e, "cannot record job outcome");
         }
         self.emit_job(id).await;
-        if let Ok(row) = self.job_row(id).await {
-            if row.kind == "backup" && row.status == "succeeded" {
-                if let Err(e) = self.apply_retention().await {
+        if let Ok(row) = self.job_row(id).await
+            && row.kind == "backup" && row.status == "succeeded"
+                && let Err(e) = self.apply_retention().await {
                     tracing::warn!(error = %e.detailed(), "retention failed");
                 }
-            }
-        }
     }
 
     /// Keeps the newest `retention_count` succeeded backups made by Backstop (manual,
@@ -957,11 +953,10 @@ pub(crate) struct RemoveOnDrop(pub PathBuf);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        if self.0.exists() {
-            if let Err(e) = std::fs::remove_dir_all(&self.0) {
+        if self.0.exists()
+            && let Err(e) = std::fs::remove_dir_all(&self.0) {
                 tracing::warn!(path = %self.0.display(), error = %e, "cannot remove staging folder");
             }
-        }
     }
 }
 

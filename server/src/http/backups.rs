@@ -200,11 +200,9 @@ async fn upload(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > limit.saturating_add(64 * 1024) {
+        && len > limit.saturating_add(64 * 1024) {
             return Err(too_large(limit));
         }
-    }
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -302,32 +300,21 @@ async fn events(State(st): State<AppState>) -> Sse<impl Stream<Item = Result<Eve
     let rx = st.engine.subscribe();
     let stop = st.shutdown.clone();
     let stream = futures::stream::unfold((rx, stop), |(mut rx, stop)| async move {
-        loop {
-            let next = tokio::select! {
-                r = rx.recv() => r,
-                _ = stop.cancelled() => return None,
-            };
-            match next {
-                Ok(JobEvent::Updated(job)) => {
-                    let ev = Event::default()
-                        .event("job")
-                        .json_data(&*job)
-                        .unwrap_or_else(|_| Event::default().comment("encode error"));
-                    return Some((Ok(ev), (rx, stop)));
-                }
-                Ok(JobEvent::Deleted(id)) => {
-                    let ev = Event::default()
-                        .event("deleted")
-                        .data(serde_json::json!({ "id": id }).to_string());
-                    return Some((Ok(ev), (rx, stop)));
-                }
-                // A slow client missed events: tell it to reload the list.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    return Some((Ok(Event::default().event("resync").data("{}")), (rx, stop)));
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            }
-        }
+        let next = tokio::select! {
+            r = rx.recv() => r,
+            _ = stop.cancelled() => return None,
+        };
+        let event = match next {
+            Ok(JobEvent::Updated(job)) => Event::default()
+                .event("job")
+                .json_data(&*job)
+                .unwrap_or_else(|_| Event::default().comment("encode error")),
+            Ok(JobEvent::Deleted(id)) => Event::default().event("deleted").data(serde_json::json!({ "id": id }).to_string()),
+            // A slow client missed events: tell it to reload the list.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Event::default().event("resync").data("{}"),
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((Ok(event), (rx, stop)))
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
