@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync, mkdirSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { startServer, launch, newPage, login, shot } from './lib.mjs';
+import { startServer, launch, newPage, hydrated, login, shot } from './lib.mjs';
 
 let server, browser, work;
 /** The archive downloaded by the download test, uploaded by the restore test. */
@@ -158,10 +158,12 @@ test('saving valid settings shows the schedule in plain words and the next run i
   assert.equal(saved.schedule.timezone, 'Europe/London');
   assert.equal(saved.retention_count, 10);
   assert.ok(saved.next_run_at);
-  // Still there after a reload.
+  // Still there after a reload, already in the server's HTML (before hydration).
   await page.reload();
   await page.waitForSelector('#save-settings');
   assert.equal(await page.inputValue('#settings-time'), '03:00');
+  assert.equal(await page.inputValue('#settings-timezone'), 'Europe/London');
+  await hydrated(page);
   assert.equal(await page.inputValue('#settings-frequency'), 'daily');
   assert.deepEqual(page.errors, []);
   await page.context().close();

@@ -45,6 +45,14 @@ fn SettingsFields(
     initial: SettingsView,
     include_recordings_default: RwSignal<bool>,
 ) -> impl IntoView {
+    // The server renders the saved values as attributes (the page reads right before it
+    // hydrates and without JavaScript); the `prop:` bindings keep the live values after that.
+    let init = initial.clone();
+    let init_freq = if init.schedule.enabled {
+        init.schedule.frequency.clone()
+    } else {
+        "disabled".to_owned()
+    };
     let saved = RwSignal::new(initial.clone());
     let path = RwSignal::new(initial.path.clone());
     let include = RwSignal::new(initial.include_recordings);
@@ -117,9 +125,7 @@ fn SettingsFields(
             saved.set(s);
         }
         Some(Ok(SaveOutcome::Invalid(f))) => {
-            notice.set(Some(
-                "Nothing was saved: fix the fields marked below.".into(),
-            ));
+            notice.set(Some("Nothing was saved: fix the marked fields.".into()));
             errors.set(f);
         }
         Some(Err(e)) => notice.set(Some(clean_error(&e.to_string()))),
@@ -139,14 +145,14 @@ fn SettingsFields(
         }>
             <div class="field">
                 <label for="settings-path">"Backup folder"</label>
-                <input id="settings-path" type="text" prop:value=move || path.get()
+                <input id="settings-path" type="text" value=init.path.clone() prop:value=move || path.get()
                     on:input=move |ev| path.set(event_target_value(&ev))
                     aria-invalid=move || err("path")().is_some().to_string() aria-describedby="err-path"/>
                 {field_error("path", "err-path")}
             </div>
             <div class="field">
                 <label class="switch">
-                    <input type="checkbox" id="settings-include-recordings" prop:checked=move || include.get()
+                    <input type="checkbox" id="settings-include-recordings" checked=init.include_recordings prop:checked=move || include.get()
                         on:change=move |ev| include.set(event_target_checked(&ev))/>
                     <span>"Include recordings"</span>
                 </label>
@@ -154,7 +160,7 @@ fn SettingsFields(
             </div>
             <div class="field">
                 <label for="settings-retention">"Keep the newest"</label>
-                <input id="settings-retention" type="number" min="0" inputmode="numeric" prop:value=move || retention.get()
+                <input id="settings-retention" type="number" min="0" inputmode="numeric" value=init.retention_count.to_string() prop:value=move || retention.get()
                     on:input=move |ev| retention.set(event_target_value(&ev))
                     aria-invalid=move || err("retention_count")().is_some().to_string() aria-describedby="err-retention"/>
                 <span class="hint">"backups (0 keeps all; uploads are never pruned)"</span>
@@ -166,16 +172,16 @@ fn SettingsFields(
                     <label for="settings-frequency">"Frequency"</label>
                     <select id="settings-frequency" prop:value=move || frequency.get()
                         on:change=move |ev| frequency.set(event_target_value(&ev))>
-                        <option value="disabled">"Disabled"</option>
-                        <option value="hourly">"Hourly"</option>
-                        <option value="daily">"Daily"</option>
-                        <option value="weekly">"Weekly"</option>
+                        <option value="disabled" selected=init_freq == "disabled">"Disabled"</option>
+                        <option value="hourly" selected=init_freq == "hourly">"Hourly"</option>
+                        <option value="daily" selected=init_freq == "daily">"Daily"</option>
+                        <option value="weekly" selected=init_freq == "weekly">"Weekly"</option>
                     </select>
                     {field_error("schedule.frequency", "err-frequency")}
                 </div>
                 <div class="field">
                     <label for="settings-time">{move || if frequency.get() == "hourly" { "Minute past the hour (HH:MM)" } else { "Time (HH:MM)" }}</label>
-                    <input id="settings-time" type="text" placeholder="03:00" prop:value=move || time.get()
+                    <input id="settings-time" type="text" placeholder="03:00" value=init.schedule.time.clone() prop:value=move || time.get()
                         on:input=move |ev| time.set(event_target_value(&ev))
                         aria-invalid=move || err("schedule.time")().is_some().to_string() aria-describedby="err-time"/>
                     {field_error("schedule.time", "err-time")}
@@ -183,13 +189,13 @@ fn SettingsFields(
                 <div class="field" class:hidden=move || frequency.get() != "weekly">
                     <label for="settings-day">"Day"</label>
                     <select id="settings-day" prop:value=move || day.get() on:change=move |ev| day.set(event_target_value(&ev))>
-                        {WEEKDAYS.iter().enumerate().map(|(i, d)| view! { <option value=i.to_string()>{*d}</option> }).collect_view()}
+                        {WEEKDAYS.iter().enumerate().map(|(i, d)| view! { <option value=i.to_string() selected=i == usize::from(init.schedule.day_of_week)>{*d}</option> }).collect_view()}
                     </select>
                     {field_error("schedule.day_of_week", "err-day")}
                 </div>
                 <div class="field">
                     <label for="settings-timezone">"Time zone"</label>
-                    <input id="settings-timezone" type="text" placeholder="Europe/London" prop:value=move || tz.get()
+                    <input id="settings-timezone" type="text" placeholder="Europe/London" value=init.schedule.timezone.clone() prop:value=move || tz.get()
                         on:input=move |ev| tz.set(event_target_value(&ev))
                         aria-invalid=move || err("schedule.timezone")().is_some().to_string() aria-describedby="err-timezone"/>
                     {field_error("schedule.timezone", "err-timezone")}
