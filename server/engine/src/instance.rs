@@ -90,6 +90,7 @@ impl Engine {
         }
         check_writable(&config.data_dir)?;
         let state = crate::state::open(&config.state_db_url).await?;
+        crate::plugins::sync_records(&state, &*plugins).await?;
         let content =
             crate::content::open_sqlite(&config.content_db_url, "content database").await?;
         let version = crate::content::schema_version(&content).await?;

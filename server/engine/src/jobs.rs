@@ -862,7 +862,8 @@ impl Engine {
         let sources: Vec<Box<dyn ContentSource>> = vec![
             Box::new(crate::plugins::BuiltinDirectories {
                 data_dir: self.data_dir().to_path_buf(),
-                recordings: true,
+                // The recordings plugin, when enabled, archives recordings/ itself.
+                recordings: !self.plugins().provides_directory("recordings"),
             }),
             Box::new(self.plugins().clone()),
         ];

@@ -34,7 +34,14 @@ pub fn routes() -> Router<AppState> {
         .route("/upload/", post(upload).layer(DefaultBodyLimit::disable()))
         .route("/settings/", get(get_settings).put(put_settings))
         .route("/events/", get(events))
-        .route("/plugins/", get(list_plugins))
+        .route("/jobs/{id}/plugin-log/", get(super::plugins::job_plugin_log))
+        .route(
+            "/plugins/",
+            get(super::plugins::list_plugins)
+                .post(super::plugins::install_plugin)
+                .layer(DefaultBodyLimit::max(super::plugins::MAX_PLUGIN_UPLOAD)),
+        )
+        .route("/plugins/{id}/", axum::routing::put(super::plugins::update_plugin))
         .route_layer(middleware::from_fn(require_admin))
 }
 
@@ -317,8 +324,4 @@ async fn events(State(st): State<AppState>) -> Sse<impl Stream<Item = Result<Eve
         Some((Ok(event), (rx, stop)))
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-}
-
-async fn list_plugins(State(st): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
-    Ok(Json(st.engine.plugins_view().await?))
 }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod backups;
 pub mod error;
 pub mod openapi;
+pub mod plugins;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -118,6 +119,17 @@ async fn favicon() -> impl IntoResponse {
     )
 }
 
+/// Opens the engine with the WebAssembly plugin host: the composition used by `serve` and by
+/// the CLI commands that run jobs.
+pub async fn open_with_plugins(config: EngineConfig) -> Result<Engine> {
+    // The plugin host loads and precompiles every installed plugin: blocking work.
+    let host_config = plugin_host::HostConfig::for_data_dir(&config.data_dir);
+    let host = tokio::task::spawn_blocking(move || plugin_host::PluginHost::new(host_config))
+        .await
+        .map_err(|e| Error::internal("starting the plugin host failed", e))??;
+    Engine::open_with_plugins(config, std::sync::Arc::new(host)).await
+}
+
 /// `backstop serve`: open the engine, take the data-dir lock, run until `shutdown`.
 pub async fn serve(
     config: EngineConfig,
@@ -125,7 +137,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let _lock = crate::cli::exclusive_lock(&config.data_dir)?;
-    let engine = Engine::open(config).await?;
+    let engine = open_with_plugins(config).await?;
     let swept = engine.restart_sweep().await?;
     if swept > 0 {
         tracing::warn!(
