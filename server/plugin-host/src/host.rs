@@ -137,7 +137,12 @@ impl PluginHost {
             )
             .with_source(e)
         })?;
-        let sandbox = Sandbox::new(config.cache_dir.clone(), config.threads).map_err(|e| {
+        let sandbox = Sandbox::new(
+            config.cache_dir.clone(),
+            config.threads,
+            config.ceilings.memory_mb << 20,
+        )
+        .map_err(|e| {
             Error::new(
                 ErrorKind::Internal,
                 format!("the plugin sandbox cannot start: {e:#}"),

@@ -12,9 +12,10 @@
 //! - output: stdout/stderr and `host.log` share one capped log buffer; excess is counted,
 //!   not stored.
 //!
-//! Calls run on the sandbox's own multi-threaded tokio runtime: the engine calls the plugin
-//! runtime synchronously from blocking threads and waits on a channel, and the WASI p2 async
-//! bindings need a runtime (the sync ones panic inside tokio).
+//! Calls run in the context of the sandbox's own multi-threaded tokio runtime (the WASI p2
+//! async bindings need one; the sync ones panic inside tokio), polled on the engine's
+//! calling thread, which is a blocking thread: the engine calls the plugin runtime
+//! synchronously from `spawn_blocking`.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -54,9 +55,11 @@ const MAX_HANDLES: usize = 1_000;
 const MAX_HOSTCALLS: u64 = 1_000_000;
 /// One log line is cut at this length.
 const MAX_LINE: usize = 4 * 1024;
-/// Grace beyond a call's deadline before the waiting thread gives up on it (a guest is
-/// interrupted at the next tick; this only covers a host-side stall).
-const WAIT_GRACE: Duration = Duration::from_secs(5);
+/// The watchdog fires this long after a call's deadline: a running guest is interrupted at
+/// the next tick before that; the watchdog only ends a call stuck waiting on the host.
+const WATCHDOG_SLACK: Duration = Duration::from_millis(50);
+/// How often the watchdog looks at the job's cancel flag.
+const CANCEL_POLL: Duration = Duration::from_millis(20);
 
 /// Why a call failed. The text is what the job's warning or error says.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -367,6 +370,40 @@ impl bindings::backstop::plugin::host::Host for CallState {
     }
 }
 
+/// Instances in the pool: far above the calls that run at once (one per job step, plus
+/// stragglers past their deadline being interrupted).
+const POOL_INSTANCES: u32 = 64;
+
+fn engine_config(pool_memory_bytes: Option<u64>) -> wasmtime::Config {
+    let mut config = wasmtime::Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    // Plugins are small; a modest stack bounds deep recursion cheaply.
+    config.max_wasm_stack(1 << 20);
+    if let Some(max_memory) = pool_memory_bytes {
+        let mut pool = wasmtime::PoolingAllocationConfig::new();
+        // Slots are address space reservations, committed only as guests touch them.
+        // Generous per-component counts so interpreters (componentize-py/-js) fit too.
+        pool.total_component_instances(POOL_INSTANCES)
+            .total_core_instances(POOL_INSTANCES * 16)
+            .total_memories(POOL_INSTANCES * 4)
+            .total_tables(POOL_INSTANCES * 16)
+            .max_core_instances_per_component(64)
+            .max_memories_per_component(8)
+            .max_tables_per_component(64)
+            .max_core_instance_size(8 << 20)
+            .max_component_instance_size(8 << 20)
+            .table_elements(100_000)
+            .max_memory_size(max_memory as usize)
+            // Reset the first pages of a used slot with memset rather than madvise: the
+            // next call then does not page-fault its stack and data back in.
+            .linear_memory_keep_resident(256 << 10)
+            .table_keep_resident(64 << 10);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
 /// The shared engine, linker, compiled-component cache, epoch ticker and plugin runtime.
 pub(crate) struct Sandbox {
     engine: wasmtime::Engine,
@@ -393,23 +430,25 @@ impl Drop for Sandbox {
 impl Sandbox {
     /// Builds the engine and starts the ticker and `threads` plugin worker threads.
     /// `cache_dir` holds precompiled components (`None`: compile in memory only).
-    pub fn new(cache_dir: Option<PathBuf>, threads: usize) -> wasmtime::Result<Sandbox> {
-        let mut config = wasmtime::Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(true);
-        // Plugins are small; a modest stack bounds deep recursion cheaply.
-        config.max_wasm_stack(1 << 20);
-        let engine = wasmtime::Engine::new(&config)?;
+    pub fn new(
+        cache_dir: Option<PathBuf>,
+        threads: usize,
+        max_memory_bytes: u64,
+    ) -> wasmtime::Result<Sandbox> {
+        let engine = match wasmtime::Engine::new(&engine_config(Some(max_memory_bytes))) {
+            Ok(e) => e,
+            Err(e) => {
+                // E.g. address space limits: the on-demand allocator is slower, not wrong.
+                tracing::warn!(error = %e, "pooling allocator unavailable; plugins use on-demand instantiation");
+                wasmtime::Engine::new(&engine_config(None))?
+            }
+        };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::Plugin::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .thread_name("backstop-plugin")
-            // A spinning guest re-queues itself locally at every tick; without this a call
-            // submitted from outside (the global queue) would wait 61 ticks (about 300 ms)
-            // behind it on a busy worker.
-            .global_queue_interval(1)
             .enable_all()
             .build()
             .map_err(|e| wasmtime::Error::msg(format!("cannot start the plugin runtime: {e}")))?;
@@ -510,31 +549,22 @@ impl Sandbox {
         Ok(component)
     }
 
-    /// Runs one call and waits for it (from a blocking thread, never an async worker).
+    /// Runs one call on the calling thread (a blocking thread of the engine, never an async
+    /// worker) inside the plugin runtime's context: WASI I/O and timers are driven by the
+    /// runtime's own workers, and no thread hop is paid per call (a hook round trip is
+    /// dominated by two cross-thread wake-ups otherwise). A spinning guest therefore holds
+    /// only its caller's thread, and only until its deadline.
     pub fn call(&self, compiled: Arc<Compiled>, setup: CallSetup, request: Request) -> CallOutcome {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let timeout = setup.timeout;
-        let fut = self.call_async(compiled, setup, request);
-        self.runtime
+        let _context = self
+            .runtime
             .as_ref()
             .expect("runtime lives until drop")
-            .spawn(async move {
-                let _ = tx.send(fut.await);
-            });
-        match rx.recv_timeout(timeout + WAIT_GRACE) {
-            Ok(outcome) => outcome,
-            Err(_) => CallOutcome {
-                result: Err(CallError::Timeout {
-                    ms: timeout.as_millis() as u64,
-                }),
-                log: Vec::new(),
-                log_dropped: 0,
-                elapsed: timeout + WAIT_GRACE,
-            },
-        }
+            .enter();
+        block_on(self.call_async(compiled, setup, request))
     }
 
-    /// The call itself, on the plugin runtime.
+    /// The call itself, with a watchdog for a guest waiting on the host (a sleep, a slow
+    /// file) past its deadline or its job's cancel, where no epoch tick can interrupt it.
     fn call_async(
         &self,
         compiled: Arc<Compiled>,
@@ -552,7 +582,22 @@ impl Sandbox {
                 dropped: 0,
                 partial: [Vec::new(), Vec::new()],
             }));
-            let result = run(&engine, &compiled, &setup, sink.clone(), request).await;
+            let cancel = setup.cancel.clone();
+            // `biased`: the call is polled first, so one that finishes in its first poll
+            // (most hooks) never registers the watchdog's timers (a timer registration can
+            // wake the runtime's timer thread: a cross-thread wake-up per call).
+            let result = tokio::select! {
+                biased;
+                r = run(&engine, &compiled, &setup, sink.clone(), request) => r,
+                _ = tokio::time::sleep(setup.timeout + WATCHDOG_SLACK) => {
+                    Err(CallError::Timeout { ms: setup.timeout.as_millis() as u64 })
+                }
+                _ = async {
+                    while !cancel.load(Ordering::Relaxed) {
+                        tokio::time::sleep(CANCEL_POLL).await;
+                    }
+                } => Err(CallError::Cancelled),
+            };
             let (log, log_dropped) = {
                 let mut s = sink.lock().expect("log lock");
                 s.finish();
@@ -565,6 +610,30 @@ impl Sandbox {
                 elapsed: started.elapsed(),
             }
         }
+    }
+}
+
+/// Drives a future to completion on the current thread, parking between polls. Unlike
+/// `Runtime::block_on` it never panics inside another runtime's context; the epoch yield
+/// wakes it at once, so a running guest keeps running.
+fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
     }
 }
 

@@ -446,13 +446,14 @@ fn symlinks_out_of_a_mount_or_scratch_are_refused() {
 
 #[test]
 fn a_spinning_plugin_is_stopped_at_its_deadline_while_other_calls_go_on() {
-    // One worker thread: other calls only progress if the spinning guest yields.
+    // One runtime worker: a spinning guest must hold neither it nor other callers.
     let s = setup_with(&["fixture-spin", "fixture-echo"], 1, |id, m| {
         if id == "fixture-spin" {
             m.replace(
                 "exports = [\"contributor\", \"hooks\"]",
                 "exports = [\"hooks\"]",
             )
+            .replace("timeout_ms = 300", "timeout_ms = 1000")
         } else {
             m
         }
@@ -475,28 +476,29 @@ fn a_spinning_plugin_is_stopped_at_its_deadline_while_other_calls_go_on() {
             (report, t.elapsed())
         });
         std::thread::sleep(Duration::from_millis(50));
-        let mut slowest = Duration::ZERO;
-        let mut calls = 0;
+        let mut times = Vec::new();
         while !spinning.is_finished() {
             let t = Instant::now();
             let c = s.host.collect(&job(2), &scratch);
             assert!(c.warnings.is_empty(), "{:?}", c.warnings);
-            slowest = slowest.max(t.elapsed());
-            calls += 1;
+            times.push(t.elapsed());
         }
+        times.sort();
         let (report, took) = spinning.join().expect("join");
         assert_eq!(
             report.warnings,
-            ["plugin fixture-spin at pre-backup: stopped after its 300 ms deadline"]
+            ["plugin fixture-spin at pre-backup: stopped after its 1000 ms deadline"]
         );
         assert!(
-            took < Duration::from_millis(300 + 700),
+            took < Duration::from_millis(1000 + 700),
             "stopped within its deadline (+ slack): {took:?}"
         );
-        assert!(calls >= 1, "other calls ran while it spun");
+        // Timing on a shared machine: the median, not the worst call, shows whether other
+        // calls wait for the spinning one (each would take about a second if they did).
+        assert!(times.len() >= 3, "other calls ran while it spun: {times:?}");
         assert!(
-            slowest < Duration::from_millis(250),
-            "other calls stayed prompt: {slowest:?}"
+            times[times.len() / 2] < Duration::from_millis(200),
+            "other calls stayed prompt: {times:?}"
         );
     });
 }
@@ -1094,4 +1096,54 @@ fn space_guard_vetoes_a_backup_that_would_not_fit_and_lets_one_that_fits_go() {
             .veto
             .is_none()
     );
+}
+
+#[test]
+fn a_plugin_waiting_on_the_host_is_stopped_at_its_deadline_and_by_cancel() {
+    let s = setup(&["fixture-spin"]);
+    enable(
+        &s.host,
+        "fixture-spin",
+        &[],
+        false,
+        serde_json::json!({ "how": "sleep" }),
+    );
+    let t = Instant::now();
+    let report = s.host.run_hooks(HookPoint::PreBackup, &job(1));
+    assert_eq!(
+        report.warnings,
+        ["plugin fixture-spin at pre-backup: stopped after its 300 ms deadline"]
+    );
+    assert!(
+        t.elapsed() < Duration::from_millis(300 + 700),
+        "{:?}",
+        t.elapsed()
+    );
+
+    let s = setup_with(&["fixture-spin"], 2, |_, m| {
+        m.replace("timeout_ms = 300", "timeout_ms = 60000")
+    });
+    enable(
+        &s.host,
+        "fixture-spin",
+        &[],
+        false,
+        serde_json::json!({ "how": "sleep" }),
+    );
+    std::thread::scope(|scope| {
+        let run = scope.spawn(|| s.host.run_hooks(HookPoint::PreBackup, &job(3)));
+        std::thread::sleep(Duration::from_millis(300));
+        let canceled_at = Instant::now();
+        s.host.cancel_job(3);
+        let report = run.join().expect("join");
+        assert_eq!(
+            report.warnings,
+            ["plugin fixture-spin at pre-backup: stopped: the job was canceled"]
+        );
+        assert!(
+            canceled_at.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            canceled_at.elapsed()
+        );
+    });
 }
