@@ -121,7 +121,11 @@ fn progress_printer() -> engine::archive::ProgressFn {
     let tty = std::io::stderr().is_terminal();
     let last = std::sync::Mutex::new((String::new(), 0u64));
     std::sync::Arc::new(move |p: engine::archive::Progress| {
-        let pct = p.done_bytes.saturating_mul(100).checked_div(p.total_bytes).unwrap_or(0);
+        let pct = p
+            .done_bytes
+            .saturating_mul(100)
+            .checked_div(p.total_bytes)
+            .unwrap_or(0);
         let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
         if tty {
             let filled = (pct as usize).min(100) / 4;

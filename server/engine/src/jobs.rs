@@ -210,20 +210,22 @@ impl Engine {
     /// Jobs newest first, filtered and paged; and the total matching the filter.
     pub async fn list_jobs(&self, f: &JobFilter) -> Result<(Vec<Job>, i64)> {
         if let Some(k) = &f.kind
-            && !KINDS.contains(&k.as_str()) {
-                return Err(
-                    Error::invalid(format!("unknown kind {k:?}; use backup or restore"))
-                        .with_field("kind", "backup or restore"),
-                );
-            }
+            && !KINDS.contains(&k.as_str())
+        {
+            return Err(
+                Error::invalid(format!("unknown kind {k:?}; use backup or restore"))
+                    .with_field("kind", "backup or restore"),
+            );
+        }
         if let Some(s) = &f.status
-            && !STATUSES.contains(&s.as_str()) {
-                return Err(Error::invalid(format!(
-                    "unknown status {s:?}; use one of {}",
-                    STATUSES.join(", ")
-                ))
-                .with_field("status", "unknown status"));
-            }
+            && !STATUSES.contains(&s.as_str())
+        {
+            return Err(Error::invalid(format!(
+                "unknown status {s:?}; use one of {}",
+                STATUSES.join(", ")
+            ))
+            .with_field("status", "unknown status"));
+        }
         if !(1..=1000).contains(&f.limit) {
             return Err(
                 Error::invalid("limit must be between 1 and 1000").with_field("limit", "1-1000")
@@ -531,15 +533,21 @@ impl Engine {
         let job = self
             .start_backup("manual", Some("cli".into()), Some(include_recordings))
             .await?;
-        self.run_job_now(job.id, Some(progress)).await;
-        let job = self.get_job(job.id).await?;
+        self.run_to_completion(job.id, progress).await
+    }
+
+    /// Runs a queued job in this task (CLI use) and returns it, or its error when it did not
+    /// succeed.
+    pub(crate) async fn run_to_completion(&self, id: JobId, progress: ProgressFn) -> Result<Job> {
+        self.run_job_now(id, Some(progress)).await;
+        let job = self.get_job(id).await?;
         match job.status.as_str() {
             "succeeded" => Ok(job),
             _ => Err(Error::new(
                 ErrorKind::Internal,
                 job.error
                     .clone()
-                    .unwrap_or_else(|| format!("backup {}", job.status)),
+                    .unwrap_or_else(|| format!("{} {}", job.kind, job.status)),
             )),
         }
     }
@@ -728,10 +736,12 @@ impl Engine {
         }
         self.emit_job(id).await;
         if let Ok(row) = self.job_row(id).await
-            && row.kind == "backup" && row.status == "succeeded"
-                && let Err(e) = self.apply_retention().await {
-                    tracing::warn!(error = %e.detailed(), "retention failed");
-                }
+            && row.kind == "backup"
+            && row.status == "succeeded"
+            && let Err(e) = self.apply_retention().await
+        {
+            tracing::warn!(error = %e.detailed(), "retention failed");
+        }
     }
 
     /// Keeps the newest `retention_count` succeeded backups made by Backstop (manual,
@@ -955,9 +965,10 @@ pub(crate) struct RemoveOnDrop(pub PathBuf);
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         if self.0.exists()
-            && let Err(e) = std::fs::remove_dir_all(&self.0) {
-                tracing::warn!(path = %self.0.display(), error = %e, "cannot remove staging folder");
-            }
+            && let Err(e) = std::fs::remove_dir_all(&self.0)
+        {
+            tracing::warn!(path = %self.0.display(), error = %e, "cannot remove staging folder");
+        }
     }
 }
 

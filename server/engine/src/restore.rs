@@ -192,17 +192,7 @@ impl Engine {
         let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
         let upload = self.finish_upload(target, name, Some("cli".into())).await?;
         let job = self.start_restore(upload.id, Some("cli".into())).await?;
-        self.run_job_now(job.id, Some(progress)).await;
-        let job = self.get_job(job.id).await?;
-        match job.status.as_str() {
-            "succeeded" => Ok(job),
-            _ => Err(Error::new(
-                ErrorKind::Internal,
-                job.error
-                    .clone()
-                    .unwrap_or_else(|| format!("restore {}", job.status)),
-            )),
-        }
+        self.run_to_completion(job.id, progress).await
     }
 
     /// The restore pipeline, top to bottom.

@@ -68,10 +68,12 @@ pub async fn identify(
         }
     };
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if unsafe_method && !identity.via_token
-        && let Err(e) = check_same_origin(req.headers(), identity.account.is_some()) {
-            return ApiError(e).into_response();
-        }
+    if unsafe_method
+        && !identity.via_token
+        && let Err(e) = check_same_origin(req.headers(), identity.account.is_some())
+    {
+        return ApiError(e).into_response();
+    }
     req.extensions_mut().insert(identity);
     next.run(req).await
 }

@@ -34,14 +34,20 @@ pub fn routes() -> Router<AppState> {
         .route("/upload/", post(upload).layer(DefaultBodyLimit::disable()))
         .route("/settings/", get(get_settings).put(put_settings))
         .route("/events/", get(events))
-        .route("/jobs/{id}/plugin-log/", get(super::plugins::job_plugin_log))
+        .route(
+            "/jobs/{id}/plugin-log/",
+            get(super::plugins::job_plugin_log),
+        )
         .route(
             "/plugins/",
             get(super::plugins::list_plugins)
                 .post(super::plugins::install_plugin)
                 .layer(DefaultBodyLimit::max(super::plugins::MAX_PLUGIN_UPLOAD)),
         )
-        .route("/plugins/{id}/", axum::routing::put(super::plugins::update_plugin))
+        .route(
+            "/plugins/{id}/",
+            axum::routing::put(super::plugins::update_plugin),
+        )
         .route_layer(middleware::from_fn(require_admin))
 }
 
@@ -207,9 +213,10 @@ async fn upload(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
-        && len > limit.saturating_add(64 * 1024) {
-            return Err(too_large(limit));
-        }
+        && len > limit.saturating_add(64 * 1024)
+    {
+        return Err(too_large(limit));
+    }
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -316,9 +323,13 @@ async fn events(State(st): State<AppState>) -> Sse<impl Stream<Item = Result<Eve
                 .event("job")
                 .json_data(&*job)
                 .unwrap_or_else(|_| Event::default().comment("encode error")),
-            Ok(JobEvent::Deleted(id)) => Event::default().event("deleted").data(serde_json::json!({ "id": id }).to_string()),
+            Ok(JobEvent::Deleted(id)) => Event::default()
+                .event("deleted")
+                .data(serde_json::json!({ "id": id }).to_string()),
             // A slow client missed events: tell it to reload the list.
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Event::default().event("resync").data("{}"),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                Event::default().event("resync").data("{}")
+            }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
         };
         Some((Ok(event), (rx, stop)))

@@ -596,4 +596,29 @@ fn cli_backup_is_refused_while_a_server_holds_the_data_dir_and_works_without() {
         .arg(app.data.path().join("backups").join(name)));
     assert!(ok, "{err}");
     assert!(report.contains("\"ok\": true"), "{report}");
+    // `backstop restore FILE` puts a changed database back, and refuses next to a server.
+    let archive = app.data.path().join("backups").join(name);
+    let outside = app.data.path().join("copy.tar.gz");
+    std::fs::copy(&archive, &outside).unwrap();
+    let (ok, _, err) = run(Command::new("sqlite3")
+        .arg(app.content_db())
+        .arg("DELETE FROM channel_streams; DELETE FROM recordings;"));
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(app.command().arg("restore").arg(&outside));
+    assert!(ok, "{err}");
+    assert!(out.starts_with("restored "), "{out}");
+    let (_, count, _) = run(Command::new("sqlite3")
+        .arg(app.content_db())
+        .arg("SELECT COUNT(*) FROM channel_streams;"));
+    assert_ne!(count.trim(), "0", "rows are back");
+    rt.block_on(app.start()).unwrap();
+    let (ok, _, err) = run(app.command().arg("restore").arg(&outside));
+    assert!(!ok);
+    assert!(err.contains("another Backstop process"), "{err}");
+    let (ok, _, err) = run(app
+        .command()
+        .arg("verify")
+        .arg(app.data.path().join("missing.tar.gz")));
+    assert!(!ok);
+    assert!(err.contains("is not a file"), "{err}");
 }

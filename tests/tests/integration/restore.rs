@@ -236,7 +236,9 @@ async fn upload_limits_and_bad_bodies_are_refused_and_leave_nothing() -> anyhow:
     app.login_admin().await?;
     // A declared length over the limit is refused before the body is read. (Raw HTTP: a
     // client that insists on sending the whole body first may see the connection closed.)
-    let (_, tok) = app.post_json("/api/auth/tokens", json!({"name": "upload test"})).await?;
+    let (_, tok) = app
+        .post_json("/api/auth/tokens", json!({"name": "upload test"}))
+        .await?;
     let head = format!(
         "POST /api/backups/upload/ HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         app.base.trim_start_matches("http://"),
@@ -251,7 +253,10 @@ async fn upload_limits_and_bad_bodies_are_refused_and_leave_nothing() -> anyhow:
     let _ = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer)).await;
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
-    assert!(answer.contains("larger than the limit of 1 MiB"), "{answer}");
+    assert!(
+        answer.contains("larger than the limit of 1 MiB"),
+        "{answer}"
+    );
     let (s, body) = upload_raw(&app, Vec::new()).await?;
     assert_eq!(s, 400, "{body}");
     let r = app
