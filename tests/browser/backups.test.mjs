@@ -113,6 +113,14 @@ async function watchRows(page) {
   });
 }
 
+/** Where the history's columns are and how tall job `id`'s row is, in whole pixels. */
+async function geometry(page, id) {
+  return page.evaluate((id) => ({
+    columns: [...document.querySelectorAll('table.jobs th')].map((th) => Math.round(th.getBoundingClientRect().left)),
+    row: Math.round(document.querySelector(`tr[data-job-id="${id}"]`).getBoundingClientRect().height),
+  }), id);
+}
+
 async function settingsFromApi(page) {
   const r = await page.request.get(`${server.base}/api/backups/settings/`);
   assert.equal(r.status(), 200);
@@ -213,10 +221,12 @@ test('a backup goes pending -> running -> succeeded with a moving progress bar',
   await page.waitForSelector(`tr[data-job-id="${id}"] [role="progressbar"]`);
   await page.waitForFunction((id) => Number(document.querySelector(`tr[data-job-id="${id}"] [role="progressbar"]`)?.getAttribute('aria-valuenow')) > 0, id);
   await shot(page, 'backups-running-desktop-light');
+  const runningGeometry = await geometry(page, id);
   assert.match(await page.textContent(`tr[data-job-id="${id}"] .progress-label`), /archive|dump|collect|[KMG]iB/);
   await waitForStatus(page, id, 'succeeded', 120000);
   const seen = await page.evaluate((id) => window.__seen[id], id);
   assert.deepEqual(seen, ['pending', 'running', 'succeeded']);
+  assert.deepEqual(await geometry(page, id), runningGeometry, 'no layout jump when the status changes');
   const progress = (await page.evaluate((id) => window.__progress[id], id)).map(Number);
   assert.ok(new Set(progress.filter((p) => p > 0)).size >= 2, `the bar moved: ${progress}`);
   for (let i = 1; i < progress.length; i++) assert.ok(progress[i] >= progress[i - 1] || progress[i] === 0, `never backwards: ${progress}`);
@@ -416,6 +426,15 @@ test('keyboard only: Tab reaches the actions, Escape closes a dialog and focus r
   }
   await page.keyboard.press('Escape');
   await dialog.waitFor({ state: 'detached' });
+  // Escape on the upload review keeps the archive for later; focus returns to Upload Archive.
+  if (downloaded) {
+    await page.setInputFiles('#upload-input', downloaded);
+    await page.locator('#manifest-summary').waitFor({ timeout: 60000 });
+    assert.ok(await page.evaluate(() => !!document.activeElement?.closest('#manifest-summary')), 'focus moved into the review');
+    await page.keyboard.press('Escape');
+    await page.locator('#manifest-summary').waitFor({ state: 'detached' });
+    assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('for')), 'upload-input');
+  }
   // The upload button opens the file picker from the keyboard.
   await page.focus('label[for="upload-input"]');
   const [chooser] = await Promise.all([page.waitForEvent('filechooser'), page.keyboard.press('Enter')]);

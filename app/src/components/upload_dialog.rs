@@ -18,7 +18,7 @@ enum Stage {
         total: f64,
     },
     Review {
-        job: JobView,
+        job: Box<JobView>,
         manifest: serde_json::Value,
     },
     Failed(String),
@@ -194,7 +194,7 @@ mod upload {
                         leptos::task::spawn_local(async move {
                             match crate::api::jobs::job_manifest(job.id).await {
                                 Ok(m) => stage.set(Stage::Review {
-                                    job,
+                                    job: Box::new(job),
                                     manifest: serde_json::from_str(&m).unwrap_or_default(),
                                 }),
                                 Err(e) => stage.set(Stage::Failed(
