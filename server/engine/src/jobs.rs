@@ -372,6 +372,8 @@ impl Engine {
                     )),
                     Some(r) => {
                         r.cancel.cancel();
+                        // Plugin calls in flight for this job end at their next check too.
+                        self.plugins().cancel_job(id);
                         self.get_job(id).await
                     }
                     None => Err(Error::conflict(format!(
@@ -705,6 +707,7 @@ impl Engine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id);
+        self.plugins().job_finished(id);
 
         let now = crate::state::now_rfc3339();
         let result = match outcome {
@@ -902,6 +905,9 @@ impl Engine {
                 } else {
                     missing.push(d.name)
                 }
+            }
+            if let Some(reason) = c.abort {
+                return Err(Error::new(ErrorKind::Internal, reason));
             }
             plugin_files.extend(c.files);
             plugins.extend(c.plugins);

@@ -236,6 +236,25 @@ impl Engine {
         };
         self.hooks(HookPoint::PreRestore, &ctx, &mut done).await?;
 
+        // Where every directory goes back: built-in ones into the data dir, plugin-made ones
+        // where their plugin says (beneath a folder granted with restore access).
+        let mut input = restore_input(&report.manifest);
+        let plan = {
+            let (plugins, ctx, input) = (self.plugins().clone(), ctx.clone(), input.clone());
+            tokio::task::spawn_blocking(move || plugins.plan_restore(&ctx, &input))
+                .await
+                .map_err(|e| Error::internal("planning the restore failed", e))?
+        };
+        if let Some(reason) = plan.abort {
+            return Err(Error::new(ErrorKind::Internal, reason));
+        }
+        done.warnings.extend(plan.warnings.iter().cloned());
+        for w in crate::plugins::unplaced_warnings(&input, &plan.targets) {
+            if !done.warnings.contains(&w) {
+                done.warnings.push(w);
+            }
+        }
+
         // 2. Safety backup of the current state (subject to retention like any other).
         progress(Progress {
             step: "safety backup",
@@ -270,15 +289,39 @@ impl Engine {
             plugins: Some(staging_root.join("plugins")),
             ..Default::default()
         };
-        for name in manifest_directories(&report.manifest) {
-            if !is_plain_name(&name) {
+        // (name, live target, staged copy, parked old content)
+        let mut places: Vec<(String, PathBuf, PathBuf, PathBuf)> = Vec::new();
+        let mut _plugin_staging = Vec::new();
+        for dir in &input.directories {
+            let name = &dir.name;
+            if !is_plain_name(name) {
                 return Err(Error::rejected(format!(
                     "the manifest names an unsafe directory {name:?}"
                 )));
             }
-            targets
-                .directories
-                .insert(name.clone(), staging_root.join("data").join(&name));
+            if dir.contributed_by == crate::plugins::BUILTIN_CONTRIBUTOR {
+                places.push((
+                    name.clone(),
+                    self.data_dir().join(name),
+                    staging_root.join("data").join(name),
+                    staging_root.join("previous").join(name),
+                ));
+            } else if let Some(t) = plan.targets.iter().find(|t| &t.name == name) {
+                // Staged next to its target, so the swap is a rename on one filesystem.
+                let parent = t
+                    .target
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| t.target.clone());
+                let staged = parent.join(format!(".backstop-restore-{}-{name}", job.id));
+                let parked = parent.join(format!(".backstop-previous-{}-{name}", job.id));
+                _plugin_staging.push(crate::jobs::RemoveOnDrop(staged.clone()));
+                _plugin_staging.push(crate::jobs::RemoveOnDrop(parked.clone()));
+                places.push((name.clone(), t.target.clone(), staged, parked));
+            }
+        }
+        for (name, _, staged, _) in &places {
+            targets.directories.insert(name.clone(), staged.clone());
         }
         let extracted = {
             let (archive, cancel, progress, limits, schema) = (
@@ -318,20 +361,34 @@ impl Engine {
             done_bytes: 0,
             total_bytes: 0,
         });
-        let mut moves = Vec::new();
-        for name in &dir_names {
-            let target = self.data_dir().join(name);
-            let staged = staging_root.join("data").join(name);
-            let parked = staging_root.join("previous").join(name);
-            moves.push((target, staged, parked));
-        }
+        let moves: Vec<(PathBuf, PathBuf, PathBuf)> = places
+            .iter()
+            .filter(|(name, ..)| dir_names.contains(name))
+            .map(|(_, target, staged, parked)| (target.clone(), staged.clone(), parked.clone()))
+            .collect();
         let journal = SwapJournal {
             job_id: job.id,
             moves,
         };
         self.swap_directories(&journal)?;
 
-        // 6. Plugins restore their own content; hooks run.
+        // 6. Plugins restore their own content (their staged plugins/<id>/ files); hooks run.
+        for p in &mut input.plugins {
+            let staged = staging_root.join("plugins").join(&p.id);
+            p.files = staged.is_dir().then_some(staged);
+        }
+        let report = {
+            let (plugins, ctx, input) = (self.plugins().clone(), ctx.clone(), input.clone());
+            tokio::task::spawn_blocking(move || plugins.restore(&ctx, &input))
+                .await
+                .map_err(|e| Error::internal("plugin restore failed", e))?
+        };
+        done.annotations.extend(report.annotations);
+        done.warnings.extend(report.warnings);
+        if let Some(reason) = report.abort {
+            done.warnings
+                .push(format!("a plugin failed to restore its content: {reason}"));
+        }
         self.hooks(HookPoint::PostRestore, &ctx, &mut done).await?;
         Ok(done)
     }
@@ -487,15 +544,35 @@ pub fn read_manifest(path: &Path) -> Result<serde_json::Value> {
         .map_err(|e| Error::rejected("manifest.json is not valid JSON").with_source(e))
 }
 
-/// The `data/<name>` directories a manifest lists.
-fn manifest_directories(manifest: &serde_json::Value) -> Vec<String> {
-    manifest
-        .get("directories")
-        .and_then(|d| d.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|d| d.get("name").and_then(|n| n.as_str()).map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
+/// What the archive holds, as plugins see it at restore.
+fn restore_input(manifest: &serde_json::Value) -> crate::plugins::RestoreInput {
+    let list = |key: &str| {
+        manifest
+            .get(key)
+            .and_then(|d| d.as_array())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let text =
+        |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_owned();
+    crate::plugins::RestoreInput {
+        directories: list("directories")
+            .iter()
+            .map(|d| crate::plugins::ArchivedDirectory {
+                name: text(d, "name"),
+                contributed_by: match text(d, "contributed_by") {
+                    s if s.is_empty() => crate::plugins::BUILTIN_CONTRIBUTOR.to_owned(),
+                    s => s,
+                },
+            })
+            .collect(),
+        plugins: list("plugins")
+            .iter()
+            .map(|p| crate::plugins::ArchivedPlugin {
+                id: text(p, "id"),
+                version: text(p, "version"),
+                files: None,
+            })
+            .collect(),
+    }
 }

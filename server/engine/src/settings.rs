@@ -145,6 +145,12 @@ pub async fn save(pool: &SqlitePool, settings: &BackupSettings) -> Result<()> {
 
 /// Creates `dir` if missing and proves it is writable; the message names the folder.
 pub fn ensure_writable_dir(dir: &Path) -> std::result::Result<(), String> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(format!(
+            "backup path {} exists but is not a folder",
+            dir.display()
+        ));
+    }
     if let Err(e) = std::fs::create_dir_all(dir) {
         return Err(match e.kind() {
             std::io::ErrorKind::PermissionDenied => format!(

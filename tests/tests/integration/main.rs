@@ -4,4 +4,5 @@
 mod auth;
 mod backups;
 mod config;
+mod plugins;
 mod restore;
