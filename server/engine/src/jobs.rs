@@ -844,10 +844,22 @@ impl Engine {
         let settings = crate::settings::load(self.state()).await?;
         let dest = settings.resolved_path(self.data_dir());
         crate::settings::ensure_writable_dir(&dest).map_err(Error::invalid)?;
-        let ctx = self.job_context(
-            row,
-            vec![("archive_dir".into(), dest.display().to_string())],
-        );
+        // Facts for gate plugins (space-guard): free space, and the last backup's size as the
+        // first estimate.
+        let last_size: Option<i64> = sqlx::query_scalar(
+            "SELECT size_bytes FROM jobs WHERE kind = 'backup' AND status = 'succeeded' AND size_bytes IS NOT NULL ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_optional(self.state())
+        .await?
+        .flatten();
+        let mut facts = vec![("archive_dir".into(), dest.display().to_string())];
+        if let Some(free) = crate::archive::verify::free_bytes(&dest) {
+            facts.push(("free_bytes".into(), free.to_string()));
+        }
+        if let Some(size) = last_size {
+            facts.push(("estimated_bytes".into(), size.to_string()));
+        }
+        let ctx = self.job_context(row, facts);
         self.hooks(HookPoint::PreBackup, &ctx, &mut done).await?;
 
         let staging = dest.join(format!(".staging-{}", row.id));
@@ -914,7 +926,33 @@ impl Engine {
             done.warnings.extend(c.warnings);
         }
         self.hooks(HookPoint::PostCollect, &ctx, &mut done).await?;
-        self.hooks(HookPoint::PreArchive, &ctx, &mut done).await?;
+        // At the archive gate the estimate is what will be read (an upper bound: media is
+        // stored, text compresses).
+        let estimated = {
+            let paths: Vec<PathBuf> = directories
+                .iter()
+                .map(|d| d.path.clone())
+                .chain(plugin_files.iter().map(|f| f.path.clone()))
+                .collect();
+            let db_bytes = db_stats.bytes;
+            tokio::task::spawn_blocking(move || {
+                db_bytes + paths.iter().map(|p| tree_bytes(p)).sum::<u64>()
+            })
+            .await
+            .map_err(|e| Error::internal("estimating the archive size failed", e))?
+        };
+        let mut gate_ctx = ctx.clone();
+        gate_ctx
+            .facts
+            .retain(|(k, _)| k != "estimated_bytes" && k != "free_bytes");
+        gate_ctx
+            .facts
+            .push(("estimated_bytes".into(), estimated.to_string()));
+        if let Some(free) = crate::archive::verify::free_bytes(&dest) {
+            gate_ctx.facts.push(("free_bytes".into(), free.to_string()));
+        }
+        self.hooks(HookPoint::PreArchive, &gate_ctx, &mut done)
+            .await?;
         if cancel.is_cancelled() {
             return Err(Error::conflict("canceled"));
         }
@@ -976,6 +1014,22 @@ impl Drop for RemoveOnDrop {
             tracing::warn!(path = %self.0.display(), error = %e, "cannot remove staging folder");
         }
     }
+}
+
+/// Bytes of regular files under `path` (symlinks not followed), or of `path` itself.
+fn tree_bytes(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if meta.is_file() {
+        return meta.len();
+    }
+    if !meta.is_dir() {
+        return 0;
+    }
+    std::fs::read_dir(path)
+        .map(|rd| rd.flatten().map(|e| tree_bytes(&e.path())).sum())
+        .unwrap_or(0)
 }
 
 /// Removes `*.partial` files and `.staging-*` / `.restore-*` folders left in `dir`.

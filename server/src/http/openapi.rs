@@ -86,7 +86,8 @@ pub fn document() -> Value {
             "/api/backups/upload/": { "post": op("Upload an archive (multipart field file, or raw application/gzip); 413 too large, 422 rejected", "201") },
             "/api/backups/settings/": { "get": op("Backup settings with next_run_at", "200"), "put": op("Save settings (validated; 400 with fields)", "200") },
             "/api/backups/events/": { "get": op("text/event-stream of job snapshots (events: job, deleted, resync)", "200") },
-            "/api/backups/plugins/": { "get": op("Plugins with version, state, grants, last error", "200") },
+            "/api/backups/plugins/": { "get": op("Plugins with version, state, grants, last error", "200"), "post": op("Install a plugin (multipart: manifest = plugin.toml, component = plugin.wasm); disabled until enabled", "201") },
+            "/api/backups/jobs/{id}/plugin-log/": { "get": with_id(op("What plugins logged during a job (recent jobs only)", "200")) },
             "/api/backups/plugins/{id}/": { "put": with_id(op("Enable/disable, grants, settings", "200")) }
         }
     })

@@ -159,3 +159,42 @@ async fn demo_zero_leaves_the_content_db_empty_and_seed_fills_it_once() -> anyho
     assert!(err.contains("already holds data"), "{err}");
     Ok(())
 }
+
+#[tokio::test]
+async fn openapi_describes_every_route() -> anyhow::Result<()> {
+    let app = TestApp::spawn().await?;
+    let doc: serde_json::Value = reqwest::get(app.url("/api/openapi.json"))
+        .await?
+        .json()
+        .await?;
+    assert_eq!(doc["openapi"], "3.0.3");
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/api/health", "get"),
+        ("/api/auth/login", "post"),
+        ("/api/auth/logout", "post"),
+        ("/api/auth/me", "get"),
+        ("/api/auth/tokens", "post"),
+        ("/api/auth/tokens/{id}", "delete"),
+        ("/api/backups/jobs/", "get"),
+        ("/api/backups/jobs/", "post"),
+        ("/api/backups/jobs/{id}/", "delete"),
+        ("/api/backups/jobs/{id}/cancel/", "post"),
+        ("/api/backups/jobs/{id}/download/", "head"),
+        ("/api/backups/jobs/{id}/manifest/", "get"),
+        ("/api/backups/jobs/{id}/verify/", "post"),
+        ("/api/backups/jobs/{id}/restore/", "post"),
+        ("/api/backups/jobs/{id}/plugin-log/", "get"),
+        ("/api/backups/upload/", "post"),
+        ("/api/backups/settings/", "put"),
+        ("/api/backups/events/", "get"),
+        ("/api/backups/plugins/", "get"),
+        ("/api/backups/plugins/{id}/", "put"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} missing"
+        );
+    }
+    Ok(())
+}

@@ -17,23 +17,26 @@ fn built_plugin(id: &str) -> Option<PathBuf> {
     dir.join("plugin.wasm").is_file().then_some(dir)
 }
 
-#[tokio::test]
-async fn recordings_plugin_archives_and_restores_recordings() -> anyhow::Result<()> {
-    let src =
-        built_plugin("recordings").expect("plugins are built by ./build.sh (plugins/build.sh)");
-    let data = tempfile::tempdir()?;
-    let dest = data.path().join("plugins/recordings");
-    std::fs::create_dir_all(&dest)?;
-    for f in ["plugin.toml", "plugin.wasm"] {
-        std::fs::copy(src.join(f), dest.join(f))?;
-    }
+/// A server whose data dir has `ids` installed (plugins are discovered at start).
+async fn app_with_plugins(ids: &[&str]) -> anyhow::Result<TestApp> {
     let mut app = TestApp::spawn().await?;
-    // Restart on the prepared data dir (the plugin is discovered at start).
     app.stop();
-    let old = std::mem::replace(&mut app.data, data);
-    drop(old);
+    for id in ids {
+        let src = built_plugin(id).expect("plugins are built by ./build.sh (plugins/build.sh)");
+        let dest = app.data.path().join("plugins").join(id);
+        std::fs::create_dir_all(&dest)?;
+        for f in ["plugin.toml", "plugin.wasm"] {
+            std::fs::copy(src.join(f), dest.join(f))?;
+        }
+    }
     app.start().await?;
     app.login_admin().await?;
+    Ok(app)
+}
+
+#[tokio::test]
+async fn recordings_plugin_archives_and_restores_recordings() -> anyhow::Result<()> {
+    let app = app_with_plugins(&["recordings"]).await?;
 
     let (s, list) = app.get_json("/api/backups/plugins/").await?;
     assert_eq!(s, 200);
@@ -97,5 +100,38 @@ async fn recordings_plugin_archives_and_restores_recordings() -> anyhow::Result<
         .await?;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(sha256_file(&recordings.join("recording-001.ts")), before);
+    Ok(())
+}
+
+#[tokio::test]
+async fn space_guard_vetoes_at_the_gate_only_with_the_veto_grant() -> anyhow::Result<()> {
+    let app = app_with_plugins(&["space-guard"]).await?;
+    // A reserve larger than any disk: the estimate can never fit.
+    let settings = json!({"reserve_mb": 1_000_000_000_i64});
+    let r = app
+        .req(Method::PUT, "/api/backups/plugins/space-guard/")
+        .json(&json!({"enabled": true, "grants": {"veto": false}, "settings": settings}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200, "{}", r.text().await?);
+    // Without the veto grant the refusal is only a note; the backup runs.
+    let job = app.backup(json!({})).await?;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let notes = format!("{} {}", job["annotations"], job["warnings"]);
+    assert!(notes.contains("not enough free space"), "{notes}");
+    // With the grant, the pre-backup gate stops the job with the plugin's reason.
+    let r = app
+        .req(Method::PUT, "/api/backups/plugins/space-guard/")
+        .json(&json!({"grants": {"veto": true}}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200, "{}", r.text().await?);
+    let job = app.backup(json!({})).await?;
+    assert_eq!(job["status"], "failed", "{job}");
+    let err = job["error"].as_str().unwrap();
+    assert!(
+        err.contains("space-guard") && err.contains("not enough free space"),
+        "{err}"
+    );
     Ok(())
 }

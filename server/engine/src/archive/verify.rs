@@ -1145,7 +1145,7 @@ fn finish_file((w, path): (BufWriter<File>, PathBuf), mode: u32, mtime: u64) -> 
 }
 
 /// Free bytes for unprivileged users on the filesystem holding `path`.
-fn free_bytes(path: &Path) -> Option<u64> {
+pub(crate) fn free_bytes(path: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
     // SAFETY: `c` is a valid NUL-terminated path; `st` is plain data statvfs fills in.
