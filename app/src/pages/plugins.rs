@@ -1,9 +1,12 @@
-//! The Plugins page: installed plugins, their state and grants.
+//! The Plugins page: installed plugins, their state, and the admin's controls: enable or
+//! disable, grant each requested folder, grant the veto, edit the settings.
 
 use leptos::prelude::*;
 
 use crate::components::auth_gate::AuthGate;
+use crate::pages::login::clean_error;
 
+/// Every installed plugin, as the API lists it (`{"plugins": [...]}`), as JSON text.
 #[server]
 pub async fn list_plugins() -> Result<String, ServerFnError> {
     let (engine, _) = crate::api::ssr::require_admin().await?;
@@ -14,11 +17,30 @@ pub async fn list_plugins() -> Result<String, ServerFnError> {
     Ok(v.to_string())
 }
 
+/// Applies a change (`{"enabled"?, "grants"?, "settings"?}` as JSON text) through the same
+/// engine call as `PUT /api/backups/plugins/{id}/`; returns the plugin as JSON text.
+#[server]
+pub async fn update_plugin(id: String, change: String) -> Result<String, ServerFnError> {
+    let (engine, _) = crate::api::ssr::require_admin().await?;
+    let update: engine::plugins::PluginUpdate = serde_json::from_str(&change)
+        .map_err(|e| ServerFnError::new(format!("the change is not valid: {e}")))?;
+    match engine::plugins::update_plugin(engine.state(), &**engine.plugins(), &id, &update).await {
+        Ok(view) => Ok(serde_json::to_string(&view).unwrap_or_default()),
+        Err(e) => {
+            let mut msg = e.message().to_owned();
+            for (field, m) in e.field_errors() {
+                msg.push_str(&format!("; {field}: {m}"));
+            }
+            Err(ServerFnError::new(msg))
+        }
+    }
+}
+
 #[component]
 pub fn PluginsPage() -> impl IntoView {
     view! {
         <h1>"Plugins"</h1>
-        <p class="lead">"WebAssembly plugins add content to backups and hook into each step."</p>
+        <p class="lead">"WebAssembly plugins add content to backups and hook into each step. They see only the folders you grant them."</p>
         <AuthGate admin_only=true>
             <PluginList/>
         </AuthGate>
@@ -36,23 +58,159 @@ fn PluginList() -> impl IntoView {
                         let v: serde_json::Value = serde_json::from_str(&raw).unwrap_or_default();
                         let list = v.get("plugins").and_then(|p| p.as_array()).cloned().unwrap_or_default();
                         if list.is_empty() {
-                            view! { <p class="empty">"No plugins are installed."</p> }.into_any()
+                            view! { <p class="empty">"No plugins are installed. Put a plugin folder (plugin.toml + plugin.wasm) in the data dir's plugins/ folder and restart."</p> }.into_any()
                         } else {
                             view! {
-                                <ul class="plugin-list">
-                                    {list.into_iter().map(|p| {
-                                        let id = p.get("id").and_then(|x| x.as_str()).unwrap_or("?").to_owned();
-                                        let version = p.get("version").and_then(|x| x.as_str()).unwrap_or("").to_owned();
-                                        let state = p.get("state").and_then(|x| x.as_str()).unwrap_or("").to_owned();
-                                        view! { <li class="card"><strong>{id}</strong>" "{version}" "<span class="badge">{state}</span></li> }
-                                    }).collect_view()}
-                                </ul>
+                                <div class="plugin-list">
+                                    {list.into_iter().map(|p| view! { <PluginCard plugin=p/> }).collect_view()}
+                                </div>
                             }.into_any()
                         }
                     }
-                    Err(e) => view! { <p class="error" role="alert">{crate::pages::login::clean_error(&e.to_string())}</p> }.into_any(),
+                    Err(e) => view! { <p class="error" role="alert">{clean_error(&e.to_string())}</p> }.into_any(),
                 }
             })}
         </Suspense>
+    }
+}
+
+fn text(v: &serde_json::Value, k: &str) -> String {
+    v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_owned()
+}
+
+#[component]
+fn PluginCard(plugin: serde_json::Value) -> impl IntoView {
+    let id = text(&plugin, "id");
+    let state = RwSignal::new(text(&plugin, "state"));
+    let enabled = RwSignal::new(
+        plugin
+            .get("enabled")
+            .and_then(|e| e.as_bool())
+            .unwrap_or(false),
+    );
+    let requests_veto = plugin
+        .get("requests_veto")
+        .and_then(|e| e.as_bool())
+        .unwrap_or(false);
+    let veto = RwSignal::new(
+        plugin
+            .pointer("/grants/veto")
+            .and_then(|e| e.as_bool())
+            .unwrap_or(false),
+    );
+    let mounts: Vec<(String, String, RwSignal<String>)> = plugin
+        .get("requested_mounts")
+        .and_then(|m| m.as_array())
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|m| {
+            let name = text(m, "name");
+            let granted = plugin
+                .pointer(&format!("/grants/mounts/{name}"))
+                .and_then(|g| g.as_str())
+                .unwrap_or("")
+                .to_owned();
+            (name, text(m, "description"), RwSignal::new(granted))
+        })
+        .collect();
+    let settings = RwSignal::new(
+        serde_json::to_string_pretty(plugin.get("settings").unwrap_or(&serde_json::json!({})))
+            .unwrap_or_default(),
+    );
+    let last_error = RwSignal::new(
+        plugin
+            .get("last_error")
+            .and_then(|e| e.as_str())
+            .map(str::to_owned),
+    );
+    let message = RwSignal::new(None::<(bool, String)>);
+    let mounts_for_save = mounts.clone();
+    let id_for_save = id.clone();
+    let save = Action::new(move |_: &()| {
+        let mut granted = serde_json::Map::new();
+        for (name, _, value) in &mounts_for_save {
+            let v = value.get_untracked();
+            if !v.trim().is_empty() {
+                granted.insert(name.clone(), serde_json::Value::String(v.trim().to_owned()));
+            }
+        }
+        let settings_text = settings.get_untracked();
+        let id = id_for_save.clone();
+        async move {
+            let settings: serde_json::Value = match serde_json::from_str(&settings_text) {
+                Ok(v) => v,
+                Err(_) => return Err("the settings are not valid JSON".to_owned()),
+            };
+            let mut grants = serde_json::json!({ "mounts": granted });
+            if requests_veto {
+                grants["veto"] = serde_json::Value::Bool(veto.get_untracked());
+            }
+            let change = serde_json::json!({ "enabled": enabled.get_untracked(), "grants": grants, "settings": settings });
+            update_plugin(id, change.to_string())
+                .await
+                .map_err(|e| clean_error(&e.to_string()))
+        }
+    });
+    Effect::new(move |_| match save.value().get() {
+        Some(Ok(raw)) => {
+            let v: serde_json::Value = serde_json::from_str(&raw).unwrap_or_default();
+            state.set(text(&v, "state"));
+            last_error.set(
+                v.get("last_error")
+                    .and_then(|e| e.as_str())
+                    .map(str::to_owned),
+            );
+            message.set(Some((true, "Saved.".into())));
+        }
+        Some(Err(e)) => message.set(Some((false, e))),
+        None => {}
+    });
+    let field_id = |what: &str| format!("plugin-{id}-{what}");
+    view! {
+        <section class="card plugin" data-plugin=id.clone()>
+            <div class="plugin-head">
+                <h2>{text(&plugin, "name")}" "<span class="version">{text(&plugin, "version")}</span></h2>
+                <span class=move || format!("badge badge-{}", if state.get() == "enabled" { "succeeded" } else if state.get() == "broken" { "failed" } else { "pending" })>
+                    {move || state.get()}
+                </span>
+            </div>
+            <p class="hint">{format!("id {} · exports {} · on failure: {}", id, plugin.get("exports").and_then(|e| e.as_array()).map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default(), text(&plugin, "failure_policy"))}</p>
+            {move || last_error.get().map(|e| view! { <p class="error">"Last error: "{e}</p> })}
+            <form class="plugin-form" novalidate on:submit=move |ev| { ev.prevent_default(); message.set(None); save.dispatch(()); }>
+                <label class="switch">
+                    <input type="checkbox" id=field_id("enabled") prop:checked=move || enabled.get()
+                        on:change=move |ev| enabled.set(event_target_checked(&ev))/>
+                    <span>"Enabled"</span>
+                </label>
+                {mounts.into_iter().map(|(name, description, value)| {
+                    let fid = field_id(&format!("mount-{name}"));
+                    view! {
+                        <div class="field">
+                            <label for=fid.clone()>{format!("Folder for mount \u{201c}{name}\u{201d}")}</label>
+                            <input id=fid type="text" placeholder="/absolute/path" prop:value=move || value.get()
+                                on:input=move |ev| value.set(event_target_value(&ev))/>
+                            <span class="hint">{description}</span>
+                        </div>
+                    }
+                }).collect_view()}
+                {requests_veto.then(|| view! {
+                    <label class="switch">
+                        <input type="checkbox" id=field_id("veto") prop:checked=move || veto.get()
+                            on:change=move |ev| veto.set(event_target_checked(&ev))/>
+                        <span>"May stop a job (veto)"</span>
+                    </label>
+                })}
+                <div class="field">
+                    <label for=field_id("settings")>"Settings (JSON)"</label>
+                    <textarea id=field_id("settings") rows="4" prop:value=move || settings.get()
+                        on:input=move |ev| settings.set(event_target_value(&ev))></textarea>
+                </div>
+                <div class="form-actions">
+                    <button type="submit" class="btn btn-primary" disabled=move || save.pending().get()>"Save"</button>
+                    <span role="status">{move || message.get().map(|(ok, m)| view! { <span class=if ok { "ok" } else { "error" }>{m}</span> })}</span>
+                </div>
+            </form>
+        </section>
     }
 }

@@ -1,0 +1,44 @@
+// The Plugins page: an admin grants a plugin its folder and enables it.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, mkdirSync, copyFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startServer, launch, newPage, login, shot } from './lib.mjs';
+
+const built = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'plugins', 'target', 'backstop-plugins', 'recordings');
+let server, browser, dataDir;
+before(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), 'backstop-plugins-'));
+  mkdirSync(join(dataDir, 'plugins', 'recordings'), { recursive: true });
+  for (const f of ['plugin.toml', 'plugin.wasm']) copyFileSync(join(built, f), join(dataDir, 'plugins', 'recordings', f));
+  server = await startServer({}, dataDir);
+  browser = await launch();
+});
+after(async () => { await browser?.close(); await server?.stop(); server?.cleanup(); });
+
+test('an admin grants the recordings plugin its folder and enables it', async () => {
+  const page = await newPage(browser);
+  await login(page, server.base);
+  await page.click('nav >> text=Plugins');
+  const card = page.locator('section[data-plugin="recordings"]');
+  await card.waitFor();
+  assert.equal((await card.locator('.badge').textContent()).trim(), 'disabled');
+  await card.locator('#plugin-recordings-mount-recordings').fill(join(dataDir, 'recordings'));
+  await card.locator('#plugin-recordings-enabled').check();
+  await card.locator('button[type="submit"]').click();
+  await card.locator('text=Saved.').waitFor();
+  assert.equal((await card.locator('.badge').textContent()).trim(), 'enabled');
+  const api = await page.request.get(`${server.base}/api/backups/plugins/`);
+  const rec = (await api.json()).plugins.find((p) => p.id === 'recordings');
+  assert.equal(rec.enabled, true);
+  assert.equal(rec.grants.mounts.recordings, join(dataDir, 'recordings'));
+  // Bad settings JSON is refused in place, nothing saved.
+  await card.locator('#plugin-recordings-settings').fill('{oops');
+  await card.locator('button[type="submit"]').click();
+  await card.locator('text=the settings are not valid JSON').waitFor();
+  assert.deepEqual(page.errors, []);
+  await shot(page, 'plugins-desktop-light');
+  await page.context().close();
+});
