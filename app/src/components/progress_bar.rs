@@ -6,7 +6,10 @@ use crate::model::{ProgressView, format_bytes};
 
 /// Percent done, 0 while the total is unknown.
 pub fn percent(p: &ProgressView) -> u64 {
-    p.done_bytes.saturating_mul(100).checked_div(p.total_bytes).map_or(0, |v| v.min(100))
+    p.done_bytes
+        .saturating_mul(100)
+        .checked_div(p.total_bytes)
+        .map_or(0, |v| v.min(100))
 }
 
 /// "archive: 102.0 MiB of 1.2 GiB", or just the step while the total is unknown.
