@@ -7,35 +7,13 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use tests::{TestApp, run, sha256_file};
+use tests::{TestApp, run, sha256_file, write_noise};
 
 fn archive_path(app: &TestApp, job: &Value) -> PathBuf {
     app.data
         .path()
         .join("backups")
         .join(job["archive_name"].as_str().expect("archive name"))
-}
-
-/// Writes `bytes` of poorly compressible data (a 1 MiB random block repeated: gzip's 32 KiB
-/// window cannot see the repeats).
-fn write_noise(path: &Path, bytes: u64) {
-    use std::io::Write;
-    let mut block = vec![0u8; 1 << 20];
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    for b in block.iter_mut() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *b = (x >> 32) as u8;
-    }
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(block.len() as u64) as usize;
-        f.write_all(&block[..n]).unwrap();
-        left -= n as u64;
-    }
-    f.flush().unwrap();
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tests::hostile::{self, Member};
-use tests::{TestApp, run, sha256_file};
+use tests::{TestApp, run, sha256_file, write_noise};
 
 /// Everything a restore may change, in comparable form: the content DB's logical dump and
 /// every file under logos/ and recordings/ with its hash.
@@ -397,16 +397,7 @@ async fn cancel_before_the_swap_leaves_everything_as_it_was() -> anyhow::Result<
     app.login_admin().await?;
     // Big recordings make the restore's safety backup long enough to cancel in.
     let big = app.data.path().join("recordings/big.ts");
-    let block: Vec<u8> = (0..(1u32 << 20))
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&big)?;
-        for _ in 0..768 {
-            f.write_all(&block)?;
-        }
-    }
+    write_noise(&big, 768 << 20);
     let backup = app.backup(json!({"include_recordings": false})).await?;
     change_everything(&app).await?;
     let changed = snapshot(&app);
