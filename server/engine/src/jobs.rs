@@ -709,9 +709,18 @@ impl Engine {
             .remove(&id);
         self.plugins().job_finished(id);
 
-        let now = crate::state::now_rfc3339();
         let result = match outcome {
             Ok(done) => {
+                // Retention runs before the job is marked succeeded: the new archive is
+                // already durable (fsynced and renamed), and anyone who sees this job
+                // succeeded also sees the history already pruned (no window in which
+                // N + 1 backups are listed).
+                if self.job_row(id).await.is_ok_and(|row| row.kind == "backup")
+                    && let Err(e) = self.apply_retention_with(Some(id)).await
+                {
+                    tracing::warn!(error = %e.detailed(), "retention failed");
+                }
+                let now = crate::state::now_rfc3339();
                 sqlx::query("UPDATE jobs SET status = 'succeeded', finished_at = ?, error = NULL, warnings = ?, annotations = ?, progress_step = 'done' WHERE id = ?")
                     .bind(&now)
                     .bind(serde_json::to_string(&done.warnings).unwrap_or_else(|_| "[]".into()))
@@ -721,6 +730,7 @@ impl Engine {
                     .await
             }
             Err(e) => {
+                let now = crate::state::now_rfc3339();
                 let canceled = cancel.is_cancelled() && e.kind() == ErrorKind::Conflict;
                 if !canceled {
                     tracing::warn!(job = id, error = %e.detailed(), "job failed");
@@ -728,7 +738,11 @@ impl Engine {
                 sqlx::query("UPDATE jobs SET status = ?, finished_at = ?, error = ? WHERE id = ?")
                     .bind(if canceled { "canceled" } else { "failed" })
                     .bind(&now)
-                    .bind(if canceled { "canceled by request".to_owned() } else { e.message().to_owned() })
+                    .bind(if canceled {
+                        "canceled by request".to_owned()
+                    } else {
+                        e.message().to_owned()
+                    })
                     .bind(id)
                     .execute(self.state())
                     .await
@@ -738,28 +752,28 @@ impl Engine {
             tracing::error!(job = id, error = %e, "cannot record job outcome");
         }
         self.emit_job(id).await;
-        if let Ok(row) = self.job_row(id).await
-            && row.kind == "backup"
-            && row.status == "succeeded"
-            && let Err(e) = self.apply_retention().await
-        {
-            tracing::warn!(error = %e.detailed(), "retention failed");
-        }
     }
 
     /// Keeps the newest `retention_count` succeeded backups made by Backstop (manual,
     /// scheduled, pre-restore); deletes file and record of the others. 0 keeps all;
     /// uploads are never pruned; the newest backup is never pruned.
     pub async fn apply_retention(&self) -> Result<Vec<JobId>> {
+        self.apply_retention_with(None).await
+    }
+
+    /// Retention counting `finishing` (a backup whose archive is complete but whose record
+    /// is not yet marked succeeded) as one of the kept backups.
+    async fn apply_retention_with(&self, finishing: Option<JobId>) -> Result<Vec<JobId>> {
         let settings = crate::settings::load(self.state()).await?;
         if settings.retention_count == 0 {
             return Ok(Vec::new());
         }
         let keep = i64::from(settings.retention_count.max(1));
         let rows: Vec<JobRow> = sqlx::query_as(&format!(
-            "{SELECT} WHERE kind = 'backup' AND status = 'succeeded' AND trigger IN ('manual', 'scheduled', 'pre-restore') \
+            "{SELECT} WHERE kind = 'backup' AND (status = 'succeeded' OR id = ?) AND trigger IN ('manual', 'scheduled', 'pre-restore') \
              ORDER BY id DESC LIMIT -1 OFFSET ?"
         ))
+        .bind(finishing.unwrap_or(-1))
         .bind(keep)
         .fetch_all(self.state())
         .await?;
