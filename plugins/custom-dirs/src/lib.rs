@@ -29,6 +29,9 @@ impl Plugin for CustomDirs {
         let list = entries()?;
         if list.is_empty() {
             backstop_sdk::info("no directories configured");
+        } else {
+            let names: Vec<&str> = list.iter().map(|e| e.name.as_str()).collect();
+            backstop_sdk::info(&format!("archiving {}", names.join(", ")));
         }
         Ok(list
             .into_iter()

@@ -807,13 +807,19 @@ impl Engine {
         Ok(())
     }
 
-    fn job_context(&self, row: &JobRow, facts: Vec<(String, String)>) -> JobContext {
+    fn job_context(
+        &self,
+        row: &JobRow,
+        facts: Vec<(String, String)>,
+        progress: &ProgressFn,
+    ) -> JobContext {
         JobContext {
             job_id: row.id,
             kind: row.kind.clone(),
             trigger: row.trigger.clone(),
             include_recordings: row.include_recordings,
             facts,
+            progress: plugin_progress(progress),
         }
     }
 
@@ -873,7 +879,7 @@ impl Engine {
         if let Some(size) = last_size {
             facts.push(("estimated_bytes".into(), size.to_string()));
         }
-        let ctx = self.job_context(row, facts);
+        let ctx = self.job_context(row, facts, &progress);
         self.hooks(HookPoint::PreBackup, &ctx, &mut done).await?;
 
         let staging = dest.join(format!(".staging-{}", row.id));
@@ -990,7 +996,7 @@ impl Engine {
             plugins,
         };
         let outcome = {
-            let cancel = cancel.clone();
+            let (cancel, progress) = (cancel.clone(), progress.clone());
             tokio::task::spawn_blocking(move || {
                 crate::archive::writer::write_archive(req, &cancel, progress)
             })
@@ -1003,6 +1009,7 @@ impl Engine {
         let ctx = self.job_context(
             row,
             vec![("archive_path".into(), outcome.path.display().to_string())],
+            &progress,
         );
         self.hooks(HookPoint::PostArchive, &ctx, &mut done).await?;
         self.hooks(HookPoint::PostBackup, &ctx, &mut done).await?;
@@ -1070,4 +1077,16 @@ pub async fn count(pool: &SqlitePool) -> Result<i64> {
     Ok(sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
         .fetch_one(pool)
         .await?)
+}
+
+/// A plugin's `host.progress(done, total)` as the job's progress, step `plugin`.
+pub(crate) fn plugin_progress(progress: &ProgressFn) -> crate::plugins::PluginProgress {
+    let progress = progress.clone();
+    crate::plugins::PluginProgress::new(move |done, total| {
+        progress(Progress {
+            step: "plugin",
+            done_bytes: done,
+            total_bytes: total,
+        })
+    })
 }

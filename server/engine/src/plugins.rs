@@ -12,6 +12,7 @@
 //! [`save_record`]).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::{Error, Result};
 
@@ -66,6 +67,37 @@ pub struct JobContext {
     pub include_recordings: bool,
     /// Facts known so far (e.g. `estimated_bytes`, `archive_path`), as strings.
     pub facts: Vec<(String, String)>,
+    /// Where a plugin's `host.progress(done, total)` goes while it runs for this job.
+    #[serde(skip)]
+    pub progress: PluginProgress,
+}
+
+/// The job's progress as plugins report it: `host.progress(done, total)` becomes the job's
+/// progress with step `plugin` (done and total are shown as bytes). Empty outside a job.
+#[derive(Clone, Default)]
+pub struct PluginProgress(Option<Arc<dyn Fn(u64, u64) + Send + Sync>>);
+
+impl PluginProgress {
+    pub fn new(f: impl Fn(u64, u64) + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(f)))
+    }
+
+    /// Reports progress; `done` is clamped to `total` when a total is given.
+    pub fn report(&self, done: u64, total: u64) {
+        if let Some(f) = &self.0 {
+            f(if total > 0 { done.min(total) } else { done }, total);
+        }
+    }
+}
+
+impl std::fmt::Debug for PluginProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "PluginProgress(job)"
+        } else {
+            "PluginProgress(none)"
+        })
+    }
 }
 
 /// A note a plugin attached to a step; stored with the job and written to the manifest.

@@ -214,6 +214,7 @@ impl Engine {
             trigger: job.trigger.clone(),
             include_recordings: job.include_recordings,
             facts: vec![("archive_path".into(), archive.display().to_string())],
+            progress: crate::jobs::plugin_progress(&progress),
         };
 
         // 1. Validate without changing anything.

@@ -67,6 +67,7 @@ fn main() -> anyhow::Result<()> {
         trigger: "manual".into(),
         include_recordings: true,
         facts: vec![],
+        progress: Default::default(),
     };
 
     let hook = measure(iterations, || {

@@ -67,6 +67,7 @@ fn main() -> anyhow::Result<()> {
         trigger: "manual".into(),
         include_recordings: true,
         facts: vec![("archive_dir".into(), data.path().display().to_string())],
+        progress: Default::default(),
     };
     for point in [
         HookPoint::PreBackup,

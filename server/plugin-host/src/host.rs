@@ -410,16 +410,17 @@ impl PluginHost {
         &self,
         p: &Ready,
         preopens: Vec<(PathBuf, String, FsPerms)>,
-        job_id: i64,
+        ctx: &JobContext,
     ) -> CallSetup {
         CallSetup {
+            progress: ctx.progress.clone(),
             plugin: p.id.clone(),
             memory_bytes: p.limits.memory_mb << 20,
             timeout: Duration::from_millis(p.limits.timeout_ms),
             log_bytes: (p.limits.log_kb << 10) as usize,
             preopens,
             settings: p.settings.clone(),
-            cancel: self.cancel_flag(job_id),
+            cancel: self.cancel_flag(ctx.job_id),
         }
     }
 
@@ -767,7 +768,7 @@ impl PluginRuntime for PluginHost {
         let step = point.as_str();
         let mut report = HookReport::default();
         for p in self.ready(Export::Hooks) {
-            let setup = self.setup(&p, self.mounts(&p, None, false), ctx.job_id);
+            let setup = self.setup(&p, self.mounts(&p, None, false), ctx);
             let request = Request::Hook(HookContext {
                 point: wit_point(point),
                 job: wit_job(ctx),
@@ -863,7 +864,7 @@ impl PluginRuntime for PluginHost {
             }
             let mut preopens = self.mounts(p, Some(Access::Backup), false);
             preopens.push((own.clone(), "/scratch".into(), FsPerms::ReadWrite));
-            let setup = self.setup(p, preopens, ctx.job_id);
+            let setup = self.setup(p, preopens, ctx);
             let out = self
                 .sandbox
                 .call(p.compiled.clone(), setup, Request::Collect(wit_job(ctx)));
@@ -930,7 +931,7 @@ impl PluginRuntime for PluginHost {
                 archived_version,
                 staged_files: None,
             };
-            let setup = self.setup(p, self.mounts(p, None, false), ctx.job_id);
+            let setup = self.setup(p, self.mounts(p, None, false), ctx);
             let out = self
                 .sandbox
                 .call(p.compiled.clone(), setup, Request::Plan(req));
@@ -1020,7 +1021,7 @@ impl PluginRuntime for PluginHost {
                 archived_version: a.version.clone(),
                 staged_files: a.files.as_ref().map(|_| "/staged".to_owned()),
             };
-            let setup = self.setup(p, preopens, ctx.job_id);
+            let setup = self.setup(p, preopens, ctx);
             let out = self
                 .sandbox
                 .call(p.compiled.clone(), setup, Request::Restore(req));

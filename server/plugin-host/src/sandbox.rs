@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use engine::plugins::PluginLogLine;
+use engine::plugins::{PluginLogLine, PluginProgress};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
 use wasmtime::{Store, UpdateDeadline};
@@ -143,6 +143,8 @@ pub(crate) struct CallSetup {
     pub preopens: Vec<(PathBuf, String, FsPerms)>,
     pub settings: Arc<serde_json::Map<String, serde_json::Value>>,
     pub cancel: Arc<AtomicBool>,
+    /// Where `host.progress` goes: the job's progress.
+    pub progress: PluginProgress,
 }
 
 /// What came back, including the log even when the call failed.
@@ -311,6 +313,7 @@ pub(crate) struct CallState {
     log: Arc<Mutex<LogSink>>,
     settings: Arc<serde_json::Map<String, serde_json::Value>>,
     cancel: Arc<AtomicBool>,
+    progress: PluginProgress,
     hostcalls: u64,
     deadline: Instant,
     stopped: Option<Stop>,
@@ -360,9 +363,11 @@ impl bindings::backstop::plugin::host::Host for CallState {
             other => other.to_string(),
         }))
     }
-    fn progress(&mut self, _done: u64, _total: u64) -> wasmtime::Result<()> {
-        // Accepted and bounded by the host-call cap; job progress stays the engine's.
-        self.hostcall()
+    fn progress(&mut self, done: u64, total: u64) -> wasmtime::Result<()> {
+        // Bounded by the host-call cap; the job's progress channel coalesces bursts.
+        self.hostcall()?;
+        self.progress.report(done, total);
+        Ok(())
     }
     fn cancelled(&mut self) -> wasmtime::Result<bool> {
         self.hostcall()?;
@@ -678,6 +683,7 @@ async fn run(
         log: sink.clone(),
         settings: setup.settings.clone(),
         cancel: setup.cancel.clone(),
+        progress: setup.progress.clone(),
         hostcalls: 0,
         deadline: Instant::now() + setup.timeout,
         stopped: None,

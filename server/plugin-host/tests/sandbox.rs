@@ -3,7 +3,7 @@
 //! is tested both ways, with the exact error the job records.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use engine::plugins::{
@@ -115,6 +115,7 @@ fn job(id: i64) -> JobContext {
         trigger: "manual".into(),
         include_recordings: true,
         facts: vec![],
+        progress: Default::default(),
     }
 }
 
@@ -143,7 +144,18 @@ fn echo_contributes_a_scratch_file_an_inline_blob_and_a_directory() {
         serde_json::json!({"greeting": "hi"}),
     );
     let scratch = mkdirs(s.data(), "staging/scratch");
-    let c = s.host.collect(&job(7), &scratch);
+    let reported = Arc::new(Mutex::new(Vec::new()));
+    let mut ctx = job(7);
+    ctx.progress = engine::plugins::PluginProgress::new({
+        let reported = reported.clone();
+        move |done, total| reported.lock().unwrap().push((done, total))
+    });
+    let c = s.host.collect(&ctx, &scratch);
+    assert_eq!(
+        *reported.lock().unwrap(),
+        [(1, 2), (2, 2)],
+        "host.progress reaches the job"
+    );
     assert!(
         c.warnings.is_empty() && c.abort.is_none(),
         "{:?} {:?}",
@@ -1069,6 +1081,7 @@ fn space_guard_vetoes_a_backup_that_would_not_fit_and_lets_one_that_fits_go() {
             ("free_bytes".into(), free.to_string()),
             ("estimated_bytes".into(), estimated.to_string()),
         ],
+        progress: Default::default(),
         ..job(1)
     };
     let mib = 1u64 << 20;

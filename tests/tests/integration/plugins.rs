@@ -135,3 +135,164 @@ async fn space_guard_vetoes_at_the_gate_only_with_the_veto_grant() -> anyhow::Re
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn custom_dirs_archives_its_directories_restores_them_and_logs_per_job() -> anyhow::Result<()>
+{
+    let app = app_with_plugins(&["custom-dirs"]).await?;
+    // A host folder outside the data dir, granted as the plugin's `root` mount.
+    let root = tempfile::tempdir()?;
+    let nginx = root.path().join("etc/nginx");
+    std::fs::create_dir_all(nginx.join("sites"))?;
+    std::fs::write(nginx.join("nginx.conf"), b"worker_processes 2;\n")?;
+    std::fs::write(nginx.join("sites/tv.conf"), b"server { listen 8080; }\n")?;
+    let r = app
+        .req(Method::PUT, "/api/backups/plugins/custom-dirs/")
+        .json(&json!({
+            "enabled": true,
+            "grants": {"mounts": {"root": root.path()}},
+            "settings": {"directories": [{"name": "nginx", "path": "etc/nginx"}]},
+        }))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200, "{}", r.text().await?);
+
+    let job = app.backup(json!({})).await?;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let out = tempfile::tempdir()?;
+    let archive = app
+        .data
+        .path()
+        .join("backups")
+        .join(job["archive_name"].as_str().unwrap());
+    assert!(
+        run(Command::new("tar")
+            .arg("xzf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(out.path()))
+        .0
+    );
+    assert_eq!(
+        std::fs::read(out.path().join("data/nginx/sites/tv.conf"))?,
+        b"server { listen 8080; }\n"
+    );
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("manifest.json"))?)?;
+    let dir = manifest["directories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "nginx")
+        .cloned()
+        .unwrap_or_else(|| panic!("data/nginx in the manifest: {manifest}"));
+    assert_eq!(dir["contributed_by"], "custom-dirs", "{dir}");
+    let plugins = manifest["plugins"].to_string();
+    assert!(plugins.contains("custom-dirs"), "{plugins}");
+
+    // The job's plugin log, through the API.
+    let (s, log) = app
+        .get_json(&format!("/api/backups/jobs/{}/plugin-log/", job["id"]))
+        .await?;
+    assert_eq!(s, 200, "{log}");
+    let lines = log["lines"].as_array().unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["plugin"] == "custom-dirs" && l["message"] == "archiving nginx"),
+        "{log}"
+    );
+
+    // Change the directory and a recording; restore puts nginx back as it was and leaves
+    // recordings (absent from this archive) exactly as they are now.
+    std::fs::write(nginx.join("nginx.conf"), b"broken")?;
+    std::fs::write(nginx.join("sites/new.conf"), b"added later")?;
+    let recording = app.data.path().join("recordings/recording-001.ts");
+    std::fs::write(&recording, b"recorded after the backup")?;
+    let (s, rj) = app
+        .post_json(
+            &format!("/api/backups/jobs/{}/restore/", job["id"]),
+            json!({}),
+        )
+        .await?;
+    assert_eq!(s, 202, "{rj}");
+    let done = app
+        .wait_job(rj["id"].as_i64().unwrap(), Duration::from_secs(120))
+        .await?;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(
+        std::fs::read(nginx.join("nginx.conf"))?,
+        b"worker_processes 2;\n"
+    );
+    assert!(
+        !nginx.join("sites/new.conf").exists(),
+        "the directory is the archived one"
+    );
+    assert_eq!(std::fs::read(&recording)?, b"recorded after the backup");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_looping_plugin_is_stopped_at_its_deadline_while_the_api_keeps_answering()
+-> anyhow::Result<()> {
+    let app = app_with_plugins(&["fixture-spin"]).await?;
+    // A deadline long enough that "the API answered while the plugin was still looping"
+    // is an observation, not luck.
+    let r = app
+        .req(Method::PUT, "/api/backups/plugins/fixture-spin/")
+        .json(&json!({
+            "enabled": true,
+            "grants": {"limits": {"timeout_ms": 6000}},
+            "settings": {"only": "pre-backup"},
+        }))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200, "{}", r.text().await?);
+    let (s, job) = app.post_json("/api/backups/jobs/", json!({})).await?;
+    assert_eq!(s, 202, "{job}");
+    let id = job["id"].as_i64().unwrap();
+
+    // The plugin reports progress before it loops: the job shows it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, j) = app.get_json(&format!("/api/backups/jobs/{id}/")).await?;
+        if j["progress"]["step"] == "plugin" {
+            assert_eq!(j["status"], "running", "{j}");
+            assert_eq!(j["progress"]["done_bytes"], 1, "{j}");
+            assert_eq!(j["progress"]["total_bytes"], 3, "{j}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the plugin's progress never showed: {j}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // While it spins, the server answers: health, the history, the data page.
+    let r = app.client.get(app.url("/api/health")).send().await?;
+    assert_eq!(r.status(), 200);
+    let (s, _) = app.get_json("/api/backups/jobs/").await?;
+    assert_eq!(s, 200);
+    let r = app.client.get(app.url("/data")).send().await?;
+    assert_eq!(r.status(), 200);
+    let (_, j) = app.get_json(&format!("/api/backups/jobs/{id}/")).await?;
+    assert_eq!(
+        (j["status"].as_str(), j["progress"]["step"].as_str()),
+        (Some("running"), Some("plugin")),
+        "the answers came while the plugin was still looping: {j}"
+    );
+
+    // Stopped at its deadline; `warn` policy: the job goes on and says so.
+    let done = app.wait_job(id, Duration::from_secs(120)).await?;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let warnings = done["warnings"].to_string();
+    assert_eq!(
+        warnings
+            .matches("stopped after its 6000 ms deadline")
+            .count(),
+        1,
+        "{warnings}"
+    );
+    assert!(warnings.contains("fixture-spin"), "{warnings}");
+    Ok(())
+}
