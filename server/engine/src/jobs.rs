@@ -414,11 +414,71 @@ impl Engine {
                 }
             }
         }
+        let mut tx = self.state().begin().await?;
+        sqlx::query("DELETE FROM job_plugin_log WHERE job_id = ?")
+            .bind(row.id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM jobs WHERE id = ?")
             .bind(row.id)
-            .execute(self.state())
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// What plugins logged during job `id`, oldest first: live from the plugin host while
+    /// the job runs, from the state DB once it has ended. 404 for an unknown job.
+    pub async fn plugin_log(&self, id: JobId) -> Result<Vec<crate::plugins::PluginLogLine>> {
+        let row = self.job_row(id).await?;
+        if row.status == "pending" || row.status == "running" {
+            return Ok(self.plugins().job_log(id));
+        }
+        let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+            "SELECT plugin, level, message, at FROM job_plugin_log WHERE job_id = ? ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(self.state())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(plugin, level, message, at)| crate::plugins::PluginLogLine {
+                    plugin,
+                    level,
+                    message,
+                    at,
+                },
+            )
+            .collect())
+    }
+
+    /// Keeps the plugin log of a job that ends (the host holds only the most recent jobs').
+    async fn save_plugin_log(&self, id: JobId) {
+        let lines = self.plugins().job_log(id);
+        if lines.is_empty() {
+            return;
+        }
+        let saved: Result<()> = async {
+            let mut tx = self.state().begin().await?;
+            for (seq, l) in lines.iter().enumerate() {
+                sqlx::query("INSERT OR REPLACE INTO job_plugin_log (job_id, seq, plugin, level, message, at) VALUES (?, ?, ?, ?, ?, ?)")
+                    .bind(id)
+                    .bind(seq as i64)
+                    .bind(&l.plugin)
+                    .bind(&l.level)
+                    .bind(&l.message)
+                    .bind(&l.at)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = saved {
+            tracing::warn!(job = id, error = %e.detailed(), "cannot keep the plugin log");
+        }
     }
 
     fn row_archive_path(&self, row: &JobRow) -> Option<PathBuf> {
@@ -707,6 +767,7 @@ impl Engine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id);
+        self.save_plugin_log(id).await;
         self.plugins().job_finished(id);
 
         let result = match outcome {

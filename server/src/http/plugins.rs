@@ -39,7 +39,8 @@ pub async fn update_plugin(
 }
 
 /// `GET /api/backups/jobs/{id}/plugin-log/` -> `{"lines": [PluginLogLine...]}`: what plugins
-/// logged during one job (kept in memory for the most recent jobs; empty otherwise).
+/// logged during one job (live while it runs, kept with the job once it ended); 404 for an
+/// unknown job.
 pub async fn job_plugin_log(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -49,7 +50,7 @@ pub async fn job_plugin_log(
         .ok()
         .filter(|id| *id > 0)
         .ok_or_else(|| ApiError(Error::not_found(format!("no job {id:?}"))))?;
-    let lines = st.engine.plugins().job_log(id);
+    let lines = st.engine.plugin_log(id).await?;
     Ok(Json(serde_json::json!({ "lines": lines })))
 }
 

@@ -229,6 +229,22 @@ async fn custom_dirs_archives_its_directories_restores_them_and_logs_per_job() -
         "the directory is the archived one"
     );
     assert_eq!(std::fs::read(&recording)?, b"recorded after the backup");
+
+    // The log is kept with the job across a restart, and goes when the job is deleted.
+    let mut app = app;
+    app.stop();
+    app.start().await?;
+    app.login_admin().await?;
+    let log_url = format!("/api/backups/jobs/{}/plugin-log/", job["id"]);
+    let (s, again) = app.get_json(&log_url).await?;
+    assert_eq!((s, &again), (200, &log), "the same lines after a restart");
+    let r = app
+        .req(Method::DELETE, &format!("/api/backups/jobs/{}/", job["id"]))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 204, "{}", r.text().await?);
+    let (s, gone) = app.get_json(&log_url).await?;
+    assert_eq!(s, 404, "{gone}");
     Ok(())
 }
 
