@@ -31,6 +31,17 @@ pub struct AnnotationView {
     pub text: String,
 }
 
+/// One line a plugin logged during a job (`GET /api/backups/jobs/{id}/plugin-log/`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginLogLineView {
+    pub plugin: String,
+    /// `trace` .. `error`, `stdout` or `stderr`.
+    pub level: String,
+    pub message: String,
+    /// RFC 3339 UTC.
+    pub at: String,
+}
+
 /// A job, exactly as the REST API and the event stream send it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobView {

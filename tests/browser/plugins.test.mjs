@@ -42,3 +42,33 @@ test('an admin grants the recordings plugin its folder and enables it', async ()
   await shot(page, 'plugins-desktop-light');
   await page.context().close();
 });
+
+test('a job shows what its plugins logged, in its details', async () => {
+  const page = await newPage(browser);
+  await login(page, server.base);
+  await page.click('nav >> text=Backups');
+  // The recordings plugin (enabled above) logs that a backup without recordings leaves them out.
+  const box = page.locator('#run-include-recordings');
+  if (await box.isChecked()) await box.click();
+  await page.click('#run-backup');
+  await page.waitForSelector('.run .status-line >> text=/Backup job \\d+ queued/');
+  const id = Number((await page.textContent('.run .status-line')).match(/Backup job (\d+) queued/)[1]);
+  await page.waitForFunction(
+    (id) => document.querySelector(`tr[data-job-id="${id}"] .badge`)?.textContent.trim() === 'succeeded',
+    id,
+    { timeout: 60000 },
+  );
+  await page.click(`tr[data-job-id="${id}"] button[aria-label="Details of job ${id}"]`);
+  const log = page.locator(`tr[data-job-id="${id}"] + tr.details-row section.plugin-log`);
+  const line = log.locator('li', { hasText: 'recordings are not included in this backup' });
+  await line.waitFor();
+  assert.equal((await line.locator('.log-plugin').textContent()).trim(), 'recordings');
+  assert.equal((await line.locator('.log-level').textContent()).trim(), 'info');
+  // The same lines as the API's.
+  const api = await page.request.get(`${server.base}/api/backups/jobs/${id}/plugin-log/`);
+  const lines = (await api.json()).lines;
+  assert.equal(await log.locator('li').count(), lines.length);
+  assert.deepEqual(page.errors, []);
+  await shot(page, 'plugin-log-desktop-light');
+  await page.context().close();
+});

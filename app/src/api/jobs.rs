@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use crate::model::{JobPage, JobView};
+use crate::model::{JobPage, JobView, PluginLogLineView};
 
 /// One page of the history, newest first.
 #[server]
@@ -65,4 +65,12 @@ pub async fn job_manifest(id: i64) -> Result<String, ServerFnError> {
     let (engine, _) = super::ssr::require_admin().await?;
     let m = engine.job_manifest(id).await.map_err(super::ssr::to_sfe)?;
     Ok(m.to_string())
+}
+
+/// What plugins logged during a job (live while it runs, kept with it afterwards).
+#[server]
+pub async fn job_plugin_log(id: i64) -> Result<Vec<PluginLogLineView>, ServerFnError> {
+    let (engine, _) = super::ssr::require_admin().await?;
+    let lines = engine.plugin_log(id).await.map_err(super::ssr::to_sfe)?;
+    super::ssr::convert(&lines)
 }

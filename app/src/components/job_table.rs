@@ -105,12 +105,8 @@ fn JobRow(
     let can_restore = field(job, |j| j.can_restore);
     let can_cancel = field(job, |j| j.can_cancel);
     let can_delete = field(job, |j| j.can_delete);
-    let has_details = field(job, |j| {
-        j.status == "failed"
-            || j.status == "canceled"
-            || !j.warnings.is_empty()
-            || !j.annotations.is_empty()
-    });
+    // Every job has details: its error and warnings, and what plugins logged for it.
+    let has_details = Memo::new(move |_| job.with(|j| j.is_some()));
     // The error is the tooltip of a failed job's badge (CSS shows data-tooltip on hover and
     // on keyboard focus); no `title` as well, or the browser shows a second, native tooltip.
     let tooltip = Memo::new(move |_| {
@@ -233,8 +229,50 @@ fn JobRow(
                             {j.annotations.iter().map(|a| view! { <li>{format!("{} at {}: {}", a.plugin, a.step, a.text)}</li> }).collect_view()}
                         </ul>
                     })}
+                    <PluginLog id=id status=status/>
                 </td>
             </tr>
         </Show>
+    }
+}
+
+/// The plugin log of one job, loaded when its details open and again when its status
+/// changes (a running job's log is complete once it ends).
+#[component]
+fn PluginLog(id: i64, status: Memo<String>) -> impl IntoView {
+    let lines = Resource::new(
+        move || status.get(),
+        move |_| crate::api::jobs::job_plugin_log(id),
+    );
+    view! {
+        <section class="plugin-log" aria-label=format!("Plugin log of job {id}")>
+            <h3>"Plugin log"</h3>
+            <Suspense fallback=|| view! { <p class="hint">"Loading the plugin log…"</p> }>
+                {move || Suspend::new(async move {
+                    match lines.await {
+                        Ok(lines) if lines.is_empty() => view! {
+                            <p class="hint">"No plugin wrote anything for this job."</p>
+                        }.into_any(),
+                        Ok(lines) => view! {
+                            <ol class="log-lines">
+                                {lines.into_iter().map(|l| {
+                                    let (class, at) = (format!("log-{}", l.level), l.at);
+                                    view! {
+                                    <li class=class>
+                                        <LocalTime iso=Signal::derive(move || Some(at.clone()))/>
+                                        " "<span class="log-plugin">{l.plugin}</span>
+                                        " "<span class="log-level">{l.level}</span>
+                                        " "<span class="log-message">{l.message}</span>
+                                    </li>
+                                }}).collect_view()}
+                            </ol>
+                        }.into_any(),
+                        Err(e) => view! {
+                            <p class="error" role="alert">{crate::pages::login::clean_error(&e.to_string())}</p>
+                        }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </section>
     }
 }
