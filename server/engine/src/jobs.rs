@@ -730,10 +730,20 @@ impl Engine {
                 ptx.send_replace(p);
             })
         };
+        // Stopped explicitly when the job ends: waiting for every progress sender to drop
+        // would make each job sit out the 200 ms pause (and a plugin call still unwinding
+        // past its deadline holds a sender).
+        let stop_persister = CancellationToken::new();
         let persister = {
             let engine = self.clone();
+            let stop = stop_persister.clone();
             tokio::spawn(async move {
-                while prx.changed().await.is_ok() {
+                loop {
+                    tokio::select! {
+                        biased;
+                        _ = stop.cancelled() => break,
+                        changed = prx.changed() => if changed.is_err() { break },
+                    }
                     let p = *prx.borrow_and_update();
                     let _ = sqlx::query("UPDATE jobs SET progress_step = ?, progress_done = ?, progress_total = ? WHERE id = ?")
                         .bind(p.step)
@@ -743,7 +753,10 @@ impl Engine {
                         .execute(engine.state())
                         .await;
                     engine.emit_job(id).await;
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                    }
                 }
             })
         };
@@ -761,6 +774,7 @@ impl Engine {
             Err(e) => Err(e),
         };
         drop(progress);
+        stop_persister.cancel();
         let _ = persister.await;
         self.runner()
             .running
