@@ -84,7 +84,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Backup { include_recordings } => {
             let _lock = crate::cli::exclusive_lock(&engine_config.data_dir)?;
-            let engine = crate::http::open_with_plugins(engine_config).await?;
+            let engine = crate::http::open_with_plugins(engine_config, false).await?;
             let result = engine
                 .run_backup_cli(include_recordings, progress_printer())
                 .await;
@@ -95,7 +95,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Restore { file } => {
             let _lock = crate::cli::exclusive_lock(&engine_config.data_dir)?;
-            let engine = crate::http::open_with_plugins(engine_config).await?;
+            let engine = crate::http::open_with_plugins(engine_config, false).await?;
             let result = engine.restore_file_cli(&file, progress_printer()).await;
             engine.close().await;
             let job = result?;

@@ -99,6 +99,10 @@ pub struct ServeArgs {
     /// Mark session cookies Secure (set when served over HTTPS).
     #[arg(long, env = "BACKSTOP_SECURE_COOKIES", default_value = "0", value_parser = parse_flag)]
     pub secure_cookies: bool,
+    /// Plugin development: reload a plugin whose files changed (checked before each job
+    /// step and when the Plugins page lists them), without restarting the server.
+    #[arg(long, env = "BACKSTOP_PLUGIN_DEV", default_value = "0", value_parser = parse_flag)]
+    pub plugin_dev: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -120,10 +120,14 @@ async fn favicon() -> impl IntoResponse {
 }
 
 /// Opens the engine with the WebAssembly plugin host: the composition used by `serve` and by
-/// the CLI commands that run jobs.
-pub async fn open_with_plugins(config: EngineConfig) -> Result<Engine> {
+/// the CLI commands that run jobs. `plugin_dev` reloads changed plugin files (`--plugin-dev`).
+pub async fn open_with_plugins(config: EngineConfig, plugin_dev: bool) -> Result<Engine> {
     // The plugin host loads and precompiles every installed plugin: blocking work.
-    let host_config = plugin_host::HostConfig::for_data_dir(&config.data_dir);
+    let mut host_config = plugin_host::HostConfig::for_data_dir(&config.data_dir);
+    host_config.dev_reload = plugin_dev;
+    if plugin_dev {
+        tracing::info!("plugin dev mode: changed plugins are reloaded without a restart");
+    }
     let host = tokio::task::spawn_blocking(move || plugin_host::PluginHost::new(host_config))
         .await
         .map_err(|e| Error::internal("starting the plugin host failed", e))??;
@@ -137,7 +141,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let _lock = crate::cli::exclusive_lock(&config.data_dir)?;
-    let engine = open_with_plugins(config).await?;
+    let engine = open_with_plugins(config, args.plugin_dev).await?;
     let swept = engine.restart_sweep().await?;
     if swept > 0 {
         tracing::warn!(

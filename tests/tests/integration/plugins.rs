@@ -19,7 +19,11 @@ fn built_plugin(id: &str) -> Option<PathBuf> {
 
 /// A server whose data dir has `ids` installed (plugins are discovered at start).
 async fn app_with_plugins(ids: &[&str]) -> anyhow::Result<TestApp> {
-    let mut app = TestApp::spawn().await?;
+    app_with_plugins_env(ids, &[]).await
+}
+
+async fn app_with_plugins_env(ids: &[&str], env: &[(&str, &str)]) -> anyhow::Result<TestApp> {
+    let mut app = TestApp::spawn_with(env).await?;
     app.stop();
     for id in ids {
         let src = built_plugin(id).expect("plugins are built by ./build.sh (plugins/build.sh)");
@@ -310,5 +314,41 @@ async fn a_looping_plugin_is_stopped_at_its_deadline_while_the_api_keeps_answeri
         "{warnings}"
     );
     assert!(warnings.contains("fixture-spin"), "{warnings}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn plugin_dev_mode_reloads_a_changed_plugin_and_normal_mode_does_not() -> anyhow::Result<()> {
+    async fn version_after_edit(app: &TestApp) -> anyhow::Result<String> {
+        let version = |list: &Value| {
+            list["plugins"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["id"] == "fixture-echo")
+                .map(|p| p["version"].as_str().unwrap().to_owned())
+        };
+        let (_, list) = app.get_json("/api/backups/plugins/").await?;
+        assert_eq!(version(&list).as_deref(), Some("0.1.0"), "{list}");
+        // A new build of the plugin lands in its folder (a different length, so even a
+        // coarse mtime cannot hide the change).
+        let toml = app.data.path().join("plugins/fixture-echo/plugin.toml");
+        let text = std::fs::read_to_string(&toml)?;
+        assert!(text.contains("version = \"0.1.0\""), "{text}");
+        std::fs::write(
+            &toml,
+            text.replace("version = \"0.1.0\"", "version = \"0.10.0\""),
+        )?;
+        let (_, list) = app.get_json("/api/backups/plugins/").await?;
+        Ok(version(&list).unwrap_or_default())
+    }
+    let dev = app_with_plugins_env(&["fixture-echo"], &[("BACKSTOP_PLUGIN_DEV", "1")]).await?;
+    assert_eq!(version_after_edit(&dev).await?, "0.10.0", "reloaded");
+    let normal = app_with_plugins(&["fixture-echo"]).await?;
+    assert_eq!(
+        version_after_edit(&normal).await?,
+        "0.1.0",
+        "a restart is needed without dev mode"
+    );
     Ok(())
 }
