@@ -7,12 +7,14 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startServer, launch, newPage, login, shot } from './lib.mjs';
 
-const built = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'plugins', 'target', 'backstop-plugins', 'recordings');
+const built = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'plugins', 'target', 'backstop-plugins');
 let server, browser, dataDir;
 before(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'backstop-plugins-'));
-  mkdirSync(join(dataDir, 'plugins', 'recordings'), { recursive: true });
-  for (const f of ['plugin.toml', 'plugin.wasm']) copyFileSync(join(built, f), join(dataDir, 'plugins', 'recordings', f));
+  for (const id of ['recordings', 'custom-dirs']) {
+    mkdirSync(join(dataDir, 'plugins', id), { recursive: true });
+    for (const f of ['plugin.toml', 'plugin.wasm']) copyFileSync(join(built, id, f), join(dataDir, 'plugins', id, f));
+  }
   server = await startServer({}, dataDir);
   browser = await launch();
 });
@@ -34,10 +36,33 @@ test('an admin grants the recordings plugin its folder and enables it', async ()
   const rec = (await api.json()).plugins.find((p) => p.id === 'recordings');
   assert.equal(rec.enabled, true);
   assert.equal(rec.grants.mounts.recordings, join(dataDir, 'recordings'));
-  // Bad settings JSON is refused in place, nothing saved.
-  await card.locator('#plugin-recordings-settings').fill('{oops');
+  assert.deepEqual(page.errors, []);
+  await page.context().close();
+});
+
+test('plugin settings are a form from the plugin\'s schema, checked field by field', async () => {
+  const page = await newPage(browser);
+  await login(page, server.base);
+  await page.click('nav >> text=Plugins');
+  const card = page.locator('section[data-plugin="custom-dirs"]');
+  await card.waitFor();
+  const field = card.locator('#plugin-custom-dirs-setting-directories');
+  assert.equal((await field.inputValue()).trim(), '[]', 'the default from plugin.toml');
+  // Bad JSON: the error is next to the field, nothing is sent.
+  await field.fill('[{oops');
   await card.locator('button[type="submit"]').click();
-  await card.locator('text=the settings are not valid JSON').waitFor();
+  await card.locator('#plugin-custom-dirs-setting-directories-error >> text=/is not valid JSON/').waitFor();
+  assert.equal(await field.getAttribute('aria-invalid'), 'true');
+  let api = await (await page.request.get(`${server.base}/api/backups/plugins/`)).json();
+  assert.deepEqual(api.plugins.find((p) => p.id === 'custom-dirs').settings.directories, []);
+  // A good value is saved and comes back from the API as JSON, not text.
+  await card.locator('#plugin-custom-dirs-mount-root').fill(join(dataDir, 'logos'));
+  await field.fill('[{"name": "nginx", "path": "etc/nginx"}]');
+  await card.locator('button[type="submit"]').click();
+  await card.locator('text=Saved.').waitFor();
+  assert.equal(await field.getAttribute('aria-invalid'), 'false');
+  api = await (await page.request.get(`${server.base}/api/backups/plugins/`)).json();
+  assert.deepEqual(api.plugins.find((p) => p.id === 'custom-dirs').settings.directories, [{ name: 'nginx', path: 'etc/nginx' }]);
   assert.deepEqual(page.errors, []);
   await shot(page, 'plugins-desktop-light');
   await page.context().close();

@@ -114,10 +114,7 @@ fn PluginCard(plugin: serde_json::Value) -> impl IntoView {
             (name, text(m, "description"), RwSignal::new(granted))
         })
         .collect();
-    let settings = RwSignal::new(
-        serde_json::to_string_pretty(plugin.get("settings").unwrap_or(&serde_json::json!({})))
-            .unwrap_or_default(),
-    );
+    let settings = setting_fields(&plugin);
     let last_error = RwSignal::new(
         plugin
             .get("last_error")
@@ -126,6 +123,7 @@ fn PluginCard(plugin: serde_json::Value) -> impl IntoView {
     );
     let message = RwSignal::new(None::<(bool, String)>);
     let mounts_for_save = mounts.clone();
+    let settings_for_save = settings.clone();
     let id_for_save = id.clone();
     let save = Action::new(move |_: &()| {
         let mut granted = serde_json::Map::new();
@@ -135,13 +133,10 @@ fn PluginCard(plugin: serde_json::Value) -> impl IntoView {
                 granted.insert(name.clone(), serde_json::Value::String(v.trim().to_owned()));
             }
         }
-        let settings_text = settings.get_untracked();
+        let settings = collect_settings(&settings_for_save);
         let id = id_for_save.clone();
         async move {
-            let settings: serde_json::Value = match serde_json::from_str(&settings_text) {
-                Ok(v) => v,
-                Err(_) => return Err("the settings are not valid JSON".to_owned()),
-            };
+            let settings = settings?;
             let mut grants = serde_json::json!({ "mounts": granted });
             if requests_veto {
                 grants["veto"] = serde_json::Value::Bool(veto.get_untracked());
@@ -201,16 +196,143 @@ fn PluginCard(plugin: serde_json::Value) -> impl IntoView {
                         <span>"May stop a job (veto)"</span>
                     </label>
                 })}
-                <div class="field">
-                    <label for=field_id("settings")>"Settings (JSON)"</label>
-                    <textarea id=field_id("settings") rows="4" prop:value=move || settings.get()
-                        on:input=move |ev| settings.set(event_target_value(&ev))></textarea>
-                </div>
+                {settings.into_iter().map(|f| setting_input(&id, f)).collect_view()}
                 <div class="form-actions">
                     <button type="submit" class="btn btn-primary" disabled=move || save.pending().get()>"Save"</button>
                     <span role="status">{move || message.get().map(|(ok, m)| view! { <span class=if ok { "ok" } else { "error" }>{m}</span> })}</span>
                 </div>
             </form>
         </section>
+    }
+}
+
+/// One setting of a plugin's `settings_schema`, as the form edits it.
+#[derive(Clone)]
+struct SettingField {
+    name: String,
+    /// `string`, `integer`, `boolean` or `json`.
+    kind: String,
+    description: String,
+    text: RwSignal<String>,
+    checked: RwSignal<bool>,
+    error: RwSignal<Option<String>>,
+}
+
+/// The form fields for a plugin's settings: one per schema entry, holding the current value
+/// (or the default).
+fn setting_fields(plugin: &serde_json::Value) -> Vec<SettingField> {
+    let Some(schema) = plugin.get("settings_schema").and_then(|s| s.as_object()) else {
+        return Vec::new();
+    };
+    schema
+        .iter()
+        .map(|(name, spec)| {
+            let kind = text(spec, "type");
+            let value = plugin
+                .pointer(&format!("/settings/{name}"))
+                .or_else(|| spec.get("default"))
+                .cloned()
+                .unwrap_or(serde_json::Value::Null);
+            let text_value = match (&value, kind.as_str()) {
+                (serde_json::Value::Null, _) => String::new(),
+                (serde_json::Value::String(s), "string") => s.clone(),
+                (v, "json") => serde_json::to_string_pretty(v).unwrap_or_default(),
+                (v, _) => v.to_string(),
+            };
+            SettingField {
+                name: name.clone(),
+                description: text(spec, "description"),
+                checked: RwSignal::new(value.as_bool().unwrap_or(false)),
+                text: RwSignal::new(text_value),
+                error: RwSignal::new(None),
+                kind,
+            }
+        })
+        .collect()
+}
+
+/// The settings object to send, or the reason it cannot be sent (each bad field also shows
+/// its own message next to it).
+fn collect_settings(
+    fields: &[SettingField],
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let mut out = serde_json::Map::new();
+    let mut bad = Vec::new();
+    for f in fields {
+        let raw = f.text.get_untracked();
+        let value = match f.kind.as_str() {
+            "boolean" => Ok(serde_json::Value::Bool(f.checked.get_untracked())),
+            "integer" => raw
+                .trim()
+                .parse::<i64>()
+                .map(serde_json::Value::from)
+                .map_err(|_| "must be a whole number".to_owned()),
+            "json" => serde_json::from_str(&raw).map_err(|e| format!("is not valid JSON: {e}")),
+            _ => Ok(serde_json::Value::String(raw)),
+        };
+        match value {
+            Ok(v) => {
+                f.error.set(None);
+                out.insert(f.name.clone(), v);
+            }
+            Err(e) => {
+                f.error.set(Some(e));
+                bad.push(f.name.clone());
+            }
+        }
+    }
+    if bad.is_empty() {
+        Ok(out)
+    } else {
+        Err(format!("fix the settings marked above: {}", bad.join(", ")))
+    }
+}
+
+/// The input for one setting, with its description and its error.
+fn setting_input(plugin_id: &str, f: SettingField) -> impl IntoView + use<> {
+    let fid = format!("plugin-{plugin_id}-setting-{}", f.name);
+    let err_id = format!("{fid}-error");
+    let SettingField {
+        name,
+        kind,
+        description,
+        text,
+        checked,
+        error,
+    } = f;
+    let invalid = move || error.get().is_some().to_string();
+    let input = match kind.as_str() {
+        "boolean" => view! {
+            <label class="switch">
+                <input type="checkbox" id=fid.clone() prop:checked=move || checked.get()
+                    on:change=move |ev| checked.set(event_target_checked(&ev))/>
+                <span>{name.clone()}</span>
+            </label>
+        }
+        .into_any(),
+        "json" => view! {
+            <label for=fid.clone()>{format!("{name} (JSON)")}</label>
+            <textarea id=fid.clone() rows="4" spellcheck="false" aria-invalid=invalid
+                aria-describedby=err_id.clone()
+                prop:value=move || text.get() on:input=move |ev| text.set(event_target_value(&ev))></textarea>
+        }
+        .into_any(),
+        other => {
+            let input_type = if other == "integer" { "number" } else { "text" };
+            view! {
+                <label for=fid.clone()>{name.clone()}</label>
+                <input id=fid.clone() type=input_type step="1" aria-invalid=invalid
+                    aria-describedby=err_id.clone()
+                    prop:value=move || text.get() on:input=move |ev| text.set(event_target_value(&ev))/>
+            }
+            .into_any()
+        }
+    };
+    view! {
+        <div class="field">
+            {input}
+            <span class="hint">{description}</span>
+            <span class="field-error" id=err_id role="alert">{move || error.get()}</span>
+        </div>
     }
 }

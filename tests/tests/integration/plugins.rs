@@ -352,3 +352,62 @@ async fn plugin_dev_mode_reloads_a_changed_plugin_and_normal_mode_does_not() -> 
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn an_admin_installs_a_plugin_by_upload_and_bad_uploads_are_refused_with_the_reason()
+-> anyhow::Result<()> {
+    let app = TestApp::spawn().await?;
+    app.login_admin().await?;
+    let src = built_plugin("fixture-echo").expect("plugins are built by ./build.sh");
+    let manifest = std::fs::read_to_string(src.join("plugin.toml"))?;
+    let component = std::fs::read(src.join("plugin.wasm"))?;
+    let upload = |manifest: String, component: Vec<u8>| {
+        let form = reqwest::multipart::Form::new()
+            .text("manifest", manifest)
+            .part(
+                "component",
+                reqwest::multipart::Part::bytes(component).file_name("plugin.wasm"),
+            );
+        app.req(Method::POST, "/api/backups/plugins/")
+            .multipart(form)
+            .send()
+    };
+
+    // A manifest with a key the contract does not know: refused, nothing installed.
+    let r = upload(format!("{manifest}\nsurprise = true\n"), component.clone()).await?;
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await?;
+    assert!(body.to_string().contains("surprise"), "{body}");
+    // Bytes that are not a component: refused.
+    let r = upload(manifest.clone(), b"\0asm not really".to_vec()).await?;
+    assert_eq!(r.status(), 400, "{}", r.text().await?);
+    let (_, list) = app.get_json("/api/backups/plugins/").await?;
+    assert_eq!(list["plugins"], json!([]), "nothing was installed: {list}");
+    assert!(
+        !app.data.path().join("plugins/fixture-echo").exists(),
+        "no files written for a refused plugin"
+    );
+
+    // The real thing: installed, disabled until an admin enables it, files in place.
+    let r = upload(manifest.clone(), component.clone()).await?;
+    assert_eq!(r.status(), 201, "{}", r.text().await?);
+    let view: Value = r.json().await?;
+    assert_eq!(view["id"], "fixture-echo", "{view}");
+    assert_eq!(view["enabled"], false, "{view}");
+    assert!(
+        app.data
+            .path()
+            .join("plugins/fixture-echo/plugin.wasm")
+            .is_file()
+    );
+    let (_, list) = app.get_json("/api/backups/plugins/").await?;
+    assert_eq!(list["plugins"].as_array().unwrap().len(), 1, "{list}");
+
+    // Without a session: 401.
+    let anonymous = reqwest::Client::new()
+        .get(app.url("/api/backups/plugins/"))
+        .send()
+        .await?;
+    assert_eq!(anonymous.status(), 401);
+    Ok(())
+}
