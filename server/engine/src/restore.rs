@@ -401,7 +401,7 @@ impl Engine {
         let text = serde_json::to_vec(journal)
             .map_err(|e| Error::internal("cannot write the swap journal", e))?;
         write_synced(&jpath, &text)?;
-        roll_forward(journal)?;
+        roll_forward(journal, crash_after_moves())?;
         let _ = std::fs::remove_file(&jpath);
         sync_dir(self.data_dir());
         Ok(())
@@ -416,13 +416,21 @@ impl Engine {
         };
         let journal: SwapJournal = serde_json::from_slice(&text)
             .map_err(|e| Error::internal("the restore swap journal is corrupt", e))?;
-        roll_forward(&journal)?;
+        roll_forward(&journal, None)?;
         let _ = std::fs::remove_file(&jpath);
-        sqlx::query("UPDATE jobs SET warnings = json_insert(warnings, '$[#]', ?) WHERE id = ?")
-            .bind("the server stopped during the directory swap; the swap was completed at the next start")
-            .bind(journal.job_id)
-            .execute(self.state())
-            .await?;
+        sync_dir(self.data_dir());
+        // The database was committed before the swap began and now every directory matches
+        // it: the restore is complete, and the job says how it got there.
+        sqlx::query(
+            "UPDATE jobs SET status = 'succeeded', error = NULL, progress_step = 'done', \
+             finished_at = COALESCE(finished_at, ?), warnings = json_insert(warnings, '$[#]', ?) \
+             WHERE id = ? AND status IN ('pending', 'running')",
+        )
+        .bind(crate::state::now_rfc3339())
+        .bind("the server stopped during the directory swap; the swap was completed (rolled forward) at the next start; plugin restore and post-restore hooks did not run")
+        .bind(journal.job_id)
+        .execute(self.state())
+        .await?;
         if let Some(parent) = journal
             .moves
             .first()
@@ -435,9 +443,25 @@ impl Engine {
     }
 }
 
+/// Fault injection for the crash-during-swap test, in debug builds only:
+/// `BACKSTOP_FAULT_SWAP_CRASH_AFTER=N` aborts the process after N directory moves.
+fn crash_after_moves() -> Option<usize> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    std::env::var("BACKSTOP_FAULT_SWAP_CRASH_AFTER")
+        .ok()?
+        .parse()
+        .ok()
+}
+
 /// Idempotent: each step checks where things are, so it can be re-run after a crash.
-fn roll_forward(journal: &SwapJournal) -> Result<()> {
-    for (target, staged, parked) in &journal.moves {
+fn roll_forward(journal: &SwapJournal, crash_after: Option<usize>) -> Result<()> {
+    for (done, (target, staged, parked)) in journal.moves.iter().enumerate() {
+        if crash_after == Some(done) {
+            tracing::error!("fault injection: aborting in the middle of the swap");
+            std::process::abort();
+        }
         if staged.exists() {
             if target.exists() && !parked.exists() {
                 if let Some(p) = parked.parent() {

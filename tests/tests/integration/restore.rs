@@ -473,3 +473,81 @@ async fn the_committed_v1_archive_still_restores() -> anyhow::Result<()> {
     assert!(app.data.path().join("logos/logo-00001.svg").is_file());
     Ok(())
 }
+
+/// Folders directly in the data dir (staging or parked leftovers would show here).
+fn data_dir_folders(app: &TestApp) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(app.data.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn a_crash_in_the_middle_of_the_swap_is_completed_at_the_next_start() -> anyhow::Result<()> {
+    // Debug builds honour a fault injection: the process aborts after one directory move
+    // (logos swapped, recordings not yet), after the database was committed.
+    let mut app = TestApp::spawn_with(&[("BACKSTOP_FAULT_SWAP_CRASH_AFTER", "1")]).await?;
+    app.login_admin().await?;
+    let folders = data_dir_folders(&app);
+    let backup = app.backup(json!({"include_recordings": true})).await?;
+    let archived = snapshot(&app);
+    change_everything(&app).await?;
+    std::fs::write(
+        app.data.path().join("recordings/recording-002.ts"),
+        b"overwritten",
+    )?;
+    let changed = snapshot(&app);
+    assert_ne!(changed, archived);
+
+    let (s, job) = app
+        .post_json(
+            &format!("/api/backups/jobs/{}/restore/", backup["id"]),
+            json!({}),
+        )
+        .await?;
+    assert_eq!(s, 202, "{job}");
+    let restore_id = job["id"].as_i64().unwrap();
+    // The server dies mid-swap.
+    let mut child = app.child.take().expect("running");
+    let status = tokio::task::spawn_blocking(move || child.wait()).await??;
+    assert!(!status.success(), "the fault injection aborted the server");
+    let half = snapshot(&app);
+    assert_eq!(
+        half.db, archived.db,
+        "the database was committed before the swap"
+    );
+    assert_ne!(
+        half.files, archived.files,
+        "the crash left the swap half done"
+    );
+
+    // Restart without the fault: the swap is rolled forward, the job says so.
+    app.extra_env.clear();
+    app.start().await?;
+    app.login_admin().await?;
+    assert_eq!(
+        snapshot(&app),
+        archived,
+        "database and every directory match the archive"
+    );
+    let (_, job) = app
+        .get_json(&format!("/api/backups/jobs/{restore_id}/"))
+        .await?;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert!(
+        job["warnings"]
+            .to_string()
+            .contains("the swap was completed (rolled forward) at the next start"),
+        "{job}"
+    );
+    assert_eq!(
+        data_dir_folders(&app),
+        folders,
+        "no staging or parked folders left"
+    );
+    Ok(())
+}
