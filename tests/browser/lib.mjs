@@ -16,8 +16,21 @@ const target = process.env.CARGO_TARGET_DIR || '/var/tmp/backstop-target';
 export const BIN = process.env.BACKSTOP_BIN || join(target, 'debug', 'backstop');
 const SITE = process.env.BACKSTOP_SITE_DIR || join(target, 'site');
 
+/** A TCP port that was free a moment ago (for a server that must come back on the same one). */
+export async function freePort() {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
 /** Starts a server; resolves to { base, dataDir, stop(), env }. */
-export async function startServer(extraEnv = {}, dataDir = null) {
+export async function startServer(extraEnv = {}, dataDir = null, bind = '127.0.0.1:0') {
   dataDir = dataDir || mkdtempSync(join(tmpdir(), 'backstop-browser-'));
   const env = {
     PATH: process.env.PATH,
@@ -27,7 +40,7 @@ export async function startServer(extraEnv = {}, dataDir = null) {
     RUST_LOG: process.env.TEST_RUST_LOG || 'warn',
     ...extraEnv,
   };
-  const child = spawn(BIN, ['serve', '--bind', '127.0.0.1:0'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(BIN, ['serve', '--bind', bind], { env, stdio: ['ignore', 'pipe', 'inherit'] });
   const base = await new Promise((resolve, reject) => {
     let buf = '';
     const timer = setTimeout(() => reject(new Error('server did not start in 60 s')), 60000);
