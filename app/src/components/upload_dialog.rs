@@ -65,7 +65,8 @@ pub fn UploadButton(
     // Focus goes back to the Upload Archive button when the flow ends, whichever stage it ends in.
     const RETURN_TO: &str = "label[for='upload-input']";
     let close = Callback::new(move |()| stage.set(Stage::Closed));
-    // An upload in flight cannot be dismissed (it would keep going unseen); it ends by itself.
+    // An upload in flight is not dismissed by Escape or a click outside (it would keep going
+    // unseen); its Cancel button aborts it, and the server discards the partial file.
     let ignore = Callback::new(|()| {});
 
     view! {
@@ -88,6 +89,14 @@ pub fn UploadButton(
                             <div class="progress-fill" style=format!("width: {pct:.1}%")></div>
                         </div>
                         <p class="progress-label" id="upload-progress">{format!("{} of {} ({pct:.0}%)", format_bytes(done as i64), format_bytes(total as i64))}</p>
+                        <div class="modal-actions">
+                            <button class="btn" id="cancel-upload" on:click=move |_| {
+                                #[cfg(feature = "hydrate")]
+                                upload::abort();
+                                stage.set(Stage::Closed);
+                                message.set(Some((true, "Upload canceled; nothing was stored.".into())));
+                            }>"Cancel upload"</button>
+                        </div>
                     </Modal>
                 }.into_any()
             }
@@ -149,6 +158,24 @@ mod upload {
     use super::Stage;
     use crate::model::JobView;
 
+    thread_local! {
+        /// The upload in flight, so Cancel can abort it.
+        static CURRENT: std::cell::RefCell<Option<web_sys::XmlHttpRequest>> =
+            const { std::cell::RefCell::new(None) };
+    }
+
+    /// Aborts the upload in flight, if any (its handlers then do nothing).
+    pub fn abort() {
+        if let Some(xhr) = CURRENT.with(|c| c.borrow_mut().take()) {
+            xhr.set_onload(None);
+            xhr.set_onerror(None);
+            if let Ok(up) = xhr.upload() {
+                up.set_onprogress(None);
+            }
+            let _ = xhr.abort();
+        }
+    }
+
     pub fn start(file: web_sys::File, stage: RwSignal<Stage>, jobs: RwSignal<Vec<JobView>>) {
         let name = file.name();
         let total = file.size();
@@ -185,6 +212,7 @@ mod upload {
         on_progress.forget();
         let xhr2 = xhr.clone();
         let on_load = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+            CURRENT.with(|c| c.borrow_mut().take());
             let status = xhr2.status().unwrap_or(0);
             let text = xhr2.response_text().ok().flatten().unwrap_or_default();
             if status == 201 {
@@ -222,6 +250,7 @@ mod upload {
         xhr.set_onload(Some(on_load.as_ref().unchecked_ref()));
         on_load.forget();
         let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+            CURRENT.with(|c| c.borrow_mut().take());
             stage.set(Stage::Failed(
                 "the connection broke during the upload".into(),
             ));
@@ -229,5 +258,6 @@ mod upload {
         xhr.set_onerror(Some(on_error.as_ref().unchecked_ref()));
         on_error.forget();
         let _ = xhr.send_with_opt_form_data(Some(&form));
+        CURRENT.with(|c| *c.borrow_mut() = Some(xhr));
     }
 }
