@@ -14,18 +14,24 @@
 #   BENCH_KEEP=1     keep the scratch folder
 #   CARGO_TARGET_DIR where cargo builds the example (default: cargo's default)
 #   BENCH_BIN        use this bench_backup binary instead of building one
+#   BENCH_CANCEL_AT  cancel points after the full backup (default dump,10,50,90: halfway
+#                    through the dump, then at 10/50/90% of the archive bytes)
 #
 # Method: the data set is built once and read once (page cache warm) before timing; every
 # timed command starts after `sync` so writeback of the previous one does not bleed into it.
 # Backstop fsyncs its archive before reporting success (a listed archive is always complete),
 # which the plain tools do not do, so each tool is timed twice: alone, and followed by
 # `sync FILE` (same durability). Ratios are printed against both. Peak RSS is getrusage's
-# ru_maxrss of the Backstop process.
+# ru_maxrss of the Backstop process. Cancel latency: after its full backup the same process
+# cancels backups of the same data set at each BENCH_CANCEL_AT point through their
+# CancellationToken, from another thread, and times cancel() until the call returns; each must
+# report "canceled" and leave no .partial, archive or dump behind (DESIGN: under a second).
 set -euo pipefail
 
 ROWS=${BENCH_ROWS:-1000000}
 LOGOS=${BENCH_LOGOS:-3000}
 MEDIA_MIB=${BENCH_MEDIA_MIB:-2048}
+CANCEL_AT=${BENCH_CANCEL_AT:-dump,10,50,90}
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 
 for tool in tar gzip sqlite3 python3 sha256sum; do
@@ -111,10 +117,12 @@ time_cmd() {
 
 echo "== timing (each after sync)" >&2
 rm -f "$OUT"/*; sync; sleep 1
-line=$("$BIN" content.db "$OUT" logos=logos recordings=recordings)
+line=$("$BIN" --cancel-at "$CANCEL_AT" content.db "$OUT" logos=logos recordings=recordings)
 echo "backstop: $line" >&2
-eval "$(echo "$line" | tr ' ' '\n' | grep -E '^(dump_secs|archive_secs|total_secs|archive_bytes|peak_rss_kib)=' | sed 's/^/bs_/')"
+eval "$(echo "$line" | tr ' ' '\n' | grep -E '^(dump_secs|archive_secs|total_secs|archive_bytes|peak_rss_kib|cancel_secs|cancel_max_s)=' | sed 's/^/bs_/')"
 archive=$(ls "$OUT"/backstop-*.tar.gz)
+[ "$(ls -A "$OUT")" = "$(basename "$archive")" ] \
+    || { echo "canceled backups left files in $OUT: $(ls -A "$OUT")" >&2; exit 1; }
 (mkdir -p "$OUT/x" && cd "$OUT/x" && tar xzf "$archive" && sha256sum -c --quiet checksums.sha256) \
     && echo "backstop archive: GNU tar extracts it, sha256sum -c passes" >&2
 rm -rf "$OUT"/*
@@ -162,4 +170,6 @@ ratio dump / sqlite3 .dump                $(ratio "$only_dump_secs" "$sqldump_se
 compressible content: backstop ${compr_archive_bytes} bytes, tar | gzip -6 ${gz6_bytes} bytes
 ratio size backstop / gzip -6             $(ratio "$compr_archive_bytes" "$gz6_bytes")   target <= 1.05
 backstop peak RSS                         $((bs_peak_rss_kib / 1024)) MiB   target <= 64
+$(printf '%-41s' "cancel latency (at $CANCEL_AT)") ${bs_cancel_secs//,/ } s, each canceled, nothing left behind
+cancel max ${bs_cancel_max_s} s = $(python3 -c "print(f'{100 * $bs_cancel_max_s / $bs_total_secs:.1f}')")% of a full backup (${bs_total_secs}s)   target < 1 s
 EOF
