@@ -68,6 +68,30 @@ test('plugin settings are a form from the plugin\'s schema, checked field by fie
   await page.context().close();
 });
 
+test('an admin grants a plugin a longer time limit; a bad limit is refused in place', async () => {
+  const page = await newPage(browser);
+  await login(page, server.base);
+  await page.click('nav >> text=Plugins');
+  const card = page.locator('section[data-plugin="custom-dirs"]');
+  await card.waitFor();
+  const timeout = card.locator('#plugin-custom-dirs-limit-timeout_ms');
+  assert.equal(await timeout.getAttribute('placeholder'), 'now 2000', 'the limit from plugin.toml');
+  await timeout.fill('0');
+  await card.locator('button[type="submit"]').click();
+  await card.locator('#plugin-custom-dirs-limit-timeout_ms-error >> text=/whole number above 0/').waitFor();
+  let api = await (await page.request.get(`${server.base}/api/backups/plugins/`)).json();
+  assert.equal(api.plugins.find((p) => p.id === 'custom-dirs').limits.timeout_ms, 2000, 'nothing saved');
+  await timeout.fill('4500');
+  await card.locator('button[type="submit"]').click();
+  await card.locator('text=Saved.').waitFor();
+  api = await (await page.request.get(`${server.base}/api/backups/plugins/`)).json();
+  const p = api.plugins.find((p) => p.id === 'custom-dirs');
+  assert.equal(p.grants.limits.timeout_ms, 4500);
+  assert.equal(p.limits.timeout_ms, 4500, 'calls now run under the granted limit');
+  assert.deepEqual(page.errors, []);
+  await page.context().close();
+});
+
 test('a job shows what its plugins logged, in its details', async () => {
   const page = await newPage(browser);
   await login(page, server.base);

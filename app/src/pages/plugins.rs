@@ -115,6 +115,35 @@ fn PluginCard(plugin: serde_json::Value) -> impl IntoView {
         })
         .collect();
     let settings = setting_fields(&plugin);
+    // Limits the admin grants (empty: the plugin's own, capped by the server); the other
+    // granted limits are sent back unchanged.
+    let granted_limits = plugin
+        .pointer("/grants/limits")
+        .and_then(|l| l.as_object())
+        .cloned()
+        .unwrap_or_default();
+    let limit_fields: Vec<LimitField> = [
+        ("timeout_ms", "Time limit per call (ms)"),
+        ("memory_mb", "Memory limit (MiB)"),
+    ]
+    .into_iter()
+    .map(|(key, label)| LimitField {
+        key,
+        label,
+        effective: plugin
+            .pointer(&format!("/limits/{key}"))
+            .map(|v| v.to_string())
+            .unwrap_or_default(),
+        text: RwSignal::new(
+            granted_limits
+                .get(key)
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
+        ),
+        error: RwSignal::new(None),
+    })
+    .collect();
+    let limits_for_save = limit_fields.clone();
     let last_error = RwSignal::new(
         plugin
             .get("last_error")
@@ -134,10 +163,12 @@ fn PluginCard(plugin: serde_json::Value) -> impl IntoView {
             }
         }
         let settings = collect_settings(&settings_for_save);
+        let limits = collect_limits(&limits_for_save, granted_limits.clone());
         let id = id_for_save.clone();
         async move {
             let settings = settings?;
-            let mut grants = serde_json::json!({ "mounts": granted });
+            let limits = limits?;
+            let mut grants = serde_json::json!({ "mounts": granted, "limits": limits });
             if requests_veto {
                 grants["veto"] = serde_json::Value::Bool(veto.get_untracked());
             }
@@ -197,6 +228,9 @@ fn PluginCard(plugin: serde_json::Value) -> impl IntoView {
                     </label>
                 })}
                 {settings.into_iter().map(|f| setting_input(&id, f)).collect_view()}
+                <div class="limits">
+                    {limit_fields.into_iter().map(|f| limit_input(&id, f)).collect_view()}
+                </div>
                 <div class="form-actions">
                     <button type="submit" class="btn btn-primary" disabled=move || save.pending().get()>"Save"</button>
                     <span role="status">{move || message.get().map(|(ok, m)| view! { <span class=if ok { "ok" } else { "error" }>{m}</span> })}</span>
@@ -332,6 +366,73 @@ fn setting_input(plugin_id: &str, f: SettingField) -> impl IntoView + use<> {
         <div class="field">
             {input}
             <span class="hint">{description}</span>
+            <span class="field-error" id=err_id role="alert">{move || error.get()}</span>
+        </div>
+    }
+}
+
+/// A limit the admin may grant, as the form edits it.
+#[derive(Clone)]
+struct LimitField {
+    key: &'static str,
+    label: &'static str,
+    /// What calls run under now (shown when nothing is granted).
+    effective: String,
+    text: RwSignal<String>,
+    error: RwSignal<Option<String>>,
+}
+
+/// The limits to grant: `base` (the current grant) with each field set, or removed when
+/// empty.
+fn collect_limits(
+    fields: &[LimitField],
+    mut base: serde_json::Map<String, serde_json::Value>,
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let mut bad = Vec::new();
+    for f in fields {
+        let raw = f.text.get_untracked();
+        let raw = raw.trim();
+        if raw.is_empty() {
+            base.remove(f.key);
+            f.error.set(None);
+            continue;
+        }
+        match raw.parse::<u64>() {
+            Ok(n) if n > 0 => {
+                base.insert(f.key.to_owned(), serde_json::Value::from(n));
+                f.error.set(None);
+            }
+            _ => {
+                f.error.set(Some(
+                    "a whole number above 0, or empty for the default".into(),
+                ));
+                bad.push(f.label);
+            }
+        }
+    }
+    if bad.is_empty() {
+        Ok(base)
+    } else {
+        Err(format!("fix the limits marked above: {}", bad.join(", ")))
+    }
+}
+
+fn limit_input(plugin_id: &str, f: LimitField) -> impl IntoView + use<> {
+    let fid = format!("plugin-{plugin_id}-limit-{}", f.key);
+    let err_id = format!("{fid}-error");
+    let LimitField {
+        label,
+        effective,
+        text,
+        error,
+        ..
+    } = f;
+    view! {
+        <div class="field">
+            <label for=fid.clone()>{label}</label>
+            <input id=fid type="number" min="1" step="1" placeholder=format!("now {effective}")
+                aria-invalid=move || error.get().is_some().to_string() aria-describedby=err_id.clone()
+                prop:value=move || text.get() on:input=move |ev| text.set(event_target_value(&ev))/>
             <span class="field-error" id=err_id role="alert">{move || error.get()}</span>
         </div>
     }
