@@ -92,6 +92,30 @@ test('an admin grants a plugin a longer time limit; a bad limit is refused in pl
   await page.context().close();
 });
 
+test('an admin installs a plugin by uploading its two files; a wrong file is refused with the reason', async () => {
+  const page = await newPage(browser);
+  await login(page, server.base);
+  await page.click('nav >> text=Plugins');
+  await page.locator('section[data-plugin="recordings"]').waitFor();
+  const echo = join(built, 'fixture-echo');
+  // The component given as the manifest: refused, nothing installed.
+  await page.setInputFiles('#install-manifest', join(echo, 'plugin.wasm'));
+  await page.setInputFiles('#install-component', join(echo, 'plugin.wasm'));
+  await page.click('#install-plugin');
+  await page.locator('#install-status .error').waitFor();
+  assert.match(await page.textContent('#install-status'), /manifest|UTF-8|TOML/i);
+  assert.equal(await page.locator('section[data-plugin="fixture-echo"]').count(), 0);
+  // The right files: installed, listed, disabled.
+  await page.setInputFiles('#install-manifest', join(echo, 'plugin.toml'));
+  await page.click('#install-plugin');
+  await page.locator('#install-status >> text=/Installed .*enable it below/').waitFor();
+  const card = page.locator('section[data-plugin="fixture-echo"]');
+  await card.waitFor();
+  assert.equal((await card.locator('.badge').textContent()).trim(), 'disabled');
+  assert.deepEqual(page.errors.filter((e) => !/status of 400/.test(e)), []);
+  await page.context().close();
+});
+
 test('a job shows what its plugins logged, in its details', async () => {
   const page = await newPage(browser);
   await login(page, server.base);

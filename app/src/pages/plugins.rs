@@ -49,8 +49,10 @@ pub fn PluginsPage() -> impl IntoView {
 
 #[component]
 fn PluginList() -> impl IntoView {
-    let plugins = Resource::new(|| (), |_| list_plugins());
+    let reload = RwSignal::new(0u32);
+    let plugins = Resource::new(move || reload.get(), |_| list_plugins());
     view! {
+        <InstallForm reload=reload/>
         <Suspense fallback=|| view! { <p class="empty">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match plugins.await {
@@ -58,7 +60,7 @@ fn PluginList() -> impl IntoView {
                         let v: serde_json::Value = serde_json::from_str(&raw).unwrap_or_default();
                         let list = v.get("plugins").and_then(|p| p.as_array()).cloned().unwrap_or_default();
                         if list.is_empty() {
-                            view! { <p class="empty">"No plugins are installed. Put a plugin folder (plugin.toml + plugin.wasm) in the data dir's plugins/ folder and restart."</p> }.into_any()
+                            view! { <p class="empty">"No plugins are installed. Install one above, or put a plugin folder (plugin.toml + plugin.wasm) in the data dir's plugins/ folder and restart."</p> }.into_any()
                         } else {
                             view! {
                                 <div class="plugin-list">
@@ -435,5 +437,126 @@ fn limit_input(plugin_id: &str, f: LimitField) -> impl IntoView + use<> {
                 prop:value=move || text.get() on:input=move |ev| text.set(event_target_value(&ev))/>
             <span class="field-error" id=err_id role="alert">{move || error.get()}</span>
         </div>
+    }
+}
+
+/// Install a plugin by upload: its `plugin.toml` and `plugin.wasm`, checked by the server
+/// before anything is written; it arrives disabled.
+#[component]
+fn InstallForm(reload: RwSignal<u32>) -> impl IntoView {
+    let manifest = NodeRef::<leptos::html::Input>::new();
+    let component = NodeRef::<leptos::html::Input>::new();
+    let message = RwSignal::new(None::<(bool, String)>);
+    let busy = RwSignal::new(false);
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        message.set(None);
+        #[cfg(feature = "hydrate")]
+        {
+            let file = |r: NodeRef<leptos::html::Input>| {
+                r.get().and_then(|el| el.files()).and_then(|f| f.get(0))
+            };
+            let (Some(m), Some(c)) = (file(manifest), file(component)) else {
+                message.set(Some((
+                    false,
+                    "choose both files: plugin.toml and plugin.wasm".into(),
+                )));
+                return;
+            };
+            busy.set(true);
+            install::send(m, c, move |result| {
+                busy.set(false);
+                match result {
+                    Ok(name) => {
+                        message.set(Some((true, format!("Installed {name}; enable it below."))));
+                        if let Some(el) = manifest.get() {
+                            el.set_value("");
+                        }
+                        if let Some(el) = component.get() {
+                            el.set_value("");
+                        }
+                        reload.update(|r| *r += 1);
+                    }
+                    Err(e) => message.set(Some((false, e))),
+                }
+            });
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (manifest, component, busy, reload);
+    };
+    view! {
+        <section class="card install-plugin">
+            <h2>"Install a plugin"</h2>
+            <form class="plugin-form" novalidate on:submit=on_submit>
+                <div class="limits">
+                    <div class="field">
+                        <label for="install-manifest">"plugin.toml"</label>
+                        <input id="install-manifest" type="file" accept=".toml" node_ref=manifest/>
+                    </div>
+                    <div class="field">
+                        <label for="install-component">"plugin.wasm"</label>
+                        <input id="install-component" type="file" accept=".wasm,application/wasm" node_ref=component/>
+                    </div>
+                </div>
+                <p class="hint">"The server checks both before writing anything. A new plugin starts disabled; a new version that asks for more waits for your approval."</p>
+                <div class="form-actions">
+                    <button type="submit" id="install-plugin" class="btn" disabled=move || busy.get()>"Install"</button>
+                    <span role="status" id="install-status">{move || message.get().map(|(ok, m)| view! { <span class=if ok { "ok" } else { "error" }>{m}</span> })}</span>
+                </div>
+            </form>
+        </section>
+    }
+}
+
+#[cfg(feature = "hydrate")]
+mod install {
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen::prelude::Closure;
+
+    /// POSTs the two files as multipart (`manifest`, `component`); calls `done` with the
+    /// plugin's name or the server's reason.
+    pub fn send(
+        manifest: web_sys::File,
+        component: web_sys::File,
+        done: impl Fn(Result<String, String>) + 'static,
+    ) {
+        let (Ok(xhr), Ok(form)) = (web_sys::XmlHttpRequest::new(), web_sys::FormData::new()) else {
+            return done(Err("this browser cannot upload files".into()));
+        };
+        let _ = form.append_with_blob_and_filename("manifest", &manifest, &manifest.name());
+        let _ = form.append_with_blob_and_filename("component", &component, &component.name());
+        let _ = xhr.open("POST", "/api/backups/plugins/");
+        let done = std::rc::Rc::new(done);
+        let xhr2 = xhr.clone();
+        let on_load = Closure::<dyn FnMut(web_sys::Event)>::new({
+            let done = done.clone();
+            move |_| {
+                let status = xhr2.status().unwrap_or(0);
+                let text = xhr2.response_text().ok().flatten().unwrap_or_default();
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                if status == 201 {
+                    let name = v
+                        .get("name")
+                        .and_then(|n| n.as_str())
+                        .unwrap_or("the plugin");
+                    done(Ok(name.to_owned()));
+                } else {
+                    let msg = v
+                        .pointer("/error/message")
+                        .and_then(|m| m.as_str())
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| format!("the install failed (HTTP {status})"));
+                    done(Err(msg));
+                }
+            }
+        });
+        xhr.set_onload(Some(on_load.as_ref().unchecked_ref()));
+        on_load.forget();
+        let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+            done(Err("the connection broke during the upload".into()))
+        });
+        xhr.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        on_error.forget();
+        let _ = xhr.send_with_opt_form_data(Some(&form));
     }
 }
