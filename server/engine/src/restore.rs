@@ -35,7 +35,7 @@ impl UploadTarget {
 impl Drop for UploadTarget {
     fn drop(&mut self) {
         if !self.done {
-            let _ = std::fs::remove_file(&self.path);
+            crate::archive::writer::discard_file(&self.path);
         }
     }
 }

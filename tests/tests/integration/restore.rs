@@ -257,6 +257,37 @@ async fn upload_limits_and_bad_bodies_are_refused_and_leave_nothing() -> anyhow:
         answer.contains("larger than the limit of 1 MiB"),
         "{answer}"
     );
+    // No declared length (chunked): the limit is enforced while streaming; the partial file
+    // is removed.
+    let head = format!(
+        "POST /api/backups/upload/ HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/gzip\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        app.base.trim_start_matches("http://"),
+        tok["token"].as_str().unwrap(),
+    );
+    let mut conn = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://")).await?;
+    conn.write_all(head.as_bytes()).await?;
+    let chunk = [9u8; 64 << 10];
+    for _ in 0..48 {
+        // 3 MiB in 64 KiB chunks; the server may stop reading once over the limit.
+        let sent = async {
+            conn.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .await?;
+            conn.write_all(&chunk).await?;
+            conn.write_all(b"\r\n").await
+        };
+        if sent.await.is_err() {
+            break;
+        }
+    }
+    let _ = conn.write_all(b"0\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        answer.contains("larger than the limit of 1 MiB"),
+        "{answer}"
+    );
     let (s, body) = upload_raw(&app, Vec::new()).await?;
     assert_eq!(s, 400, "{body}");
     let r = app
