@@ -508,3 +508,26 @@ test('an upload in flight can be canceled: the dialog closes and nothing is stor
   assert.deepEqual(page.errors.filter((e) => !/ERR_ABORTED|Failed to load resource/.test(e)), []);
   await page.context().close();
 });
+
+test('leaving the page with unsaved settings asks first; with nothing unsaved it does not', async () => {
+  const page = await adminPage();
+  const was = await page.inputValue('#settings-retention');
+  await page.fill('#settings-retention', String(Number(was) + 1));
+  await page.locator('.unsaved >> text=Unsaved changes').waitFor();
+  const dialogs = [];
+  page.on('dialog', async (d) => { dialogs.push(d.type()); await d.dismiss(); });
+  // Closing runs beforeunload; dismissing the prompt keeps the page.
+  await page.close({ runBeforeUnload: true });
+  for (let i = 0; i < 100 && dialogs.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(dialogs, ['beforeunload'], 'the browser asked before leaving');
+  assert.equal(page.isClosed(), false, 'staying was possible');
+  // Put the value back: nothing unsaved, no prompt, the page closes.
+  await page.fill('#settings-retention', was);
+  await page.locator('.unsaved >> text=Unsaved changes').waitFor({ state: 'detached' }).catch(() => {});
+  assert.equal(await page.locator('.unsaved').textContent(), '');
+  const closed = page.waitForEvent('close');
+  await page.close({ runBeforeUnload: true });
+  await closed;
+  assert.deepEqual(dialogs, ['beforeunload'], 'no second prompt');
+  await page.context().close();
+});

@@ -110,6 +110,10 @@ fn SettingsFields(
             || day.get() != s.schedule.day_of_week.to_string()
             || tz.get() != s.schedule.timezone
     });
+    // Leaving or reloading the page with unsaved settings asks first (the browser's own
+    // prompt). Navigation inside the app keeps the form's state only until the page changes.
+    #[cfg(feature = "hydrate")]
+    leave_guard::install(dirty);
 
     let save = Action::new(move |body: &String| {
         let body = body.clone();
@@ -266,5 +270,36 @@ mod tests {
         );
         assert_eq!(describe("hourly", "00:15", "0", "UTC"), "Hourly at :15");
         assert_eq!(describe("disabled", "03:00", "0", "UTC"), "Disabled");
+    }
+}
+
+#[cfg(feature = "hydrate")]
+mod leave_guard {
+    use leptos::prelude::*;
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen::prelude::Closure;
+
+    /// A `beforeunload` listener that asks while `dirty`; removed with the form.
+    pub fn install(dirty: Memo<bool>) {
+        let Some(window) = web_sys::window() else {
+            return;
+        };
+        let handler = Closure::<dyn FnMut(web_sys::BeforeUnloadEvent)>::new(
+            move |ev: web_sys::BeforeUnloadEvent| {
+                if dirty.try_get_untracked().unwrap_or(false) {
+                    ev.prevent_default();
+                    ev.set_return_value("You have unsaved settings.");
+                }
+            },
+        );
+        let f: js_sys::Function = handler.as_ref().unchecked_ref::<js_sys::Function>().clone();
+        let _ = window.add_event_listener_with_callback("beforeunload", &f);
+        handler.forget();
+        let f = send_wrapper::SendWrapper::new(f);
+        on_cleanup(move || {
+            if let Some(w) = web_sys::window() {
+                let _ = w.remove_event_listener_with_callback("beforeunload", &f);
+            }
+        });
     }
 }
