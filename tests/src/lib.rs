@@ -203,6 +203,24 @@ impl TestApp {
         .await
     }
 
+    /// Restores backup job `id` (POST .../restore/, 202) and waits for the restore job.
+    pub async fn restore(&self, id: i64) -> Result<Value> {
+        let (s, job) = self
+            .post_json(
+                &format!("/api/backups/jobs/{id}/restore/"),
+                serde_json::json!({}),
+            )
+            .await?;
+        if s != 202 {
+            bail!("starting a restore answered {s}: {job}");
+        }
+        self.wait_job(
+            job["id"].as_i64().context("job id")?,
+            Duration::from_secs(120),
+        )
+        .await
+    }
+
     /// Polls a job until it leaves pending/running.
     pub async fn wait_job(&self, id: i64, timeout: Duration) -> Result<Value> {
         let deadline = Instant::now() + timeout;

@@ -105,8 +105,6 @@ fn JobRow(
     let can_restore = field(job, |j| j.can_restore);
     let can_cancel = field(job, |j| j.can_cancel);
     let can_delete = field(job, |j| j.can_delete);
-    // Every job has details: its error and warnings, and what plugins logged for it.
-    let has_details = Memo::new(move |_| job.with(|j| j.is_some()));
     // The error is the tooltip of a failed job's badge (CSS shows data-tooltip on hover and
     // on keyboard focus); no `title` as well, or the browser shows a second, native tooltip.
     let tooltip = Memo::new(move |_| {
@@ -206,14 +204,13 @@ fn JobRow(
                             <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M4 7h16M9 7V4h6v3M6 7l1 13h10l1-13"/></svg>
                         </button>
                     </Show>
-                    <Show when=move || has_details.get()>
-                        <button class="icon-btn" aria-label=format!("Details of job {id}") data-tooltip="Details"
-                            aria-controls=format!("job-details-{id}")
-                            aria-expanded=move || (expanded.get() == Some(id)).to_string()
-                            on:click=move |_| expanded.update(|e| *e = if *e == Some(id) { None } else { Some(id) })>
-                            <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M12 8v5m0 3v.5M12 3a9 9 0 1 0 0 18 9 9 0 0 0 0-18"/></svg>
-                        </button>
-                    </Show>
+                    // Every job has details: its error and warnings, and its plugin log.
+                    <button class="icon-btn" aria-label=format!("Details of job {id}") data-tooltip="Details"
+                        aria-controls=format!("job-details-{id}")
+                        aria-expanded=move || (expanded.get() == Some(id)).to_string()
+                        on:click=move |_| expanded.update(|e| *e = if *e == Some(id) { None } else { Some(id) })>
+                        <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M12 8v5m0 3v.5M12 3a9 9 0 1 0 0 18 9 9 0 0 0 0-18"/></svg>
+                    </button>
                 </div>
             </td>
         </tr>

@@ -791,7 +791,7 @@ impl Engine {
                 // succeeded also sees the history already pruned (no window in which
                 // N + 1 backups are listed).
                 if self.job_row(id).await.is_ok_and(|row| row.kind == "backup")
-                    && let Err(e) = self.apply_retention_with(Some(id)).await
+                    && let Err(e) = self.apply_retention(id).await
                 {
                     tracing::warn!(error = %e.detailed(), "retention failed");
                 }
@@ -832,13 +832,9 @@ impl Engine {
     /// Keeps the newest `retention_count` succeeded backups made by Backstop (manual,
     /// scheduled, pre-restore); deletes file and record of the others. 0 keeps all;
     /// uploads are never pruned; the newest backup is never pruned.
-    pub async fn apply_retention(&self) -> Result<Vec<JobId>> {
-        self.apply_retention_with(None).await
-    }
-
-    /// Retention counting `finishing` (a backup whose archive is complete but whose record
-    /// is not yet marked succeeded) as one of the kept backups.
-    async fn apply_retention_with(&self, finishing: Option<JobId>) -> Result<Vec<JobId>> {
+    /// `finishing` is the backup just completed: its archive is durable but its record is
+    /// not yet marked succeeded, and it counts as one of the kept backups.
+    async fn apply_retention(&self, finishing: JobId) -> Result<Vec<JobId>> {
         let settings = crate::settings::load(self.state()).await?;
         if settings.retention_count == 0 {
             return Ok(Vec::new());
@@ -848,7 +844,7 @@ impl Engine {
             "{SELECT} WHERE kind = 'backup' AND (status = 'succeeded' OR id = ?) AND trigger IN ('manual', 'scheduled', 'pre-restore') \
              ORDER BY id DESC LIMIT -1 OFFSET ?"
         ))
-        .bind(finishing.unwrap_or(-1))
+        .bind(finishing)
         .bind(keep)
         .fetch_all(self.state())
         .await?;

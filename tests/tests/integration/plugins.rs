@@ -92,16 +92,7 @@ async fn recordings_plugin_archives_and_restores_recordings() -> anyhow::Result<
 
     // Restore puts a changed recording back.
     std::fs::write(recordings.join("recording-001.ts"), b"changed")?;
-    let (s, rj) = app
-        .post_json(
-            &format!("/api/backups/jobs/{}/restore/", job["id"]),
-            json!({}),
-        )
-        .await?;
-    assert_eq!(s, 202, "{rj}");
-    let done = app
-        .wait_job(rj["id"].as_i64().unwrap(), Duration::from_secs(120))
-        .await?;
+    let done = app.restore(job["id"].as_i64().unwrap()).await?;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(sha256_file(&recordings.join("recording-001.ts")), before);
     Ok(())
@@ -213,16 +204,7 @@ async fn custom_dirs_archives_its_directories_restores_them_and_logs_per_job() -
     std::fs::write(nginx.join("sites/new.conf"), b"added later")?;
     let recording = app.data.path().join("recordings/recording-001.ts");
     std::fs::write(&recording, b"recorded after the backup")?;
-    let (s, rj) = app
-        .post_json(
-            &format!("/api/backups/jobs/{}/restore/", job["id"]),
-            json!({}),
-        )
-        .await?;
-    assert_eq!(s, 202, "{rj}");
-    let done = app
-        .wait_job(rj["id"].as_i64().unwrap(), Duration::from_secs(120))
-        .await?;
+    let done = app.restore(job["id"].as_i64().unwrap()).await?;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(
         std::fs::read(nginx.join("nginx.conf"))?,
@@ -249,6 +231,12 @@ async fn custom_dirs_archives_its_directories_restores_them_and_logs_per_job() -
     assert_eq!(r.status(), 204, "{}", r.text().await?);
     let (s, gone) = app.get_json(&log_url).await?;
     assert_eq!(s, 404, "{gone}");
+    for bad in ["abc", "0", "-1", "99999"] {
+        let (s, body) = app
+            .get_json(&format!("/api/backups/jobs/{bad}/plugin-log/"))
+            .await?;
+        assert_eq!(s, 404, "{bad}: {body}");
+    }
     Ok(())
 }
 

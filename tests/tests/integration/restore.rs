@@ -73,15 +73,6 @@ async fn upload_raw(app: &TestApp, bytes: Vec<u8>) -> anyhow::Result<(u16, Value
     Ok((s, r.json().await.unwrap_or(Value::Null)))
 }
 
-async fn restore(app: &TestApp, id: i64) -> anyhow::Result<Value> {
-    let (s, job) = app
-        .post_json(&format!("/api/backups/jobs/{id}/restore/"), json!({}))
-        .await?;
-    assert_eq!(s, 202, "{job}");
-    app.wait_job(job["id"].as_i64().unwrap(), Duration::from_secs(120))
-        .await
-}
-
 /// Changes rows (insert, update, delete) and logo files (add, edit, delete).
 async fn change_everything(app: &TestApp) -> anyhow::Result<()> {
     let pool = app.content_pool().await?;
@@ -119,7 +110,7 @@ async fn restore_puts_back_database_and_logos_and_leaves_recordings_untouched() 
     let changed = snapshot(&app);
     assert_ne!(changed, before);
 
-    let job = restore(&app, backup["id"].as_i64().unwrap()).await?;
+    let job = app.restore(backup["id"].as_i64().unwrap()).await?;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["kind"], "restore");
     let after = snapshot(&app);
@@ -189,7 +180,7 @@ async fn recordings_in_an_archive_are_restored_byte_for_byte() -> anyhow::Result
         app.data.path().join("recordings/recording-002.ts"),
         b"overwritten",
     )?;
-    let job = restore(&app, backup["id"].as_i64().unwrap()).await?;
+    let job = app.restore(backup["id"].as_i64().unwrap()).await?;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(snapshot(&app), before);
     Ok(())
@@ -224,7 +215,7 @@ async fn upload_stores_under_a_server_name_keeps_the_client_name_and_restores() 
     let name = up["archive_name"].as_str().unwrap();
     assert!(name.starts_with("backstop-") && !name.contains('/'));
     assert_eq!(std::fs::read(archive_of(&app, &up))?, bytes);
-    let job = restore(&app, up["id"].as_i64().unwrap()).await?;
+    let job = app.restore(up["id"].as_i64().unwrap()).await?;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(snapshot(&app).db, before.db);
     Ok(())
@@ -403,7 +394,7 @@ async fn a_broken_foreign_key_fails_the_restore_and_changes_nothing() -> anyhow:
     let bytes = hostile::gzip(&hostile::tar_bytes(&members));
     let (s, up) = upload_raw(&app, bytes).await?;
     let reason = if s == 201 {
-        let job = restore(&app, up["id"].as_i64().unwrap()).await?;
+        let job = app.restore(up["id"].as_i64().unwrap()).await?;
         assert_eq!(job["status"], "failed", "{job}");
         job["error"].as_str().unwrap().to_owned()
     } else {
@@ -490,7 +481,7 @@ async fn the_committed_v1_archive_still_restores() -> anyhow::Result<()> {
     app.login_admin().await?;
     let (s, up) = upload_raw(&app, std::fs::read(&fixture)?).await?;
     assert_eq!(s, 201, "{up}");
-    let job = restore(&app, up["id"].as_i64().unwrap()).await?;
+    let job = app.restore(up["id"].as_i64().unwrap()).await?;
     assert_eq!(job["status"], "succeeded", "{job}");
     let pool = app.content_pool().await?;
     let channels: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM channels")
