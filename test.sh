@@ -23,7 +23,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 say "Rust tests"
-cargo test -p server -p engine -p plugin-host -p tests
+cargo test -p server -p engine -p plugin-host -p tests -p app --features app/ssr
 
 say "browser tests"
 (cd tests/browser && { [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund; } && node run.mjs)

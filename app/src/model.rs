@@ -114,6 +114,22 @@ pub enum SaveOutcome {
     Invalid(BTreeMap<String, String>),
 }
 
+/// The message of a REST error body (`{"error":{"message","fields"}}`, DESIGN section 6)
+/// with its per-field messages, or "`what` failed (HTTP status)" when the body is not one.
+pub fn api_error_message(body: &str, status: u16, what: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let Some(message) = v.pointer("/error/message").and_then(|m| m.as_str()) else {
+        return format!("{what} failed (HTTP {status})");
+    };
+    let mut out = message.to_owned();
+    if let Some(fields) = v.pointer("/error/fields").and_then(|f| f.as_object()) {
+        for (field, m) in fields {
+            out.push_str(&format!("; {field}: {}", m.as_str().unwrap_or_default()));
+        }
+    }
+    out
+}
+
 /// Human-readable byte size.
 pub fn format_bytes(n: i64) -> String {
     let n = n.max(0) as f64;
@@ -128,5 +144,34 @@ pub fn format_bytes(n: i64) -> String {
         format!("{} B", n as i64)
     } else {
         format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod api_error_tests {
+    use super::api_error_message;
+
+    #[test]
+    fn reads_the_message_and_its_fields_or_says_what_failed() {
+        assert_eq!(
+            api_error_message(
+                r#"{"error":{"code":"invalid","message":"bad plugin"}}"#,
+                400,
+                "the install"
+            ),
+            "bad plugin"
+        );
+        assert_eq!(
+            api_error_message(
+                r#"{"error":{"message":"refused","fields":{"limits.timeout_ms":"too long"}}}"#,
+                400,
+                "the install"
+            ),
+            "refused; limits.timeout_ms: too long"
+        );
+        assert_eq!(
+            api_error_message("<html>502</html>", 502, "the upload"),
+            "the upload failed (HTTP 502)"
+        );
     }
 }

@@ -236,15 +236,11 @@ mod upload {
                     )),
                 }
             } else {
-                let msg = serde_json::from_str::<serde_json::Value>(&text)
-                    .ok()
-                    .and_then(|v| {
-                        v.pointer("/error/message")
-                            .and_then(|m| m.as_str())
-                            .map(str::to_owned)
-                    })
-                    .unwrap_or_else(|| format!("the upload failed (HTTP {status})"));
-                stage.set(Stage::Failed(msg));
+                stage.set(Stage::Failed(crate::model::api_error_message(
+                    &text,
+                    status,
+                    "the upload",
+                )));
             }
         });
         xhr.set_onload(Some(on_load.as_ref().unchecked_ref()));

@@ -541,12 +541,11 @@ mod install {
                         .unwrap_or("the plugin");
                     done(Ok(name.to_owned()));
                 } else {
-                    let msg = v
-                        .pointer("/error/message")
-                        .and_then(|m| m.as_str())
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| format!("the install failed (HTTP {status})"));
-                    done(Err(msg));
+                    done(Err(crate::model::api_error_message(
+                        &text,
+                        status,
+                        "the install",
+                    )));
                 }
             }
         });
