@@ -80,6 +80,7 @@ struct JobRow {
     created_at: String,
     started_at: Option<String>,
     finished_at: Option<String>,
+    file_stamp: Option<String>,
 }
 
 impl JobRow {
@@ -120,7 +121,7 @@ impl JobRow {
 
 const SELECT: &str = "SELECT id, kind, status, trigger, requested_by, archive_name, archive_dir, original_filename, \
      size_bytes, sha256, include_recordings, progress_step, progress_done, progress_total, error, warnings, \
-     annotations, source_job_id, created_at, started_at, finished_at FROM jobs";
+     annotations, source_job_id, created_at, started_at, finished_at, file_stamp FROM jobs";
 
 /// List filters (`?kind=&status=&limit=&offset=`).
 #[derive(Debug, Clone, Default)]
@@ -396,25 +397,46 @@ impl Engine {
                 row.status
             )));
         }
-        self.remove_job_and_file(&row).await?;
+        if let Some(restore) = self.active_restore_of(id).await? {
+            return Err(Error::conflict(format!(
+                "backup {id} is the source of restore job {restore}, which has not finished; \
+                 cancel the restore or wait for it before deleting the backup"
+            )));
+        }
+        self.remove_job_and_file(&row, "delete.record-removed")
+            .await?;
         self.emit(JobEvent::Deleted(id));
         Ok(())
     }
 
-    async fn remove_job_and_file(&self, row: &JobRow) -> Result<()> {
-        if let Some(path) = self.row_archive_path(row) {
-            match tokio::fs::remove_file(&path).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(Error::internal(
-                        format!("cannot delete archive {}", path.display()),
-                        e,
-                    ));
-                }
-            }
-        }
+    /// A pending or running restore job that restores from backup `source`.
+    async fn active_restore_of(&self, source: JobId) -> Result<Option<JobId>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE kind = 'restore' AND status IN ('pending', 'running') AND source_job_id = ? LIMIT 1",
+        )
+        .bind(source)
+        .fetch_optional(self.state())
+        .await?)
+    }
+
+    /// Deletes a record and the one file it owns (DESIGN section 4: each archive file is
+    /// owned by exactly one backup record; restore records own none).
+    ///
+    /// Crash-safe order: the record is deleted and the file queued in `pending_file_deletes`
+    /// in one transaction; then the file is unlinked and the queue row removed. A crash in
+    /// between leaves the queue row, which the restart sweep finishes. So no record ever
+    /// names a missing file, and no deleted record leaves its file behind.
+    async fn remove_job_and_file(&self, row: &JobRow, fault_point: &'static str) -> Result<()> {
+        let owned = self.row_archive_path(row);
         let mut tx = self.state().begin().await?;
+        if let Some(path) = &owned {
+            sqlx::query("INSERT OR REPLACE INTO pending_file_deletes (path, job_id, queued_at) VALUES (?, ?, ?)")
+                .bind(path.to_string_lossy().as_ref())
+                .bind(row.id)
+                .bind(crate::state::now_rfc3339())
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query("DELETE FROM job_plugin_log WHERE job_id = ?")
             .bind(row.id)
             .execute(&mut *tx)
@@ -424,6 +446,59 @@ impl Engine {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        crate::fault::point(fault_point);
+        if let Some(path) = owned {
+            self.finish_file_delete(&path).await;
+        }
+        Ok(())
+    }
+
+    /// Unlinks a queued file and drops its queue row (a missing file counts as deleted).
+    async fn finish_file_delete(&self, path: &Path) {
+        match tokio::fs::remove_file(path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                // Left queued: the next start tries again. The record is already gone.
+                tracing::warn!(path = %path.display(), error = %e, "cannot delete an archive file; will retry at the next start");
+                return;
+            }
+        }
+        let _ = sqlx::query("DELETE FROM pending_file_deletes WHERE path = ?")
+            .bind(path.to_string_lossy().as_ref())
+            .execute(self.state())
+            .await;
+    }
+
+    /// Finishes file deletes a crash interrupted (restart sweep).
+    async fn finish_pending_file_deletes(&self) -> Result<()> {
+        let paths: Vec<String> = sqlx::query_scalar("SELECT path FROM pending_file_deletes")
+            .fetch_all(self.state())
+            .await?;
+        if paths.is_empty() {
+            return Ok(());
+        }
+        let owners: Vec<JobRow> = sqlx::query_as(&format!(
+            "{SELECT} WHERE kind = 'backup' AND archive_name IS NOT NULL"
+        ))
+        .fetch_all(self.state())
+        .await?;
+        let owned: std::collections::HashSet<PathBuf> = owners
+            .iter()
+            .filter_map(|r| self.row_archive_path(r))
+            .collect();
+        for p in paths {
+            // A queued path is one a record owned; never delete a file a live record names.
+            if owned.contains(Path::new(&p)) {
+                let _ = sqlx::query("DELETE FROM pending_file_deletes WHERE path = ?")
+                    .bind(&p)
+                    .execute(self.state())
+                    .await;
+                continue;
+            }
+            tracing::info!(path = %p, "finishing an archive delete interrupted by the last shutdown");
+            self.finish_file_delete(Path::new(&p)).await;
+        }
         Ok(())
     }
 
@@ -481,7 +556,12 @@ impl Engine {
         }
     }
 
+    /// The file a record owns: only backup records own one (a restore names its source by
+    /// `source_job_id`, and its `archive_name` is for display only).
     fn row_archive_path(&self, row: &JobRow) -> Option<PathBuf> {
+        if row.kind != "backup" {
+            return None;
+        }
         let name = row.archive_name.as_deref()?;
         // Names are chosen by the server; refuse anything that is not a plain file name.
         if name.contains('/') || name.contains('\\') || name.starts_with('.') {
@@ -507,13 +587,74 @@ impl Engine {
         let path = self
             .row_archive_path(&row)
             .ok_or_else(|| Error::not_found(format!("job {id} has no archive")))?;
-        if !path.is_file() {
-            return Err(Error::not_found(format!(
-                "the archive of job {id} ({}) is missing from disk",
-                path.display()
-            )));
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => m,
+            _ => {
+                return Err(Error::not_found(format!(
+                    "the archive of job {id} ({}) is missing from disk",
+                    path.display()
+                )));
+            }
+        };
+        let name = row.archive_name.clone().unwrap_or_default();
+        if let Some(size) = row.size_bytes
+            && meta.len() != size as u64
+        {
+            return Err(changed_on_disk(
+                id,
+                &name,
+                &format!("it is {} bytes, the record says {size}", meta.len()),
+            ));
         }
+        let Some(expected) = row.sha256.clone() else {
+            return Ok(path);
+        };
+        let stamp = file_stamp(&meta);
+        if row.file_stamp.as_deref() == Some(stamp.as_str()) {
+            return Ok(path);
+        }
+        // The file was touched since it was last hashed (or never stamped): hash it again.
+        let (size, sha) = {
+            let p = path.clone();
+            tokio::task::spawn_blocking(move || crate::restore::file_sha256(&p))
+                .await
+                .map_err(|e| Error::internal("hashing the archive failed", e))??
+        };
+        if sha != expected || row.size_bytes.is_some_and(|s| s as u64 != size) {
+            return Err(changed_on_disk(
+                id,
+                &name,
+                "its SHA-256 no longer matches the record",
+            ));
+        }
+        self.set_file_stamp(id, &path).await;
         Ok(path)
+    }
+
+    /// Records the archive file's current stamp (after its sha256 was checked or computed).
+    pub(crate) async fn set_file_stamp(&self, id: JobId, path: &Path) {
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            let _ = sqlx::query("UPDATE jobs SET file_stamp = ? WHERE id = ?")
+                .bind(file_stamp(&meta))
+                .bind(id)
+                .execute(self.state())
+                .await;
+        }
+    }
+
+    /// The size and sha256 a backup record lists for its archive.
+    pub(crate) async fn recorded_digest(&self, id: JobId) -> Result<(Option<u64>, Option<String>)> {
+        let row = self.job_row(id).await?;
+        Ok((row.size_bytes.map(|s| s as u64), row.sha256))
+    }
+
+    /// Whether any record names `name` as its archive (names are never reused while one does).
+    pub(crate) async fn recorded_names(&self) -> Result<std::collections::HashSet<String>> {
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT archive_name FROM jobs WHERE archive_name IS NOT NULL")
+                .fetch_all(self.state())
+                .await?;
+        Ok(names.into_iter().collect())
     }
 
     /// Marks jobs left `pending`/`running` by a previous process as failed, and removes
@@ -524,6 +665,20 @@ impl Engine {
                 job,
                 "completed a restore's directory swap interrupted by the last shutdown"
             );
+        }
+        self.finish_pending_file_deletes().await?;
+        // A backup interrupted after its archive got its final name owns that file, but it
+        // never succeeded: remove it, as a failed backup leaves no file behind.
+        let interrupted: Vec<JobRow> = sqlx::query_as(&format!(
+            "{SELECT} WHERE kind = 'backup' AND status IN ('pending', 'running') AND archive_name IS NOT NULL"
+        ))
+        .fetch_all(self.state())
+        .await?;
+        for row in &interrupted {
+            if let Some(path) = self.row_archive_path(row) {
+                tracing::info!(job = row.id, path = %path.display(), "removing the archive of a backup interrupted by the last shutdown");
+                crate::archive::writer::discard_file(&path);
+            }
         }
         let done = sqlx::query("UPDATE jobs SET status = 'failed', error = 'interrupted by restart', finished_at = ? WHERE status IN ('pending', 'running')")
             .bind(crate::state::now_rfc3339())
@@ -620,34 +775,67 @@ impl Engine {
         self.run_job(id, progress, None).await;
     }
 
-    /// Records a backup that is complete on arrival (an upload).
-    pub(crate) async fn insert_finished_backup(
+    /// Records an upload that passed validation, as a `running` backup record with its
+    /// size and sha256 (its file gets its final name next; see `finish_upload`).
+    pub(crate) async fn insert_upload_record(
         &self,
         new: NewJob,
         size: u64,
         sha256: &str,
-    ) -> Result<Job> {
+    ) -> Result<JobId> {
         let now = crate::state::now_rfc3339();
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO jobs (kind, status, trigger, requested_by, include_recordings, archive_name, archive_dir, original_filename, size_bytes, sha256, progress_step, created_at, started_at, finished_at) \
-             VALUES (?, 'succeeded', ?, ?, ?, ?, ?, ?, ?, ?, 'done', ?, ?, ?) RETURNING id",
+            "INSERT INTO jobs (kind, status, trigger, requested_by, include_recordings, archive_dir, original_filename, size_bytes, sha256, progress_step, created_at, started_at) \
+             VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, 'storing', ?, ?) RETURNING id",
         )
         .bind(new.kind)
         .bind(new.trigger)
         .bind(&new.requested_by)
         .bind(new.include_recordings)
-        .bind(&new.archive_name)
         .bind(&new.archive_dir)
         .bind(&new.original_filename)
         .bind(size as i64)
         .bind(sha256)
         .bind(&now)
         .bind(&now)
-        .bind(&now)
         .fetch_one(self.state())
         .await?;
+        Ok(id)
+    }
+
+    /// Removes the record of an upload that could not be stored (it owned no file yet).
+    pub(crate) async fn forget_upload_record(&self, id: JobId) {
+        let _ = sqlx::query("DELETE FROM jobs WHERE id = ? AND status = 'running'")
+            .bind(id)
+            .execute(self.state())
+            .await;
+    }
+
+    /// Marks a stored upload succeeded and announces it.
+    pub(crate) async fn finish_upload_record(&self, id: JobId) -> Result<Job> {
+        let now = crate::state::now_rfc3339();
+        sqlx::query("UPDATE jobs SET status = 'succeeded', progress_step = 'done', finished_at = ? WHERE id = ?")
+            .bind(&now)
+            .bind(id)
+            .execute(self.state())
+            .await?;
+        if let Ok(row) = self.job_row(id).await
+            && let Some(path) = self.row_archive_path(&row)
+        {
+            self.set_file_stamp(id, &path).await;
+        }
         self.emit_job(id).await;
         self.get_job(id).await
+    }
+
+    /// The point-of-no-return flag of a running job (a restore sets it when its swap begins).
+    pub(crate) fn running_ponr(&self, id: JobId) -> Option<Arc<AtomicBool>> {
+        self.runner()
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .map(|r| r.point_of_no_return.clone())
     }
 
     /// Runs a backup inside another job (the restore's safety backup): its own record with
@@ -713,6 +901,12 @@ impl Engine {
                 },
             );
         self.emit_job(id).await;
+        let kind = self.job_row(id).await.map(|r| r.kind).unwrap_or_default();
+        crate::fault::point(if kind == "backup" {
+            "backup.claimed"
+        } else {
+            "restore.claimed"
+        });
 
         // Progress: the blocking code writes into a watch channel; this task persists and
         // broadcasts at most a few times a second.
@@ -726,6 +920,11 @@ impl Engine {
             Arc::new(move |p: Progress| {
                 if let Some(f) = &extra {
                     f(p);
+                }
+                match p.step {
+                    "archive" => crate::fault::half("backup.archive-half", p.done_bytes, p.total_bytes),
+                    "extract" => crate::fault::half("restore.extract-half", p.done_bytes, p.total_bytes),
+                    _ => {}
                 }
                 ptx.send_replace(p);
             })
@@ -784,13 +983,28 @@ impl Engine {
         self.save_plugin_log(id).await;
         self.plugins().job_finished(id);
 
+        let is_backup = self.job_row(id).await.is_ok_and(|row| row.kind == "backup");
+        if outcome.is_err() && is_backup {
+            // A failed or canceled backup leaves no file: remove the one it owns, if it got
+            // as far as writing it (a post-archive veto, say). Its record keeps the name, so
+            // the name is not reused.
+            if let Ok(row) = self.job_row(id).await
+                && let Some(path) = self.row_archive_path(&row)
+                && path.exists()
+            {
+                crate::archive::writer::discard_file(&path);
+            }
+        }
         let result = match outcome {
             Ok(done) => {
                 // Retention runs before the job is marked succeeded: the new archive is
                 // already durable (fsynced and renamed), and anyone who sees this job
                 // succeeded also sees the history already pruned (no window in which
                 // N + 1 backups are listed).
-                if self.job_row(id).await.is_ok_and(|row| row.kind == "backup")
+                if !is_backup {
+                    crate::fault::point("restore.finished");
+                }
+                if is_backup
                     && let Err(e) = self.apply_retention(id).await
                 {
                     tracing::warn!(error = %e.detailed(), "retention failed");
@@ -823,8 +1037,10 @@ impl Engine {
                     .await
             }
         };
-        if let Err(e) = result {
-            tracing::error!(job = id, error = %e, "cannot record job outcome");
+        match result {
+            Err(e) => tracing::error!(job = id, error = %e, "cannot record job outcome"),
+            Ok(_) if is_backup => crate::fault::point("backup.succeeded"),
+            Ok(_) => {}
         }
         self.emit_job(id).await;
     }
@@ -840,6 +1056,8 @@ impl Engine {
             return Ok(Vec::new());
         }
         let keep = i64::from(settings.retention_count.max(1));
+        // The source of a pending or running restore is never pruned (a restore's own safety
+        // backup would otherwise prune the archive being restored), nor counted as pruneable.
         let rows: Vec<JobRow> = sqlx::query_as(&format!(
             "{SELECT} WHERE kind = 'backup' AND (status = 'succeeded' OR id = ?) AND trigger IN ('manual', 'scheduled', 'pre-restore') \
              ORDER BY id DESC LIMIT -1 OFFSET ?"
@@ -848,15 +1066,57 @@ impl Engine {
         .bind(keep)
         .fetch_all(self.state())
         .await?;
+        let protected: Vec<JobId> = sqlx::query_scalar(
+            "SELECT source_job_id FROM jobs WHERE kind = 'restore' AND status IN ('pending', 'running') AND source_job_id IS NOT NULL",
+        )
+        .fetch_all(self.state())
+        .await?;
         let mut pruned = Vec::new();
         for row in rows {
             let id = row.id;
-            self.remove_job_and_file(&row).await?;
+            if id == finishing || protected.contains(&id) {
+                continue;
+            }
+            self.remove_job_and_file(&row, "backup.retention").await?;
             tracing::info!(job = id, "pruned by retention");
             self.emit(JobEvent::Deleted(id));
             pruned.push(id);
         }
         Ok(pruned)
+    }
+
+    /// Claims a fresh archive name in `dir` for backup record `id` before its file is
+    /// written: a name no record holds (the unique index `jobs_archive_owner` makes the claim
+    /// atomic between a backup and a concurrent upload) and no file in `dir` has.
+    pub(crate) async fn claim_archive_name(&self, id: JobId, dir: &Path) -> Result<String> {
+        for _ in 0..100 {
+            let recorded = self.recorded_names().await?;
+            let name = crate::archive::writer::archive_name_avoiding(
+                chrono::Utc::now(),
+                dir,
+                &|n| recorded.contains(n),
+            );
+            let claimed = sqlx::query("UPDATE jobs SET archive_name = ?, archive_dir = ? WHERE id = ?")
+                .bind(&name)
+                .bind(dir.to_string_lossy().as_ref())
+                .bind(id)
+                .execute(self.state())
+                .await;
+            match claimed {
+                Ok(_) => return Ok(name),
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::conflict("no free archive name could be claimed; try again"))
+    }
+
+    /// Gives up a claimed name whose file could not be published (another file took it).
+    async fn release_archive_name(&self, id: JobId) {
+        let _ = sqlx::query("UPDATE jobs SET archive_name = NULL WHERE id = ?")
+            .bind(id)
+            .execute(self.state())
+            .await;
     }
 
     async fn update_job_archive(
@@ -973,6 +1233,7 @@ impl Engine {
         let db_stats =
             crate::archive::dump::dump_database(self.content(), schema_version, &db_path, cancel)
                 .await?;
+        crate::fault::point("backup.dumped");
 
         // 2. Directories and plugin content.
         let sources: Vec<Box<dyn ContentSource>> = vec![
@@ -1016,6 +1277,7 @@ impl Engine {
             plugins.extend(c.plugins);
             done.warnings.extend(c.warnings);
         }
+        crate::fault::point("backup.collected");
         self.hooks(HookPoint::PostCollect, &ctx, &mut done).await?;
         // At the archive gate the estimate is what will be read (an upper bound: media is
         // stored, text compresses).
@@ -1048,8 +1310,10 @@ impl Engine {
             return Err(Error::conflict("canceled"));
         }
 
-        // 3. Stream tar -> gzip -> sha256 -> .partial -> fsync -> rename.
-        let name = crate::archive::writer::archive_name(chrono::Utc::now(), &dest);
+        // 3. Stream tar -> gzip -> sha256 -> .partial -> fsync -> rename. The record claims the
+        // name before the file exists, so the file is owned from its first byte (a crash
+        // leaves a file the restart sweep knows to remove), and no other record names it.
+        let name = self.claim_archive_name(row.id, &dest).await?;
         let req = crate::archive::writer::ArchiveRequest {
             dest_dir: dest.clone(),
             file_name: name.clone(),
@@ -1072,11 +1336,24 @@ impl Engine {
                 crate::archive::writer::write_archive(req, &cancel, progress)
             })
             .await
-            .map_err(|e| Error::internal("the archive task failed", e))??
+            .map_err(|e| Error::internal("the archive task failed", e))?
         };
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                if e.kind() == ErrorKind::Conflict && !cancel.is_cancelled() {
+                    // The name was taken on disk by a file that is not ours: never touch it.
+                    self.release_archive_name(row.id).await;
+                }
+                return Err(e);
+            }
+        };
+        crate::fault::point("backup.renamed");
         done.warnings.extend(outcome.warnings.iter().cloned());
         self.update_job_archive(row.id, &name, &dest, outcome.size_bytes, &outcome.sha256)
             .await?;
+        self.set_file_stamp(row.id, &outcome.path).await;
+        crate::fault::point("backup.recorded");
         let ctx = self.job_context(
             row,
             vec![("archive_path".into(), outcome.path.display().to_string())],
@@ -1133,7 +1410,9 @@ fn remove_leftovers(dir: &Path) {
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
         let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-        if !is_dir && name.ends_with(".partial") {
+        // Only names Backstop makes: the backup folder may be shared with other files.
+        let ours = name.starts_with("backstop-") || name.starts_with("upload-");
+        if !is_dir && ours && name.ends_with(".partial") {
             tracing::info!(path = %path.display(), "removing partial archive left by an interrupted job");
             let _ = std::fs::remove_file(&path);
         } else if is_dir && name.starts_with(".staging-") {
@@ -1160,4 +1439,28 @@ pub(crate) fn plugin_progress(progress: &ProgressFn) -> crate::plugins::PluginPr
             total_bytes: total,
         })
     })
+}
+
+/// The error for a stored archive that no longer matches its record (DESIGN section 4,
+/// data safety 3). Kind Rejected (422): the archive is refused.
+fn changed_on_disk(id: JobId, name: &str, how: &str) -> Error {
+    Error::rejected(format!(
+        "the archive of job {id} ({name}) has changed since it was made ({how}); it is refused. \
+         Restore or download another backup, or delete this one"
+    ))
+}
+
+/// What identifies one version of a file without reading it: inode, size, mtime and ctime
+/// (nanoseconds). Any write changes ctime, which a process cannot set back.
+fn file_stamp(meta: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!(
+        "{}:{}:{}.{}:{}.{}",
+        meta.ino(),
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec()
+    )
 }

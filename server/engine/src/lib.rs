@@ -10,6 +10,7 @@
 //! - [`schedule`]: next-run computation and the in-process scheduler.
 //! - [`archive`]: archive format v1: database dump, writer, reader and validation.
 //! - [`plugins`]: the traits through which the engine sees plugins (implemented by `plugin-host`).
+//! - [`fault`]: crash fault points for the kill -9 tests (debug builds only).
 //! - [`jobs`]: job records, the single runner, cancel, retention, restart sweep.
 
 pub mod archive;
@@ -17,6 +18,7 @@ pub mod auth;
 pub mod content;
 pub mod demo;
 pub mod error;
+pub mod fault;
 pub mod instance;
 pub mod jobs;
 pub mod plugins;

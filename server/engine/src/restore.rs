@@ -10,6 +10,7 @@
 //! start (see [`Engine::repair_interrupted_swap`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio_util::sync::CancellationToken;
@@ -40,10 +41,18 @@ impl Drop for UploadTarget {
     }
 }
 
-/// The journal written before the swap: which directories move where.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+/// A restore's journal (`<data>/.restore-swap.json`), written before any staged path is
+/// created and rewritten when the apply phase begins. It names every path the restore
+/// makes, so repair after a crash deletes only those.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct SwapJournal {
     job_id: JobId,
+    phase: JournalPhase,
+    /// `<data>/.staging-restore-<job>`: staged `database.json`, built-in directories, the
+    /// parked old built-in directories and the staged plugin files.
+    staging_root: PathBuf,
+    /// The staged `database.json` (repair loads it again to complete the restore).
+    database_json: PathBuf,
     /// (target dir, staged new content, where the old content is parked)
     moves: Vec<(PathBuf, PathBuf, PathBuf)>,
 }
@@ -67,7 +76,13 @@ impl Engine {
     /// Full integrity check of a job's archive without restoring.
     pub async fn verify_job(&self, id: JobId) -> Result<serde_json::Value> {
         let path = self.archive_path(id).await?;
-        self.verify_file(&path, crate::archive::no_progress()).await
+        let report = self
+            .verify_file(&path, crate::archive::no_progress())
+            .await?;
+        let size = report.get("archive_bytes").and_then(|v| v.as_u64()).unwrap_or(0);
+        let sha = report.get("sha256").and_then(|v| v.as_str()).unwrap_or("");
+        self.check_against_record(id, size, sha).await?;
+        Ok(report)
     }
 
     /// Full integrity check of any archive file.
@@ -115,6 +130,11 @@ impl Engine {
 
     /// Validates an uploaded file; on success stores it under a server-chosen name and lists
     /// it as a backup job with trigger `upload`. On failure the file is removed (422).
+    ///
+    /// The record comes first (status `running`, claiming the name), then the file gets its
+    /// final name (never replacing one), then the record is marked succeeded: a crash in
+    /// between leaves a `running` upload that the restart sweep marks failed and whose file
+    /// it removes, so no file is ever without its owner.
     pub async fn finish_upload(
         &self,
         mut target: UploadTarget,
@@ -124,17 +144,24 @@ impl Engine {
         let report = self
             .verify_file(&target.path, crate::archive::no_progress())
             .await?;
-        let name = crate::archive::writer::archive_name(chrono::Utc::now(), &target.dir);
-        let final_path = target.dir.join(&name);
-        let (size, sha) = {
-            let p = target.path.clone();
-            tokio::task::spawn_blocking(move || file_sha256(&p))
-                .await
-                .map_err(|e| Error::internal("hashing the upload failed", e))??
+        let on_disk = std::fs::metadata(&target.path).map(|m| m.len()).ok();
+        let (size, sha) = match report.get("archive_bytes").and_then(|v| v.as_u64()) {
+            // The verifier hashed every byte of the file on its way through.
+            Some(n) if Some(n) == on_disk => (
+                n,
+                report
+                    .get("sha256")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+            _ => {
+                let p = target.path.clone();
+                tokio::task::spawn_blocking(move || file_sha256(&p))
+                    .await
+                    .map_err(|e| Error::internal("hashing the upload failed", e))??
+            }
         };
-        std::fs::rename(&target.path, &final_path)
-            .map_err(|e| Error::internal("cannot store the upload", e))?;
-        target.done = true;
         let include_recordings = report
             .pointer("/manifest/include_recordings")
             .and_then(|v| v.as_bool())
@@ -147,15 +174,15 @@ impl Engine {
                 .take(200)
                 .collect::<String>()
         });
-        let job = self
-            .insert_finished_backup(
+        let id = self
+            .insert_upload_record(
                 NewJob {
                     kind: "backup",
                     trigger: "upload",
                     requested_by,
                     include_recordings,
                     source_job_id: None,
-                    archive_name: Some(name),
+                    archive_name: None,
                     archive_dir: Some(target.dir.to_string_lossy().into_owned()),
                     original_filename: original,
                 },
@@ -163,7 +190,24 @@ impl Engine {
                 &sha,
             )
             .await?;
-        Ok(job)
+        let stored: Result<()> = async {
+            let name = self.claim_archive_name(id, &target.dir).await?;
+            let final_path = target.dir.join(&name);
+            let (from, to, dir) = (target.path.clone(), final_path, target.dir.clone());
+            tokio::task::spawn_blocking(move || {
+                crate::archive::writer::publish(&from, &to, &dir)
+            })
+            .await
+            .map_err(|e| Error::internal("storing the upload failed", e))?
+        }
+        .await;
+        if let Err(e) = stored {
+            self.forget_upload_record(id).await;
+            return Err(e);
+        }
+        target.done = true;
+        crate::fault::point("upload.stored");
+        self.finish_upload_record(id).await
     }
 
     /// Queues a restore of backup job `source`.
@@ -207,6 +251,7 @@ impl Engine {
         let source = job
             .source_job_id
             .ok_or_else(|| Error::invalid("the restore job names no archive"))?;
+        // Size, and sha256 when the file was touched since it was hashed, against the record.
         let archive = self.archive_path(source).await?;
         let ctx = JobContext {
             job_id: job.id,
@@ -217,7 +262,7 @@ impl Engine {
             progress: crate::jobs::plugin_progress(&progress),
         };
 
-        // 1. Validate without changing anything.
+        // 1. Validate without changing anything (this pass also hashes every byte read).
         let schema = crate::archive::content_schema(self.content()).await?;
         let report = {
             let (archive, schema, cancel, progress, limits) = (
@@ -235,10 +280,14 @@ impl Engine {
             .await
             .map_err(|e| Error::internal("verification failed", e))??
         };
+        self.check_against_record(source, report.archive_bytes, &report.sha256)
+            .await?;
+        crate::fault::point("restore.verified");
         self.hooks(HookPoint::PreRestore, &ctx, &mut done).await?;
 
-        // Where every directory goes back: built-in ones into the data dir, plugin-made ones
-        // where their plugin says (beneath a folder granted with restore access).
+        // Where every directory goes back: built-in ones (the allow-list the verifier already
+        // enforced) into the data dir, plugin-made ones where their plugin says, beneath a
+        // folder granted with restore access and never over Backstop's own files.
         let mut input = restore_input(&report.manifest);
         let plan = {
             let (plugins, ctx, input) = (self.plugins().clone(), ctx.clone(), input.clone());
@@ -249,6 +298,17 @@ impl Engine {
         if let Some(reason) = plan.abort {
             return Err(Error::new(ErrorKind::Internal, reason));
         }
+        let protected = self.protected_paths().await?;
+        for t in &plan.targets {
+            if let Some(conflict) = target_conflict(&t.target, self.data_dir(), &protected) {
+                return Err(Error::invalid(format!(
+                    "plugin {} wants to restore data/{}/ into {}, which {conflict}; nothing was changed. Change the plugin's grant",
+                    t.plugin,
+                    t.name,
+                    t.target.display()
+                )));
+            }
+        }
         done.warnings.extend(plan.warnings.iter().cloned());
         for w in crate::plugins::unplaced_warnings(&input, &plan.targets) {
             if !done.warnings.contains(&w) {
@@ -256,7 +316,8 @@ impl Engine {
             }
         }
 
-        // 2. Safety backup of the current state (subject to retention like any other).
+        // 2. Safety backup of the current state (subject to retention like any other; the
+        //    source of this running restore is never pruned).
         progress(Progress {
             step: "safety backup",
             done_bytes: 0,
@@ -275,32 +336,28 @@ impl Engine {
             safety.id,
             safety.archive_name.clone().unwrap_or_default()
         ));
+        crate::fault::point("restore.safety-backup");
         if cancel.is_cancelled() {
             return Err(Error::conflict("canceled"));
         }
 
         // 3. Stage directories next to their targets (same filesystem, so the swap is a rename).
         let staging_root = self.data_dir().join(format!(".staging-restore-{}", job.id));
-        let _cleanup = crate::jobs::RemoveOnDrop(staging_root.clone());
-        std::fs::create_dir_all(staging_root.join("data"))
-            .map_err(|e| Error::internal("cannot create the restore staging folder", e))?;
-        let db_json = staging_root.join("database.json");
-        let mut targets = crate::archive::verify::StagingTargets {
-            database_json: db_json.clone(),
-            plugins: Some(staging_root.join("plugins")),
-            ..Default::default()
-        };
         // (name, live target, staged copy, parked old content)
         let mut places: Vec<(String, PathBuf, PathBuf, PathBuf)> = Vec::new();
-        let mut _plugin_staging = Vec::new();
         for dir in &input.directories {
             let name = &dir.name;
-            if !is_plain_name(name) {
+            if !crate::archive::verify::is_plain_name(name) {
                 return Err(Error::rejected(format!(
                     "the manifest names an unsafe directory {name:?}"
                 )));
             }
             if dir.contributed_by == crate::plugins::BUILTIN_CONTRIBUTOR {
+                if !crate::archive::MANAGED_DIRECTORIES.contains(&name.as_str()) {
+                    return Err(Error::rejected(format!(
+                        "the archive lists a directory {name:?}, which a restore may not replace"
+                    )));
+                }
                 places.push((
                     name.clone(),
                     self.data_dir().join(name),
@@ -316,11 +373,40 @@ impl Engine {
                     .unwrap_or_else(|| t.target.clone());
                 let staged = parent.join(format!(".backstop-restore-{}-{name}", job.id));
                 let parked = parent.join(format!(".backstop-previous-{}-{name}", job.id));
-                _plugin_staging.push(crate::jobs::RemoveOnDrop(staged.clone()));
-                _plugin_staging.push(crate::jobs::RemoveOnDrop(parked.clone()));
                 places.push((name.clone(), t.target.clone(), staged, parked));
             }
         }
+        // The journal names every path this restore may create before any exists, so a
+        // crash at any later point is cleaned up (or completed) by deleting only those.
+        let db_json = staging_root.join("database.json");
+        let mut journal = SwapJournal {
+            job_id: job.id,
+            phase: JournalPhase::Staging,
+            staging_root: staging_root.clone(),
+            database_json: db_json.clone(),
+            moves: places
+                .iter()
+                .map(|(_, target, staged, parked)| (target.clone(), staged.clone(), parked.clone()))
+                .collect(),
+        };
+        self.write_journal(&journal).await?;
+        let cleanup = JournalCleanup {
+            engine: self.clone(),
+            journal: journal.clone(),
+            armed: true,
+        };
+        {
+            let root = staging_root.clone();
+            tokio::task::spawn_blocking(move || std::fs::create_dir_all(root.join("data")))
+                .await
+                .map_err(|e| Error::internal("cannot create the restore staging folder", e))?
+                .map_err(|e| Error::internal("cannot create the restore staging folder", e))?;
+        }
+        let mut targets = crate::archive::verify::StagingTargets {
+            database_json: db_json.clone(),
+            plugins: Some(staging_root.join("plugins")),
+            ..Default::default()
+        };
         for (name, _, staged, _) in &places {
             targets.directories.insert(name.clone(), staged.clone());
         }
@@ -340,6 +426,14 @@ impl Engine {
             .await
             .map_err(|e| Error::internal("extraction failed", e))??
         };
+        // The file was read a second time: it must still be the one the record lists.
+        self.check_against_record(
+            source,
+            extracted.verify.archive_bytes,
+            &extracted.verify.sha256,
+        )
+        .await?;
+        crate::fault::point("restore.extracted");
         let dir_names = extracted.directories.clone();
         self.hooks(HookPoint::PostExtract, &ctx, &mut done).await?;
         self.hooks(HookPoint::PreApply, &ctx, &mut done).await?;
@@ -347,31 +441,78 @@ impl Engine {
             return Err(Error::conflict("canceled"));
         }
 
-        // 4. Load the database in one transaction (all or nothing).
+        // Only directories the archive holds are swapped; the others stay as they are.
+        journal
+            .moves
+            .retain(|(target, _, _)| places.iter().any(|(n, t, ..)| t == target && dir_names.contains(n)));
+        {
+            let moves = journal.moves.clone();
+            tokio::task::spawn_blocking(move || preflight_swap(&moves))
+                .await
+                .map_err(|e| Error::internal("checking the swap failed", e))??;
+        }
+
+        // 4 + 5. Load the database in one transaction and, before it commits, swap the staged
+        //    directories into place. A failure anywhere rolls the swap back and the
+        //    transaction with it: the database and every directory stay as they were. From
+        //    the journal's `apply` phase on, a crash is completed at the next start instead.
+        journal.phase = JournalPhase::Apply;
+        self.write_journal(&journal).await?;
+        crate::fault::point("restore.journaled");
         progress(Progress {
             step: "load",
             done_bytes: 0,
             total_bytes: 0,
         });
-        crate::archive::load::load_database(self.content(), &db_json, &schema, cancel).await?;
-
-        // 5. Swap: from here on, cancel is refused; a crash is repaired at next start.
-        point_of_no_return.store(true, Ordering::SeqCst);
-        progress(Progress {
-            step: "swap",
-            done_bytes: 0,
-            total_bytes: 0,
-        });
-        let moves: Vec<(PathBuf, PathBuf, PathBuf)> = places
-            .iter()
-            .filter(|(name, ..)| dir_names.contains(name))
-            .map(|(_, target, staged, parked)| (target.clone(), staged.clone(), parked.clone()))
-            .collect();
-        let journal = SwapJournal {
-            job_id: job.id,
-            moves,
+        let swapped = Arc::new(AtomicBool::new(false));
+        let before_commit = {
+            let (journal, swapped, progress) = (journal.clone(), swapped.clone(), progress.clone());
+            let ponr = self.point_of_no_return_flag(job.id);
+            Box::new(move || {
+                crate::fault::point("restore.load-uncommitted");
+                if let Some(p) = &ponr {
+                    p.store(true, Ordering::SeqCst);
+                }
+                progress(Progress {
+                    step: "swap",
+                    done_bytes: 0,
+                    total_bytes: 0,
+                });
+                match swap_in(&journal, crash_after_moves()) {
+                    Ok(()) => {
+                        swapped.store(true, Ordering::SeqCst);
+                        crate::fault::point("restore.swapped");
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let undone = roll_back(&journal);
+                        Err(swap_failed_error(e, undone))
+                    }
+                }
+            }) as crate::archive::load::BeforeCommit
         };
-        self.swap_directories(&journal)?;
+        let loaded = crate::archive::load::load_database_then(
+            self.content(),
+            &db_json,
+            &schema,
+            cancel,
+            Some(before_commit),
+        )
+        .await;
+        if let Err(e) = loaded {
+            if swapped.load(Ordering::SeqCst) {
+                // The swap went in but the commit failed: put the old directories back.
+                let j = journal.clone();
+                let _ = tokio::task::spawn_blocking(move || roll_back(&j)).await;
+            }
+            return Err(e);
+        }
+        point_of_no_return.store(true, Ordering::SeqCst);
+        crate::fault::point("restore.loaded");
+        // Done: the journal goes, and the parked old content with it. The staging root
+        // still holds the staged plugins/<id>/ files for step 6; it goes when this returns.
+        let _staging = crate::jobs::RemoveOnDrop(staging_root.clone());
+        cleanup.finish();
 
         // 6. Plugins restore their own content (their staged plugins/<id>/ files); hooks run.
         for p in &mut input.plugins {
@@ -394,53 +535,286 @@ impl Engine {
         Ok(done)
     }
 
-    /// Moves every staged directory into place, parking the old content, with a journal so a
-    /// crash in the middle is completed at the next start.
-    fn swap_directories(&self, journal: &SwapJournal) -> Result<()> {
-        let jpath = self.data_dir().join(JOURNAL);
-        let text = serde_json::to_vec(journal)
-            .map_err(|e| Error::internal("cannot write the swap journal", e))?;
-        write_synced(&jpath, &text)?;
-        roll_forward(journal, crash_after_moves())?;
-        let _ = std::fs::remove_file(&jpath);
-        sync_dir(self.data_dir());
-        Ok(())
+    /// Refuses an archive whose bytes (as just read) differ from its record.
+    async fn check_against_record(&self, id: JobId, size: u64, sha256: &str) -> Result<()> {
+        let (rec_size, rec_sha) = self.recorded_digest(id).await?;
+        let size_ok = rec_size.is_none_or(|s| s == size);
+        let sha_ok = rec_sha.as_deref().is_none_or(|s| s == sha256);
+        if size_ok && sha_ok {
+            return Ok(());
+        }
+        Err(Error::rejected(format!(
+            "the archive of job {id} has changed since it was made (its {} no longer matches the record); it is refused and nothing was changed",
+            if size_ok { "SHA-256" } else { "size" }
+        )))
     }
 
-    /// Finishes a swap interrupted by a crash (the database was already committed, so the
-    /// directories are rolled forward to match it). Returns the job id it repaired.
+    /// Backstop's own files, which no restore target may be, contain or lie within.
+    pub(crate) async fn protected_paths(&self) -> Result<Vec<(&'static str, PathBuf)>> {
+        let settings = crate::settings::load(self.state()).await?;
+        let mut out = vec![
+            ("Backstop's archive folder", settings.resolved_path(self.data_dir())),
+            ("Backstop's default archive folder", self.data_dir().join("backups")),
+            ("Backstop's plugins folder", self.data_dir().join("plugins")),
+        ];
+        for (what, url) in [
+            ("Backstop's state database", &self.config().state_db_url),
+            ("the content database", &self.config().content_db_url),
+        ] {
+            if let Some(p) = url.strip_prefix("sqlite://") {
+                let p = p.split('?').next().unwrap_or(p);
+                out.push((what, PathBuf::from(p)));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn write_journal(&self, journal: &SwapJournal) -> Result<()> {
+        let jpath = self.data_dir().join(JOURNAL);
+        let text = serde_json::to_vec(journal)
+            .map_err(|e| Error::internal("cannot write the restore journal", e))?;
+        tokio::task::spawn_blocking(move || write_synced(&jpath, &text))
+            .await
+            .map_err(|e| Error::internal("cannot write the restore journal", e))?
+    }
+
+    /// Repairs a restore interrupted by a crash, from its journal: in the `staging` phase
+    /// nothing had changed, so the staged copies are deleted; in the `apply` phase the
+    /// archive had been fully validated and staged, so the restore is completed (the
+    /// database loaded again from the staged copy, the swap rolled forward). Deletes only
+    /// paths the journal names. Returns the job id it repaired.
     pub async fn repair_interrupted_swap(&self) -> Result<Option<JobId>> {
         let jpath = self.data_dir().join(JOURNAL);
         let Ok(text) = std::fs::read(&jpath) else {
             return Ok(None);
         };
-        let journal: SwapJournal = serde_json::from_slice(&text)
-            .map_err(|e| Error::internal("the restore swap journal is corrupt", e))?;
-        roll_forward(&journal, None)?;
+        let journal: SwapJournal = match serde_json::from_slice(&text) {
+            Ok(j) => j,
+            Err(e) => {
+                // Never guess: keep the file for a person to look at, and start.
+                let kept = self.data_dir().join(format!("{JOURNAL}.unreadable"));
+                let _ = std::fs::rename(&jpath, &kept);
+                tracing::error!(error = %e, kept = %kept.display(), "the restore journal is unreadable; nothing was repaired");
+                return Ok(None);
+            }
+        };
+        if !self.journal_paths_are_ours(&journal) {
+            let kept = self.data_dir().join(format!("{JOURNAL}.unreadable"));
+            let _ = std::fs::rename(&jpath, &kept);
+            tracing::error!(kept = %kept.display(), "the restore journal names paths Backstop does not make; nothing was repaired");
+            return Ok(None);
+        }
+        let (status, message) = match journal.phase {
+            JournalPhase::Staging => (
+                "failed",
+                "interrupted by restart before anything was changed; the previous state is as it was".to_owned(),
+            ),
+            JournalPhase::Apply => {
+                let schema = crate::archive::content_schema(self.content()).await?;
+                let j = journal.clone();
+                let finish: crate::archive::load::BeforeCommit =
+                    Box::new(move || swap_in(&j, None));
+                match crate::archive::load::load_database_then(
+                    self.content(),
+                    &journal.database_json,
+                    &schema,
+                    &CancellationToken::new(),
+                    Some(finish),
+                )
+                .await
+                {
+                    Ok(_) => (
+                        "succeeded",
+                        "the server stopped during the restore, after the archive was validated and staged; the restore was completed at the next start (database loaded again from the staged copy, directories swapped); plugin restore and post-restore hooks did not run".to_owned(),
+                    ),
+                    Err(e) => {
+                        tracing::error!(error = %e.detailed(), "completing an interrupted restore failed; rolling its directories back");
+                        let j = journal.clone();
+                        let _ = tokio::task::spawn_blocking(move || roll_back(&j)).await;
+                        (
+                            "failed",
+                            format!(
+                                "the server stopped during the restore and completing it at the next start failed ({}); the directories were put back. Check the content database, then restore again or restore the safety backup",
+                                e.message()
+                            ),
+                        )
+                    }
+                }
+            }
+        };
+        remove_journal_paths(&journal);
         let _ = std::fs::remove_file(&jpath);
         sync_dir(self.data_dir());
-        // The database was committed before the swap began and now every directory matches
-        // it: the restore is complete, and the job says how it got there.
+        let now = crate::state::now_rfc3339();
         sqlx::query(
-            "UPDATE jobs SET status = 'succeeded', error = NULL, progress_step = 'done', \
-             finished_at = COALESCE(finished_at, ?), warnings = json_insert(warnings, '$[#]', ?) \
+            "UPDATE jobs SET status = ?, error = ?, progress_step = 'done', \
+             finished_at = COALESCE(finished_at, ?), warnings = CASE WHEN ? = 'succeeded' THEN json_insert(warnings, '$[#]', ?) ELSE warnings END \
              WHERE id = ? AND status IN ('pending', 'running')",
         )
-        .bind(crate::state::now_rfc3339())
-        .bind("the server stopped during the directory swap; the swap was completed (rolled forward) at the next start; plugin restore and post-restore hooks did not run")
+        .bind(status)
+        .bind(if status == "failed" { Some(message.clone()) } else { None })
+        .bind(&now)
+        .bind(status)
+        .bind(&message)
         .bind(journal.job_id)
         .execute(self.state())
         .await?;
-        if let Some(parent) = journal
-            .moves
-            .first()
-            .and_then(|m| m.1.parent())
-            .and_then(|p| p.parent())
-        {
-            let _ = std::fs::remove_dir_all(parent);
-        }
         Ok(Some(journal.job_id))
     }
+
+    /// Every path a journal names is one a restore makes: the staging root is
+    /// `<data>/.staging-restore-<job>`, staged and parked copies are named
+    /// `.backstop-restore-<job>-*` / `.backstop-previous-<job>-*` or lie in the staging root.
+    fn journal_paths_are_ours(&self, j: &SwapJournal) -> bool {
+        let root_ok = j.staging_root
+            == self
+                .data_dir()
+                .join(format!(".staging-restore-{}", j.job_id));
+        let ours = |p: &Path, prefix: &str| {
+            p.starts_with(&j.staging_root)
+                || p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!("{prefix}{}-", j.job_id)))
+        };
+        root_ok
+            && j.database_json.starts_with(&j.staging_root)
+            && j.moves.iter().all(|(_, staged, parked)| {
+                ours(staged, ".backstop-restore-") && ours(parked, ".backstop-previous-")
+            })
+    }
+
+    /// The running job's point-of-no-return flag (set when the swap begins).
+    fn point_of_no_return_flag(&self, id: JobId) -> Option<Arc<AtomicBool>> {
+        self.running_ponr(id)
+    }
+}
+
+/// The phases of a restore's journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum JournalPhase {
+    /// Extracting into staging: nothing live has changed.
+    Staging,
+    /// Validated and staged; the load and swap are under way.
+    Apply,
+}
+
+/// Removes the journal and every path it names when dropped, unless disarmed: the restore's
+/// cleanup on every exit path before the apply phase ends.
+struct JournalCleanup {
+    engine: Engine,
+    journal: SwapJournal,
+    armed: bool,
+}
+
+impl JournalCleanup {
+    /// The restore went through: remove the journal and the parked old content (not the
+    /// staging root, which the caller still reads), and disarm.
+    fn finish(mut self) {
+        self.armed = false;
+        for (_, staged, parked) in &self.journal.moves {
+            for p in [staged, parked] {
+                if p.symlink_metadata().is_ok() {
+                    let _ = std::fs::remove_dir_all(p);
+                }
+            }
+        }
+        let _ = std::fs::remove_file(self.engine.data_dir().join(JOURNAL));
+        sync_dir(self.engine.data_dir());
+    }
+}
+
+impl Drop for JournalCleanup {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        remove_journal_paths(&self.journal);
+        let _ = std::fs::remove_file(self.engine.data_dir().join(JOURNAL));
+    }
+}
+
+/// Deletes what a journal names and nothing else: staged copies that were not moved in,
+/// parked old content, and the staging root.
+fn remove_journal_paths(j: &SwapJournal) {
+    for (_, staged, parked) in &j.moves {
+        for p in [staged, parked] {
+            if p.symlink_metadata().is_ok()
+                && let Err(e) = std::fs::remove_dir_all(p)
+            {
+                tracing::warn!(path = %p.display(), error = %e, "cannot remove a restore staging folder");
+            }
+        }
+    }
+    if j.staging_root.exists()
+        && let Err(e) = std::fs::remove_dir_all(&j.staging_root)
+    {
+        tracing::warn!(path = %j.staging_root.display(), error = %e, "cannot remove the restore staging folder");
+    }
+}
+
+/// Before anything changes: every staged directory can be renamed onto its target (same
+/// filesystem, writable parents), so ordinary failures (a directory on another mount, a
+/// read-only parent) are refused with a reason instead of failing half-way through.
+fn preflight_swap(moves: &[(PathBuf, PathBuf, PathBuf)]) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    for (target, staged, parked) in moves {
+        let tparent = target.parent().unwrap_or(target);
+        let dev = |p: &Path| std::fs::metadata(p).map(|m| m.dev()).ok();
+        let (Some(a), Some(b)) = (dev(tparent), dev(staged)) else {
+            return Err(Error::invalid(format!(
+                "cannot restore {}: its folder or the staged copy is not accessible; nothing was changed",
+                target.display()
+            )));
+        };
+        if a != b {
+            return Err(Error::invalid(format!(
+                "cannot restore {}: it is on another filesystem than its staged copy; nothing was changed",
+                target.display()
+            )));
+        }
+        if target.exists() {
+            let ok = std::fs::symlink_metadata(target).is_ok_and(|m| m.is_dir());
+            if !ok {
+                return Err(Error::invalid(format!(
+                    "cannot restore {}: it exists and is not a folder; nothing was changed",
+                    target.display()
+                )));
+            }
+            if dev(target) != Some(a) {
+                return Err(Error::invalid(format!(
+                    "cannot restore {}: it is a mount point (another filesystem); restore into a folder inside it instead; nothing was changed",
+                    target.display()
+                )));
+            }
+        }
+        for dir in [tparent, parked.parent().unwrap_or(parked)] {
+            if dir.exists() && crate::instance::check_writable(dir).is_err() {
+                return Err(Error::invalid(format!(
+                    "cannot restore {}: {} is not writable; nothing was changed",
+                    target.display(),
+                    dir.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The message for a swap that failed part-way and was rolled back.
+fn swap_failed_error(e: Error, undone: bool) -> Error {
+    let msg = if undone {
+        format!(
+            "{}; the directories were put back and the database was not changed. Fix the cause and restore again",
+            e.message()
+        )
+    } else {
+        format!(
+            "{}; putting the previous directories back also failed: the previous content is in the safety backup, restore it",
+            e.message()
+        )
+    };
+    Error::new(ErrorKind::Internal, msg)
 }
 
 /// Fault injection for the crash-during-swap test, in debug builds only:
@@ -455,12 +829,16 @@ fn crash_after_moves() -> Option<usize> {
         .ok()
 }
 
-/// Idempotent: each step checks where things are, so it can be re-run after a crash.
-fn roll_forward(journal: &SwapJournal, crash_after: Option<usize>) -> Result<()> {
+/// Moves every staged directory into place, parking the old content. Idempotent: each step
+/// checks where things are, so it can be re-run after a crash (the repair does).
+fn swap_in(journal: &SwapJournal, crash_after: Option<usize>) -> Result<()> {
     for (done, (target, staged, parked)) in journal.moves.iter().enumerate() {
         if crash_after == Some(done) {
             tracing::error!("fault injection: aborting in the middle of the swap");
             std::process::abort();
+        }
+        if done == 1 {
+            crate::fault::point("restore.swap-1");
         }
         if staged.exists() {
             if target.exists() && !parked.exists() {
@@ -480,7 +858,41 @@ fn roll_forward(journal: &SwapJournal, crash_after: Option<usize>) -> Result<()>
             })?;
         }
     }
+    if journal.moves.len() == 1 {
+        crate::fault::point("restore.swap-1");
+    }
+    for (target, _, parked) in &journal.moves {
+        for dir in [target.parent(), parked.parent()].into_iter().flatten() {
+            sync_dir(dir);
+        }
+    }
     Ok(())
+}
+
+/// Undoes [`swap_in`] as far as it got: each restored directory goes back to its staged
+/// place and the parked old content back to its target. Returns whether all went back.
+fn roll_back(journal: &SwapJournal) -> bool {
+    let mut ok = true;
+    for (target, staged, parked) in journal.moves.iter().rev() {
+        // Moved in: the staged copy is gone and the target holds it.
+        if !staged.exists()
+            && target.exists()
+            && let Err(e) = std::fs::rename(target, staged)
+        {
+            tracing::error!(path = %target.display(), error = %e, "cannot move a restored folder back out");
+            ok = false;
+            continue;
+        }
+        // Parked: the old content goes back.
+        if parked.exists()
+            && !target.exists()
+            && let Err(e) = std::fs::rename(parked, target)
+        {
+            tracing::error!(path = %target.display(), error = %e, "cannot put a folder back");
+            ok = false;
+        }
+    }
+    ok
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -502,13 +914,68 @@ fn sync_dir(dir: &Path) {
     }
 }
 
-/// A directory name from an archive is used as a path component: plain names only.
-fn is_plain_name(name: &str) -> bool {
-    !name.is_empty()
-        && name != "."
-        && name != ".."
-        && !name.contains(['/', '\\', '\0'])
-        && !name.starts_with('.')
+/// Why a restore may not write to `target`, or None. A target may be a folder outside the
+/// data dir or one of the managed folders inside it (`logos`, `recordings`), never the data
+/// dir itself, nor anything that is, contains or lies within one of `protected`.
+pub(crate) fn target_conflict(
+    target: &Path,
+    data_dir: &Path,
+    protected: &[(&str, PathBuf)],
+) -> Option<String> {
+    let t = canonical_lenient(target);
+    let d = canonical_lenient(data_dir);
+    if t == d {
+        return Some("is Backstop's data dir".into());
+    }
+    if d.starts_with(&t) {
+        return Some("contains Backstop's data dir".into());
+    }
+    if t.starts_with(&d)
+        && !crate::archive::MANAGED_DIRECTORIES
+            .iter()
+            .any(|m| t.starts_with(d.join(m)))
+    {
+        return Some(
+            "lies inside Backstop's data dir, where only logos/ and recordings/ may be restored"
+                .into(),
+        );
+    }
+    for (what, p) in protected {
+        let p = canonical_lenient(p);
+        if t == p {
+            return Some(format!("is {what}"));
+        }
+        if p.starts_with(&t) {
+            return Some(format!("contains {what}"));
+        }
+        if t.starts_with(&p) {
+            return Some(format!("lies inside {what}"));
+        }
+    }
+    None
+}
+
+/// `path` with symlinks resolved in its longest existing prefix (the rest appended as is),
+/// so paths that do not exist yet compare like the ones that do.
+pub(crate) fn canonical_lenient(path: &Path) -> PathBuf {
+    let mut rest = Vec::new();
+    let mut cur = path.to_path_buf();
+    loop {
+        if let Ok(c) = cur.canonicalize() {
+            let mut out = c;
+            for part in rest.iter().rev() {
+                out.push(part);
+            }
+            return out;
+        }
+        match (cur.file_name().map(|n| n.to_os_string()), cur.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                cur = parent.to_path_buf();
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
 }
 
 /// Size and SHA-256 of a file, streamed.

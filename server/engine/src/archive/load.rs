@@ -46,6 +46,10 @@ enum Msg {
     Rows(Vec<Vec<Value>>),
 }
 
+/// Work run after every row is in and checked, before the transaction commits (the restore's
+/// directory swap). Its error rolls the transaction back. Runs on a blocking thread.
+pub type BeforeCommit = Box<dyn FnOnce() -> Result<()> + Send + 'static>;
+
 /// Replaces the content of every table in `schema` with the rows of `database_json`.
 ///
 /// `schema` is the live content schema ([`super::content_schema`]); the file is expected to
@@ -56,6 +60,20 @@ pub async fn load_database(
     database_json: &Path,
     schema: &SchemaInfo,
     cancel: &CancellationToken,
+) -> Result<LoadStats> {
+    load_database_then(pool, database_json, schema, cancel, None).await
+}
+
+/// [`load_database`], running `before_commit` once the rows are loaded and checked and
+/// before the commit: the database and whatever `before_commit` changes succeed or fail
+/// together (a failure of either rolls the transaction back; a failed commit after a
+/// successful `before_commit` is the caller's to undo).
+pub async fn load_database_then(
+    pool: &SqlitePool,
+    database_json: &Path,
+    schema: &SchemaInfo,
+    cancel: &CancellationToken,
+    before_commit: Option<BeforeCommit>,
 ) -> Result<LoadStats> {
     let file = File::open(database_json).map_err(|e| {
         Error::internal(
@@ -166,6 +184,16 @@ pub async fn load_database(
         return Err(Error::rejected(format!(
             "the archive's data breaks a foreign key: a row of table {table} refers to a row of {parent} that is not there; nothing was changed"
         )));
+    }
+    if let Some(f) = before_commit {
+        let done = tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| Error::internal("the restore's swap task failed", e))
+            .and_then(|r| r);
+        if let Err(e) = done {
+            let _ = tx.rollback().await;
+            return Err(e);
+        }
     }
     tx.commit().await?;
     Ok(LoadStats { tables, rows })

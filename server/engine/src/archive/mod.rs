@@ -43,6 +43,12 @@ pub use writer::{ArchiveOutcome, ArchiveRequest, archive_name, write_archive};
 pub const MANIFEST_FORMAT: &str = "backstop-backup";
 /// The archive format version this build writes and the newest it reads.
 pub const FORMAT_VERSION: i64 = 1;
+/// The built-in directories a restore may replace inside the data dir (DESIGN section 4,
+/// data safety 2): an explicit allow-list. A built-in (`contributed_by: "backstop"`)
+/// directory of any other name refuses the archive at validation, so names such as
+/// `backups`, `plugins` or `state.db` can never reach the data dir. Plugin-made directories
+/// go only where the plugin's admin-granted restore target says.
+pub const MANAGED_DIRECTORIES: &[&str] = &["logos", "recordings"];
 /// The `format` field of `database.json`.
 pub const DATABASE_FORMAT: &str = "backstop-database";
 

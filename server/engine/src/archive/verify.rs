@@ -452,6 +452,8 @@ struct Walk<'a> {
     dirs: HashSet<String>,
     explicit_dirs: HashSet<String>,
     checksums: Option<Vec<u8>>,
+    /// Directory names listed in the manifest: the only `data/<name>/` trees allowed.
+    manifest_dirs: HashSet<String>,
 }
 
 impl<'a> Walk<'a> {
@@ -470,6 +472,7 @@ impl<'a> Walk<'a> {
             dirs: HashSet::new(),
             explicit_dirs: HashSet::new(),
             checksums: None,
+            manifest_dirs: HashSet::new(),
         }
     }
 
@@ -519,6 +522,13 @@ impl<'a> Walk<'a> {
                 "entry {path:?} is not part of the Backstop archive format"
             )));
         };
+        if let Role::Data { name, .. } = &role
+            && !self.manifest_dirs.contains(name)
+        {
+            return Err(Error::rejected(format!(
+                "data/{name}/ is in the archive but manifest.json does not list it"
+            )));
+        }
         self.check_tree(&path, is_dir)?;
 
         if is_dir {
@@ -721,6 +731,7 @@ impl<'a> Walk<'a> {
             return Err(Error::rejected("manifest.json has no database.sha256"));
         };
         self.expected_db_sha = sha.to_ascii_lowercase();
+        self.manifest_dirs = check_manifest_directories(&m)?;
         Ok(m)
     }
 
@@ -774,6 +785,59 @@ impl<'a> Walk<'a> {
         }
         Ok((manifest, self.entries, self.files, self.declared))
     }
+}
+
+/// The manifest's `directories`: plain, unique names; a built-in one must be one of
+/// [`super::MANAGED_DIRECTORIES`] (DESIGN section 4, data safety 2). Returns the names.
+fn check_manifest_directories(m: &serde_json::Value) -> Result<HashSet<String>> {
+    let mut names = HashSet::new();
+    let list = match m.get("directories") {
+        None | Some(serde_json::Value::Null) => return Ok(names),
+        Some(serde_json::Value::Array(a)) => a,
+        Some(_) => return Err(Error::rejected("manifest.json: directories is not a list")),
+    };
+    for d in list {
+        let Some(name) = d.get("name").and_then(|n| n.as_str()) else {
+            return Err(Error::rejected(
+                "manifest.json lists a directory without a name",
+            ));
+        };
+        if !is_plain_name(name) {
+            return Err(Error::rejected(format!(
+                "manifest.json names an unsafe directory {name:?}"
+            )));
+        }
+        let by = d
+            .get("contributed_by")
+            .and_then(|b| b.as_str())
+            .filter(|b| !b.is_empty())
+            .unwrap_or(crate::plugins::BUILTIN_CONTRIBUTOR);
+        if by == crate::plugins::BUILTIN_CONTRIBUTOR
+            && !super::MANAGED_DIRECTORIES.contains(&name)
+        {
+            return Err(Error::rejected(format!(
+                "the archive lists a directory {name:?}, which a restore may not replace: \
+                 only {} (and folders an admin granted to a plugin) are ever restored",
+                super::MANAGED_DIRECTORIES.join(" and ")
+            )));
+        }
+        if !names.insert(name.to_owned()) {
+            return Err(Error::rejected(format!(
+                "manifest.json lists the directory {name:?} twice"
+            )));
+        }
+    }
+    Ok(names)
+}
+
+/// A directory name from an archive is used as a path component: plain names only.
+pub(crate) fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\', '\0'])
+        && !name.starts_with('.')
 }
 
 /// Parses `<hex>  <path>` (or ` *<path>`, or the backslash-escaped form) into (hex, path).

@@ -72,9 +72,21 @@ pub struct ArchiveOutcome {
 /// `backstop-YYYYMMDDTHHMMSSZ.tar.gz`, or with `-1`, `-2`... when that name (or its
 /// `.partial`) already exists in `dir`.
 pub fn archive_name(now: DateTime<Utc>, dir: &Path) -> String {
+    archive_name_avoiding(now, dir, &|_| false)
+}
+
+/// Like [`archive_name`], and also never a name `recorded` says a job record names (DESIGN
+/// section 4: a file name is never reused while any record names it, even when its file was
+/// deleted from disk behind Backstop's back).
+pub fn archive_name_avoiding(
+    now: DateTime<Utc>,
+    dir: &Path,
+    recorded: &dyn Fn(&str) -> bool,
+) -> String {
     let base = format!("backstop-{}", now.format("%Y%m%dT%H%M%SZ"));
     let taken = |name: &str| {
-        dir.join(name).symlink_metadata().is_ok()
+        recorded(name)
+            || dir.join(name).symlink_metadata().is_ok()
             || dir
                 .join(format!("{name}.partial"))
                 .symlink_metadata()
@@ -142,32 +154,76 @@ pub(crate) fn discard_file(path: &Path) {
     }
 }
 
-/// Renames the synced `.partial` into place and syncs the directory entry.
-fn publish(partial: &Path, final_path: &Path, dir: &Path) -> Result<()> {
-    if final_path.symlink_metadata().is_ok() {
-        return Err(Error::conflict(format!(
+/// Renames the synced `.partial` into place and syncs the directory entry. The rename never
+/// replaces an existing file (`RENAME_NOREPLACE`), so two writers that picked the same name
+/// in the same second (a backup and an upload) cannot overwrite each other: the second gets
+/// a Conflict and nothing is lost.
+pub(crate) fn publish(partial: &Path, final_path: &Path, dir: &Path) -> Result<()> {
+    let exists = || {
+        Error::conflict(format!(
             "an archive named {} already exists",
             final_path
                 .file_name()
                 .map(|n| n.to_string_lossy())
                 .unwrap_or_default()
-        )));
+        ))
+    };
+    if final_path.symlink_metadata().is_ok() {
+        return Err(exists());
     }
-    std::fs::rename(partial, final_path).map_err(|e| {
-        Error::internal(
-            format!(
-                "cannot move the finished archive into place in {}",
-                dir.display()
-            ),
-            e,
-        )
-    })?;
+    match rename_noreplace(partial, final_path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(exists()),
+        Err(e) => {
+            return Err(Error::internal(
+                format!(
+                    "cannot move the finished archive into place in {}",
+                    dir.display()
+                ),
+                e,
+            ));
+        }
+    }
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| {
         Error::internal(
             format!("cannot sync the backup folder {}", dir.display()),
             e,
         )
     })
+}
+
+/// `rename` that fails with `AlreadyExists` instead of replacing `to`. Falls back to a
+/// checked plain rename on filesystems without `renameat2` flags (EINVAL/ENOSYS).
+pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))
+    };
+    let (f, t) = (c(from)?, c(to)?);
+    // SAFETY: both pointers are valid NUL-terminated strings for the duration of the call.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            f.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
+            if to.symlink_metadata().is_ok() {
+                return Err(std::io::Error::from(std::io::ErrorKind::AlreadyExists));
+            }
+            std::fs::rename(from, to)
+        }
+        _ => Err(err),
+    }
 }
 
 /// One tar entry to write, from the scan.
