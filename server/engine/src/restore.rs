@@ -1068,3 +1068,160 @@ fn restore_input(manifest: &serde_json::Value) -> crate::plugins::RestoreInput {
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal(root: &Path, moves: Vec<(PathBuf, PathBuf, PathBuf)>) -> SwapJournal {
+        SwapJournal {
+            job_id: 7,
+            phase: JournalPhase::Apply,
+            staging_root: root.join(".staging-restore-7"),
+            database_json: root.join(".staging-restore-7/database.json"),
+            moves,
+        }
+    }
+
+    fn dir_with(path: &Path, file: &str, text: &str) {
+        std::fs::create_dir_all(path).unwrap();
+        std::fs::write(path.join(file), text).unwrap();
+    }
+
+    fn read(path: &Path) -> String {
+        std::fs::read_to_string(path).unwrap_or_else(|_| "<missing>".into())
+    }
+
+    #[test]
+    fn a_swap_that_fails_part_way_is_rolled_back_to_exactly_the_old_directories() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let stage = root.join(".staging-restore-7");
+        dir_with(&root.join("logos"), "a", "old logos");
+        dir_with(&root.join("recordings"), "r", "old recordings");
+        dir_with(&stage.join("data/logos"), "a", "new logos");
+        dir_with(&stage.join("data/recordings"), "r", "new recordings");
+        // The second move cannot park its old content: its parking place's parent is a file.
+        std::fs::write(stage.join("blocked"), "").unwrap();
+        let j = journal(
+            root,
+            vec![
+                (
+                    root.join("logos"),
+                    stage.join("data/logos"),
+                    stage.join("previous/logos"),
+                ),
+                (
+                    root.join("recordings"),
+                    stage.join("data/recordings"),
+                    stage.join("blocked/recordings"),
+                ),
+            ],
+        );
+        let err = swap_in(&j, None).unwrap_err();
+        assert!(err.message().contains("cannot park"), "{}", err.message());
+        assert_eq!(read(&root.join("logos/a")), "new logos", "the first move went in");
+        assert!(roll_back(&j), "everything went back");
+        assert_eq!(read(&root.join("logos/a")), "old logos");
+        assert_eq!(read(&root.join("recordings/r")), "old recordings");
+        assert_eq!(read(&stage.join("data/logos/a")), "new logos");
+        assert!(!stage.join("previous/logos").exists());
+    }
+
+    #[test]
+    fn swap_in_is_idempotent_so_a_repair_can_run_it_again() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let stage = root.join(".staging-restore-7");
+        dir_with(&root.join("logos"), "a", "old");
+        dir_with(&stage.join("data/logos"), "a", "new");
+        let j = journal(
+            root,
+            vec![(
+                root.join("logos"),
+                stage.join("data/logos"),
+                stage.join("previous/logos"),
+            )],
+        );
+        swap_in(&j, None).unwrap();
+        swap_in(&j, None).unwrap();
+        assert_eq!(read(&root.join("logos/a")), "new");
+        assert_eq!(read(&stage.join("previous/logos/a")), "old");
+        // A target that did not exist before: rolled back, it is absent again.
+        let j2 = journal(
+            root,
+            vec![(
+                root.join("recordings"),
+                stage.join("data/recordings"),
+                stage.join("previous/recordings"),
+            )],
+        );
+        dir_with(&stage.join("data/recordings"), "r", "new");
+        swap_in(&j2, None).unwrap();
+        assert!(roll_back(&j2));
+        assert!(!root.join("recordings").exists());
+    }
+
+    #[test]
+    fn restore_targets_never_reach_backstops_own_files() {
+        let t = tempfile::tempdir().unwrap();
+        let data = t.path().join("data");
+        std::fs::create_dir_all(data.join("recordings")).unwrap();
+        std::fs::create_dir_all(data.join("backups")).unwrap();
+        let outside = t.path().join("elsewhere");
+        std::fs::create_dir_all(&outside).unwrap();
+        let protected = vec![
+            ("Backstop's archive folder", data.join("backups")),
+            ("Backstop's plugins folder", data.join("plugins")),
+            ("Backstop's state database", data.join("state.db")),
+        ];
+        let c = |p: &Path| target_conflict(p, &data, &protected);
+        assert_eq!(c(&data).as_deref(), Some("is Backstop's data dir"));
+        assert_eq!(c(t.path()).as_deref(), Some("contains Backstop's data dir"));
+        assert!(c(&data.join("backups")).unwrap().contains("data dir"));
+        assert!(c(&data.join("other")).unwrap().contains("only logos/ and recordings/"));
+        assert_eq!(c(&data.join("recordings")), None);
+        assert_eq!(c(&data.join("recordings/tv")), None);
+        assert_eq!(c(&outside.join("nginx")), None);
+        // Outside the data dir, a protected folder elsewhere is still protected.
+        let archive_elsewhere = vec![("Backstop's archive folder", outside.join("archives"))];
+        assert_eq!(
+            target_conflict(&outside.join("archives"), &data, &archive_elsewhere).as_deref(),
+            Some("is Backstop's archive folder")
+        );
+        assert_eq!(
+            target_conflict(&outside, &data, &archive_elsewhere).as_deref(),
+            Some("contains Backstop's archive folder")
+        );
+        assert_eq!(
+            target_conflict(&outside.join("archives/x"), &data, &archive_elsewhere).as_deref(),
+            Some("lies inside Backstop's archive folder")
+        );
+        // Component-wise: `recordings2` is not inside `recordings`, and a symlink is resolved.
+        assert!(c(&data.join("recordings2")).is_some());
+        let link = t.path().join("link-to-data");
+        std::os::unix::fs::symlink(&data, &link).unwrap();
+        assert_eq!(c(&link).as_deref(), Some("is Backstop's data dir"));
+    }
+
+    #[test]
+    fn preflight_refuses_a_target_that_is_not_a_plain_folder_before_anything_moves() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        let stage = root.join(".staging-restore-7");
+        dir_with(&stage.join("data/recordings"), "r", "new");
+        dir_with(&root.join("big-disk/recordings"), "r", "old");
+        std::os::unix::fs::symlink(root.join("big-disk/recordings"), root.join("recordings"))
+            .unwrap();
+        let moves = vec![(
+            root.join("recordings"),
+            stage.join("data/recordings"),
+            stage.join("previous/recordings"),
+        )];
+        let e = preflight_swap(&moves).unwrap_err();
+        assert!(e.message().contains("not a folder"), "{}", e.message());
+        std::fs::remove_file(root.join("recordings")).unwrap();
+        dir_with(&root.join("recordings"), "r", "old");
+        preflight_swap(&moves).unwrap();
+    }
+}

@@ -511,7 +511,8 @@ fn data_dir_folders(app: &TestApp) -> Vec<String> {
 #[tokio::test]
 async fn a_crash_in_the_middle_of_the_swap_is_completed_at_the_next_start() -> anyhow::Result<()> {
     // Debug builds honour a fault injection: the process aborts after one directory move
-    // (logos swapped, recordings not yet), after the database was committed.
+    // (logos swapped, recordings not yet), while the database load is not yet committed
+    // (the swap runs inside the load's transaction, before its commit).
     let mut app = TestApp::spawn_with(&[("BACKSTOP_FAULT_SWAP_CRASH_AFTER", "1")]).await?;
     app.login_admin().await?;
     let folders = data_dir_folders(&app);
@@ -539,8 +540,8 @@ async fn a_crash_in_the_middle_of_the_swap_is_completed_at_the_next_start() -> a
     assert!(!status.success(), "the fault injection aborted the server");
     let half = snapshot(&app);
     assert_eq!(
-        half.db, archived.db,
-        "the database was committed before the swap"
+        half.db, changed.db,
+        "the load commits only after the swap, so the crash left the database as it was"
     );
     assert_ne!(
         half.files, archived.files,
@@ -563,7 +564,7 @@ async fn a_crash_in_the_middle_of_the_swap_is_completed_at_the_next_start() -> a
     assert!(
         job["warnings"]
             .to_string()
-            .contains("the swap was completed (rolled forward) at the next start"),
+            .contains("the restore was completed at the next start"),
         "{job}"
     );
     assert_eq!(
