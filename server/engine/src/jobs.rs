@@ -316,6 +316,12 @@ impl Engine {
         requested_by: Option<String>,
         include_recordings: Option<bool>,
     ) -> Result<Job> {
+        if let Some(conflict) = self.backup_folder_conflict().await? {
+            return Err(Error::invalid(format!(
+                "{conflict}; change the backup folder in the settings before backing up"
+            ))
+            .with_field("path", conflict));
+        }
         let settings = crate::settings::load(self.state()).await?;
         self.enqueue(NewJob {
             kind: "backup",
@@ -660,13 +666,21 @@ impl Engine {
     /// Marks jobs left `pending`/`running` by a previous process as failed, and removes
     /// leftover `.partial` files and staging folders.
     pub async fn restart_sweep(&self) -> Result<u64> {
-        if let Some(job) = self.repair_interrupted_swap().await? {
-            tracing::warn!(
+        // Repairs never keep the server from starting (DESIGN section 4, data safety 5):
+        // a repair that fails is logged and its journal kept for the next start.
+        match self.repair_interrupted_swap().await {
+            Ok(Some(job)) => tracing::warn!(
                 job,
-                "completed a restore's directory swap interrupted by the last shutdown"
-            );
+                "repaired a restore interrupted by the last shutdown (see the job's message)"
+            ),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e.detailed(), "cannot repair a restore interrupted by the last shutdown; will try again at the next start")
+            }
         }
-        self.finish_pending_file_deletes().await?;
+        if let Err(e) = self.finish_pending_file_deletes().await {
+            tracing::error!(error = %e.detailed(), "cannot finish archive deletes interrupted by the last shutdown");
+        }
         // A backup interrupted after its archive got its final name owns that file, but it
         // never succeeded: remove it, as a failed backup leaves no file behind.
         let interrupted: Vec<JobRow> = sqlx::query_as(&format!(
@@ -693,7 +707,10 @@ impl Engine {
         for dir in dirs {
             remove_leftovers(&dir);
         }
-        remove_leftovers(self.data_dir());
+        // A restore journal that could not be repaired still needs its staging folder.
+        if !self.data_dir().join(crate::restore::JOURNAL).exists() {
+            remove_leftovers(self.data_dir());
+        }
         Ok(done.rows_affected())
     }
 
@@ -1192,6 +1209,13 @@ impl Engine {
         progress: ProgressFn,
     ) -> Result<Completed> {
         let mut done = Completed::default();
+        // A backup folder saved before the layout checks existed may sit where a restore
+        // writes (DESIGN section 4, data safety 4): refuse to write archives there.
+        if let Some(conflict) = self.backup_folder_conflict().await? {
+            return Err(Error::invalid(format!(
+                "{conflict}; change the backup folder in the settings before backing up"
+            )));
+        }
         let settings = crate::settings::load(self.state()).await?;
         let dest = settings.resolved_path(self.data_dir());
         crate::settings::ensure_writable_dir(&dest).map_err(Error::invalid)?;

@@ -57,7 +57,8 @@ struct SwapJournal {
     moves: Vec<(PathBuf, PathBuf, PathBuf)>,
 }
 
-const JOURNAL: &str = ".restore-swap.json";
+/// The restore journal's file name in the data dir.
+pub(crate) const JOURNAL: &str = ".restore-swap.json";
 
 impl Engine {
     /// The archive limits used by validation (entry count, sizes, expansion).
