@@ -764,6 +764,57 @@ async fn extract_to_staging_recreates_the_trees_and_the_database_file() {
 }
 
 #[tokio::test]
+async fn extracted_modes_are_masked_no_setuid_and_nothing_group_or_world_writable() {
+    let f = Fixture::new().await;
+    let out = f.backup().await;
+    // Rewrite every file entry's mode to setuid + world-writable, checksums still valid.
+    let hostile = f.path("hostile.tar.gz");
+    {
+        let mut a = tar::Archive::new(flate2::read::MultiGzDecoder::new(
+            std::fs::File::open(&out.path).expect("open"),
+        ));
+        let mut raws = Vec::new();
+        for e in a.entries().expect("entries") {
+            let mut e = e.expect("entry");
+            let path = e.path_bytes().to_vec();
+            let kind = e.header().entry_type();
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).expect("read");
+            let mode = if path.starts_with(b"data/") { 0o7777 } else { 0o644 };
+            raws.push(Raw {
+                path,
+                kind,
+                data,
+                mode,
+                link: None,
+            });
+        }
+        std::fs::write(&hostile, gzip(&raw_tar(&raws))).expect("write");
+    }
+    let targets = StagingTargets {
+        directories: [("logos".to_string(), f.path("stage-logos"))].into(),
+        database_json: f.path("stage-db.json"),
+        plugins: None,
+    };
+    archive::extract_to_staging(
+        &hostile,
+        &Limits::default(),
+        &f.schema,
+        &targets,
+        &CancellationToken::new(),
+        no_progress(),
+    )
+    .expect("extracted");
+    let mode = |p: &str| {
+        std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(f.path(p)).expect("meta").permissions(),
+        ) & 0o7777
+    };
+    assert_eq!(mode("stage-logos/logo_01.svg"), 0o755, "file: permission bits only, 022 masked");
+    assert_eq!(mode("stage-logos/sub"), 0o755, "folder: the same");
+}
+
+#[tokio::test]
 async fn extract_of_a_tampered_archive_removes_everything_it_staged() {
     let f = Fixture::new().await;
     let out = f.backup().await;

@@ -1174,7 +1174,7 @@ impl<'t> Extractor<'t> {
                     .set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(*mtime))?;
                 std::fs::set_permissions(
                     dir,
-                    std::fs::Permissions::from_mode((mode & 0o777) | 0o700),
+                    std::fs::Permissions::from_mode((mode & SAFE_MODE_BITS) | 0o700),
                 )
             };
             set().map_err(|e| {
@@ -1204,9 +1204,14 @@ fn finish_file((w, path): (BufWriter<File>, PathBuf), mode: u32, mtime: u64) -> 
     // Owner keeps read/write so restore and cleanup can always handle the file.
     std::fs::set_permissions(
         &path,
-        std::fs::Permissions::from_mode((mode & 0o777) | 0o600),
+        std::fs::Permissions::from_mode((mode & SAFE_MODE_BITS) | 0o600),
     )
 }
+
+/// The mode bits an archive may set on restored files and folders: permission bits only
+/// (never setuid, setgid or sticky) and never group- or world-writable (a umask of 022), so
+/// a hostile archive cannot plant a setuid binary or a file anyone may rewrite.
+const SAFE_MODE_BITS: u32 = 0o755;
 
 /// Free bytes for unprivileged users on the filesystem holding `path`.
 pub(crate) fn free_bytes(path: &Path) -> Option<u64> {
