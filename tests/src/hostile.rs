@@ -341,10 +341,40 @@ pub fn corpus(valid: &[Member]) -> Vec<Case> {
             .iter()
             .position(|m| m.name() == "checksums.sha256")
             .expect("checksums");
-        v.insert(pos, Member::file("data/extra/thing", b"x"));
-        v.insert(pos + 1, Member::file("data/extra/thing/inner", b"y"));
+        v.insert(pos, Member::file("data/logos/thing", b"x"));
+        v.insert(pos + 1, Member::file("data/logos/thing/inner", b"y"));
         refresh_checksums(&mut v);
         add("file used as a folder", ok(v), "which is a file");
+    }
+    {
+        // A tree the manifest does not list (checksums correct): never extracted anywhere.
+        let mut v = base();
+        let pos = v
+            .iter()
+            .position(|m| m.name() == "checksums.sha256")
+            .expect("checksums");
+        v.insert(pos, Member::file("data/backups/evil.tar.gz", b"x"));
+        refresh_checksums(&mut v);
+        add(
+            "data tree missing from the manifest",
+            ok(v),
+            "manifest.json does not list it",
+        );
+    }
+    {
+        // The manifest lists Backstop's own archive folder as a built-in directory.
+        let mut v = base();
+        let mut m: serde_json::Value = serde_json::from_slice(&v[0].data).expect("manifest");
+        m["directories"]
+            .as_array_mut()
+            .expect("directories")
+            .push(serde_json::json!({"name": "backups", "archive_path": "data/backups", "files": 0, "bytes": 0, "contributed_by": "backstop"}));
+        v[0] = Member::file("manifest.json", &serde_json::to_vec(&m).expect("json"));
+        add(
+            "manifest lists the archive folder",
+            ok(v),
+            "which a restore may not replace",
+        );
     }
     {
         let full = ok(base());
