@@ -10,8 +10,13 @@
 //! the admin's view of installed plugins ([`PluginView`]) and their grants
 //! ([`PluginRecord`], stored in the state DB table `plugin_grants` by [`load_records`] /
 //! [`save_record`]).
+//!
+//! An admin's grant may not reach Backstop's own files (DESIGN section 7): [`OwnFiles`]
+//! lists them resolved, [`check_mount`] is the pure rule, and [`crate::Engine::update_plugin`]
+//! applies it before anything is stored.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::{Error, Result};
@@ -452,14 +457,40 @@ pub async fn sync_records(pool: &sqlx::SqlitePool, runtime: &dyn PluginRuntime) 
     Ok(())
 }
 
-/// Applies an admin's change: checks it, stores it, then applies it.
+/// Applies an admin's change: the runtime checks it, then it is stored, then applied.
+/// This does not know where Backstop's own files are: a server goes through
+/// [`crate::Engine::update_plugin`], which also keeps mounts off them ([`check_mount`]).
 pub async fn update_plugin(
     pool: &sqlx::SqlitePool,
     runtime: &dyn PluginRuntime,
     id: &str,
     update: &PluginUpdate,
 ) -> Result<PluginView> {
-    let record = runtime.plan_update(id, update)?;
+    apply_update(pool, runtime, id, update, BTreeMap::new()).await
+}
+
+/// [`update_plugin`] with field errors found by the caller (`refused`), reported together
+/// with the runtime's own; anything refused stores nothing.
+async fn apply_update(
+    pool: &sqlx::SqlitePool,
+    runtime: &dyn PluginRuntime,
+    id: &str,
+    update: &PluginUpdate,
+    refused: BTreeMap<String, String>,
+) -> Result<PluginView> {
+    let record = match runtime.plan_update(id, update) {
+        Ok(record) if refused.is_empty() => record,
+        Ok(_) => return Err(Error::fields(refused)),
+        // Field errors from both sides at once; ours name the safety reason, so they win
+        // for the same mount.
+        Err(e) if !refused.is_empty() && !e.field_errors().is_empty() => {
+            let mut fields = e.field_errors().clone();
+            fields.extend(refused);
+            return Err(Error::fields(fields));
+        }
+        // Unknown or broken plugin: that answer (404, 409) comes first.
+        Err(e) => return Err(e),
+    };
     save_record(pool, &record).await?;
     runtime.apply_record(record);
     runtime
@@ -467,6 +498,175 @@ pub async fn update_plugin(
         .into_iter()
         .find(|v| v.id == id)
         .ok_or_else(|| Error::not_found(format!("no plugin {id:?} is installed")))
+}
+
+/// Backstop's own files, resolved (see [`crate::settings::resolve_path`]): what no plugin
+/// mount may be, contain or lie within.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnFiles {
+    /// The data dir: never granted itself; inside it only `managed` folders are.
+    pub data_dir: PathBuf,
+    /// `<data>/recordings` and `<data>/logos`: the folders inside the data dir a plugin may
+    /// be granted (with anything below them).
+    pub managed: Vec<PathBuf>,
+    /// (what it is, path): the state and content DB files, every archive folder, the
+    /// plugins folder. These may live outside the data dir, so they are checked on their own.
+    pub own: Vec<(String, PathBuf)>,
+}
+
+impl OwnFiles {
+    /// Resolves the layout. `state_db` and `content_db` are the database files (`None` for
+    /// an in-memory DB); `archive_dirs` every folder holding archives. Touches the
+    /// filesystem (canonicalize): call it from a blocking thread.
+    pub fn resolve(
+        data_dir: &Path,
+        state_db: Option<&Path>,
+        content_db: Option<&Path>,
+        archive_dirs: &[PathBuf],
+    ) -> OwnFiles {
+        use crate::settings::resolve_path;
+        let mut own = Vec::new();
+        if let Some(p) = state_db {
+            own.push(("the state database".to_owned(), resolve_path(p)));
+        }
+        if let Some(p) = content_db {
+            own.push(("the content database".to_owned(), resolve_path(p)));
+        }
+        for d in archive_dirs {
+            let d = resolve_path(d);
+            if !own.iter().any(|(_, p)| *p == d) {
+                own.push(("the archive folder".to_owned(), d));
+            }
+        }
+        own.push((
+            "the plugins folder".to_owned(),
+            resolve_path(&data_dir.join("plugins")),
+        ));
+        OwnFiles {
+            data_dir: resolve_path(data_dir),
+            managed: ["recordings", "logos"]
+                .into_iter()
+                .map(|n| resolve_path(&data_dir.join(n)))
+                .collect(),
+            own,
+        }
+    }
+}
+
+const OWN_FILES: &str = "a plugin may not reach Backstop's own files";
+
+/// Why `mount` (resolved) may not be granted to a plugin, or `None` when it may. Pure:
+/// paths compare component by component (`a/b` is not inside `a/bc`).
+pub fn check_mount(mount: &Path, own: &OwnFiles) -> Option<String> {
+    let m = mount.display();
+    let data = &own.data_dir;
+    if mount == data {
+        return Some(format!(
+            "{m} is the data folder: grant a folder outside it, or recordings/ or logos/ inside it"
+        ));
+    }
+    if data.starts_with(mount) {
+        return Some(format!(
+            "{m} contains the data folder ({}): {OWN_FILES}",
+            data.display()
+        ));
+    }
+    for (what, path) in &own.own {
+        let relation = if mount == path {
+            "is"
+        } else if path.starts_with(mount) {
+            "contains"
+        } else if mount.starts_with(path) {
+            "is inside"
+        } else {
+            continue;
+        };
+        return Some(format!(
+            "{m} {relation} {what} ({}): {OWN_FILES}",
+            path.display()
+        ));
+    }
+    if mount.starts_with(data) && !own.managed.iter().any(|d| mount.starts_with(d)) {
+        return Some(format!(
+            "{m} is inside the data folder ({}): only recordings/ and logos/ there (or folders below them) may be granted",
+            data.display()
+        ));
+    }
+    None
+}
+
+/// The file of a `sqlite:` URL, or `None` for an in-memory database or a URL that does
+/// not parse (opening it failed already, so there is nothing on disk to protect).
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    use std::str::FromStr;
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+    let file = options.get_filename();
+    // sqlx names in-memory databases `file:sqlx-in-memory-<n>`.
+    let in_memory = url.contains(":memory:")
+        || url.contains("mode=memory")
+        || file.to_string_lossy().starts_with("file:sqlx-in-memory");
+    (!in_memory).then(|| file.to_path_buf())
+}
+
+impl crate::Engine {
+    /// Backstop's own files as [`check_mount`] sees them: the data dir, both DB files, the
+    /// saved backup folder and every folder a succeeded backup's archive lives in, the
+    /// plugins folder.
+    pub async fn own_files(&self) -> Result<OwnFiles> {
+        let settings = crate::settings::load(self.state()).await?;
+        let mut archive_dirs = vec![settings.resolved_path(self.data_dir())];
+        // Archives made before the backup folder changed stay where they were made.
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT DISTINCT archive_dir FROM jobs WHERE kind = 'backup' AND status = 'succeeded' AND archive_dir IS NOT NULL",
+        )
+        .fetch_all(self.state())
+        .await?;
+        archive_dirs.extend(rows.into_iter().map(|(d,)| PathBuf::from(d)));
+        let data_dir = self.data_dir().to_path_buf();
+        let state_db = sqlite_file(&self.config().state_db_url);
+        let content_db = sqlite_file(&self.config().content_db_url);
+        // Canonicalizing touches the filesystem: off the async workers.
+        tokio::task::spawn_blocking(move || {
+            OwnFiles::resolve(
+                &data_dir,
+                state_db.as_deref(),
+                content_db.as_deref(),
+                &archive_dirs,
+            )
+        })
+        .await
+        .map_err(|e| Error::internal("checking the plugin grants failed", e))
+    }
+
+    /// Applies an admin's change to a plugin (`PUT /api/backups/plugins/{id}/`): every
+    /// mount it grants is checked against Backstop's own files ([`check_mount`]) as well as
+    /// by the runtime; a refused change answers with `grants.mounts.<name>` field errors
+    /// and stores nothing.
+    pub async fn update_plugin(&self, id: &str, update: &PluginUpdate) -> Result<PluginView> {
+        let mut refused = BTreeMap::new();
+        if let Some(mounts) = update
+            .grants
+            .as_ref()
+            .and_then(|g| g.mounts.clone())
+            .filter(|m| !m.is_empty())
+        {
+            let own = self.own_files().await?;
+            refused = tokio::task::spawn_blocking(move || {
+                mounts
+                    .iter()
+                    // A relative path is refused by the runtime ("give an absolute folder").
+                    .filter(|(_, path)| path.is_absolute())
+                    .filter_map(|(name, path)| {
+                        let reason = check_mount(&crate::settings::resolve_path(path), &own)?;
+                        Some((format!("grants.mounts.{name}"), reason))
+                    })
+                    .collect::<BTreeMap<_, _>>()
+            })
+            .await
+            .map_err(|e| Error::internal("checking the plugin grants failed", e))?;
+        }
+        apply_update(self.state(), &**self.plugins(), id, update, refused).await
+    }
 }
 
 /// No plugins: hooks proceed, nothing is contributed.
@@ -519,5 +719,128 @@ impl ContentSource for BuiltinDirectories {
 impl<T: PluginRuntime + ?Sized> ContentSource for std::sync::Arc<T> {
     fn collect(&self, ctx: &JobContext, scratch: &std::path::Path) -> Contributions {
         PluginRuntime::collect(&**self, ctx, scratch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Data dir `/srv/data` with both DBs inside it, archives in `/mnt/archive`.
+    fn own() -> OwnFiles {
+        let data = Path::new("/srv/data");
+        OwnFiles {
+            data_dir: data.into(),
+            managed: vec![data.join("recordings"), data.join("logos")],
+            own: vec![
+                ("the state database".into(), data.join("state.db")),
+                ("the content database".into(), data.join("app.db")),
+                ("the archive folder".into(), "/mnt/archive".into()),
+                ("the archive folder".into(), data.join("backups")),
+                ("the plugins folder".into(), data.join("plugins")),
+            ],
+        }
+    }
+
+    fn check(mount: &str) -> Option<String> {
+        check_mount(Path::new(mount), &own())
+    }
+
+    #[test]
+    fn mount_may_not_be_or_contain_the_data_dir() {
+        assert_eq!(
+            check("/srv/data").as_deref(),
+            Some(
+                "/srv/data is the data folder: grant a folder outside it, or recordings/ or logos/ inside it"
+            )
+        );
+        assert_eq!(
+            check("/srv").as_deref(),
+            Some(
+                "/srv contains the data folder (/srv/data): a plugin may not reach Backstop's own files"
+            )
+        );
+        assert_eq!(check("/srv/data2"), None, "a sibling is outside");
+    }
+
+    #[test]
+    fn mount_may_not_reach_the_archive_or_plugins_folder() {
+        assert_eq!(
+            check("/mnt/archive").as_deref(),
+            Some(
+                "/mnt/archive is the archive folder (/mnt/archive): a plugin may not reach Backstop's own files"
+            )
+        );
+        assert_eq!(
+            check("/mnt/archive/old").as_deref(),
+            Some(
+                "/mnt/archive/old is inside the archive folder (/mnt/archive): a plugin may not reach Backstop's own files"
+            )
+        );
+        assert_eq!(
+            check("/mnt").as_deref(),
+            Some(
+                "/mnt contains the archive folder (/mnt/archive): a plugin may not reach Backstop's own files"
+            )
+        );
+        assert_eq!(
+            check("/srv/data/backups").as_deref(),
+            Some(
+                "/srv/data/backups is the archive folder (/srv/data/backups): a plugin may not reach Backstop's own files"
+            )
+        );
+        assert_eq!(
+            check("/srv/data/plugins/.cache").as_deref(),
+            Some(
+                "/srv/data/plugins/.cache is inside the plugins folder (/srv/data/plugins): a plugin may not reach Backstop's own files"
+            )
+        );
+        // Component-wise: `/mnt/archive2` is another folder.
+        assert_eq!(check("/mnt/archive2"), None);
+        assert_eq!(check("/mnt/arch"), None);
+    }
+
+    #[test]
+    fn mount_may_not_reach_a_database_kept_outside_the_data_dir() {
+        let mut own = own();
+        own.own.push((
+            "the state database".into(),
+            "/var/lib/backstop/state.db".into(),
+        ));
+        assert_eq!(
+            check_mount(Path::new("/var/lib/backstop"), &own).as_deref(),
+            Some(
+                "/var/lib/backstop contains the state database (/var/lib/backstop/state.db): a plugin may not reach Backstop's own files"
+            )
+        );
+        assert_eq!(check_mount(Path::new("/var/lib/other"), &own), None);
+    }
+
+    #[test]
+    fn inside_the_data_dir_only_managed_folders_may_be_granted() {
+        assert_eq!(check("/srv/data/recordings"), None);
+        assert_eq!(check("/srv/data/logos"), None);
+        assert_eq!(check("/srv/data/recordings/2024"), None);
+        assert_eq!(
+            check("/srv/data/elsewhere").as_deref(),
+            Some(
+                "/srv/data/elsewhere is inside the data folder (/srv/data): only recordings/ and logos/ there (or folders below them) may be granted"
+            )
+        );
+        assert!(check("/srv/data/recordingsx").is_some(), "component-wise");
+        assert_eq!(check("/etc/nginx"), None, "outside the data dir");
+    }
+
+    #[test]
+    fn sqlite_file_of_a_url() {
+        assert_eq!(
+            sqlite_file("sqlite:///srv/data/state.db"),
+            Some(PathBuf::from("/srv/data/state.db"))
+        );
+        assert_eq!(
+            sqlite_file("sqlite:///srv/data/app.db?mode=rwc"),
+            Some(PathBuf::from("/srv/data/app.db"))
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
     }
 }

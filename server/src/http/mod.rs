@@ -149,6 +149,12 @@ pub async fn serve(
             "marked jobs interrupted by the last shutdown as failed"
         );
     }
+    if let Some(conflict) = engine.backup_folder_conflict().await? {
+        tracing::warn!(
+            %conflict,
+            "the saved backup folder is unsafe: backups will not run until another folder is chosen in Settings (PUT /api/backups/settings/ with a new \"path\")"
+        );
+    }
     if let Some(password) = engine::auth::ensure_admin(
         engine.state(),
         &args.admin_user,

@@ -1,7 +1,8 @@
 //! `/api/backups/plugins/...` (DESIGN section 6): list installed plugins with their state,
 //! grants and last error; change one (enable/disable, grants, settings). Mounted behind the
 //! admin guard of `/api/backups`. The handlers only translate HTTP: checking, storing and
-//! applying a change is `engine::plugins::update_plugin`.
+//! applying a change is `Engine::update_plugin` (which also keeps grants off Backstop's own
+//! files).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -24,15 +25,15 @@ pub async fn list_plugins(State(st): State<AppState>) -> ApiResult<Json<serde_js
 /// `PUT /api/backups/plugins/{id}/` with a [`PluginUpdate`] body
 /// (`{"enabled"?, "grants"?: {"mounts"?, "veto"?, "limits"?}, "settings"?}`) -> the plugin.
 /// 404 unknown plugin, 409 broken plugin, 400 with per-field messages for bad grants or
-/// settings (e.g. `grants.mounts.root`, `settings.directories`).
+/// settings (e.g. `grants.mounts.root`, `settings.directories`), including a mount that
+/// would reach Backstop's own files (the data dir, the databases, the archive or plugins
+/// folder).
 pub async fn update_plugin(
     State(st): State<AppState>,
     Path(id): Path<String>,
     ApiJson(update): ApiJson<PluginUpdate>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let view =
-        engine::plugins::update_plugin(st.engine.state(), &**st.engine.plugins(), &id, &update)
-            .await?;
+    let view = st.engine.update_plugin(&id, &update).await?;
     Ok(Json(serde_json::to_value(view).map_err(|e| {
         ApiError(Error::internal("cannot encode the plugin", e))
     })?))

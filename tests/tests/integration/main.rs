@@ -6,3 +6,4 @@ mod backups;
 mod config;
 mod plugins;
 mod restore;
+mod safety_settings;
