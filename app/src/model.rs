@@ -17,19 +17,12 @@ impl MeView {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ProgressView {
-    pub step: Option<String>,
-    pub done_bytes: u64,
-    pub total_bytes: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AnnotationView {
-    pub plugin: String,
-    pub step: String,
-    pub text: String,
-}
+/// The job wire types are the engine's own ([`wire`]): one definition for REST, the event
+/// stream and the server functions, so the browser can never drift from the server.
+pub use wire::{
+    Annotation as AnnotationView, Job as JobView, JobId, JobKind, JobPage,
+    JobProgress as ProgressView, JobStatus, JobTrigger,
+};
 
 /// One line a plugin logged during a job (`GET /api/backups/jobs/{id}/plugin-log/`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,41 +33,6 @@ pub struct PluginLogLineView {
     pub message: String,
     /// RFC 3339 UTC.
     pub at: String,
-}
-
-/// A job, exactly as the REST API and the event stream send it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JobView {
-    pub id: i64,
-    pub kind: String,
-    pub status: String,
-    pub trigger: String,
-    pub requested_by: Option<String>,
-    pub archive_name: Option<String>,
-    pub original_filename: Option<String>,
-    pub size_bytes: Option<i64>,
-    pub sha256: Option<String>,
-    pub include_recordings: bool,
-    pub progress: ProgressView,
-    pub error: Option<String>,
-    #[serde(default)]
-    pub warnings: Vec<String>,
-    #[serde(default)]
-    pub annotations: Vec<AnnotationView>,
-    pub created_at: String,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
-    pub can_download: bool,
-    pub can_restore: bool,
-    pub can_cancel: bool,
-    pub can_delete: bool,
-}
-
-/// One page of the history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JobPage {
-    pub jobs: Vec<JobView>,
-    pub total: i64,
 }
 
 /// A content table for the Data page.

@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use crate::model::{JobPage, JobView, PluginLogLineView};
+use crate::model::{JobId, JobPage, JobView, PluginLogLineView};
 
 /// One page of the history, newest first.
 #[server]
@@ -27,7 +27,11 @@ pub async fn list_jobs(limit: i64, offset: i64) -> Result<JobPage, ServerFnError
 pub async fn run_backup(include_recordings: bool) -> Result<JobView, ServerFnError> {
     let (engine, who) = super::ssr::require_admin().await?;
     let job = engine
-        .start_backup("manual", Some(who.username), Some(include_recordings))
+        .start_backup(
+            crate::model::JobTrigger::Manual,
+            Some(who.username),
+            Some(include_recordings),
+        )
         .await
         .map_err(super::ssr::to_sfe)?;
     super::ssr::convert(&job)
@@ -35,7 +39,7 @@ pub async fn run_backup(include_recordings: bool) -> Result<JobView, ServerFnErr
 
 /// Cancels a pending or running job.
 #[server]
-pub async fn cancel_job(id: i64) -> Result<JobView, ServerFnError> {
+pub async fn cancel_job(id: JobId) -> Result<JobView, ServerFnError> {
     let (engine, _) = super::ssr::require_admin().await?;
     let job = engine.cancel_job(id).await.map_err(super::ssr::to_sfe)?;
     super::ssr::convert(&job)
@@ -43,14 +47,14 @@ pub async fn cancel_job(id: i64) -> Result<JobView, ServerFnError> {
 
 /// Deletes a finished job and its archive.
 #[server]
-pub async fn delete_job(id: i64) -> Result<(), ServerFnError> {
+pub async fn delete_job(id: JobId) -> Result<(), ServerFnError> {
     let (engine, _) = super::ssr::require_admin().await?;
     engine.delete_job(id).await.map_err(super::ssr::to_sfe)
 }
 
 /// Restores a backup (a safety backup is taken first).
 #[server]
-pub async fn restore_job(id: i64) -> Result<JobView, ServerFnError> {
+pub async fn restore_job(id: JobId) -> Result<JobView, ServerFnError> {
     let (engine, who) = super::ssr::require_admin().await?;
     let job = engine
         .start_restore(id, Some(who.username))
@@ -61,7 +65,7 @@ pub async fn restore_job(id: i64) -> Result<JobView, ServerFnError> {
 
 /// The manifest of a backup's archive.
 #[server]
-pub async fn job_manifest(id: i64) -> Result<String, ServerFnError> {
+pub async fn job_manifest(id: JobId) -> Result<String, ServerFnError> {
     let (engine, _) = super::ssr::require_admin().await?;
     let m = engine.job_manifest(id).await.map_err(super::ssr::to_sfe)?;
     Ok(m.to_string())
@@ -69,7 +73,7 @@ pub async fn job_manifest(id: i64) -> Result<String, ServerFnError> {
 
 /// What plugins logged during a job (live while it runs, kept with it afterwards).
 #[server]
-pub async fn job_plugin_log(id: i64) -> Result<Vec<PluginLogLineView>, ServerFnError> {
+pub async fn job_plugin_log(id: JobId) -> Result<Vec<PluginLogLineView>, ServerFnError> {
     let (engine, _) = super::ssr::require_admin().await?;
     let lines = engine.plugin_log(id).await.map_err(super::ssr::to_sfe)?;
     super::ssr::convert(&lines)

@@ -18,9 +18,9 @@ pub struct Confirm {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum ConfirmAction {
-    Delete(i64),
-    Cancel(i64),
-    Restore(i64),
+    Delete(crate::model::JobId),
+    Cancel(crate::model::JobId),
+    Restore(crate::model::JobId),
 }
 
 #[component]

@@ -11,7 +11,7 @@ use leptos::prelude::*;
 use crate::components::confirm_dialog::{Confirm, ConfirmAction};
 use crate::components::local_time::LocalTime;
 use crate::components::progress_bar::{ProgressBar, progress_text};
-use crate::model::{JobView, format_bytes};
+use crate::model::{JobId, JobView, format_bytes};
 
 fn trigger_label(t: &str) -> &'static str {
     match t {
@@ -28,7 +28,7 @@ const COLUMNS: usize = 8;
 
 #[component]
 pub fn JobTable(jobs: RwSignal<Vec<JobView>>, confirm: RwSignal<Option<Confirm>>) -> impl IntoView {
-    let expanded = RwSignal::new(None::<i64>);
+    let expanded = RwSignal::new(None::<JobId>);
     let ids = Memo::new(move |_| jobs.with(|l| l.iter().map(|j| j.id).collect::<Vec<_>>()));
     view! {
         <div class="table-wrap">
@@ -68,13 +68,13 @@ where
 
 #[component]
 fn JobRow(
-    id: i64,
+    id: JobId,
     jobs: RwSignal<Vec<JobView>>,
     confirm: RwSignal<Option<Confirm>>,
-    expanded: RwSignal<Option<i64>>,
+    expanded: RwSignal<Option<JobId>>,
 ) -> impl IntoView {
     let job = Memo::new(move |_| jobs.with(|l| l.iter().find(|j| j.id == id).cloned()));
-    let status = field(job, |j| j.status.clone());
+    let status = field(job, |j| j.status.as_str().to_owned());
     let active = Memo::new(move |_| matches!(status.get().as_str(), "pending" | "running"));
     let failed = Memo::new(move |_| status.get() == "failed");
     let name = field(job, |j| {
@@ -84,13 +84,13 @@ fn JobRow(
             .unwrap_or_else(|| format!("job {}", j.id))
     });
     let kind = field(job, |j| {
-        if j.kind == "backup" {
+        if j.kind == crate::model::JobKind::Backup {
             "Backup"
         } else {
             "Restore"
         }
     });
-    let trigger = field(job, |j| trigger_label(&j.trigger));
+    let trigger = field(job, |j| trigger_label(j.trigger.as_str()));
     let created = field(job, |j| Some(j.created_at.clone()));
     let finished = field(job, |j| j.finished_at.clone());
     let size = field(job, |j| {
@@ -236,7 +236,7 @@ fn JobRow(
 /// The plugin log of one job, loaded when its details open and again when its status
 /// changes (a running job's log is complete once it ends).
 #[component]
-fn PluginLog(id: i64, status: Memo<String>) -> impl IntoView {
+fn PluginLog(id: JobId, status: Memo<String>) -> impl IntoView {
     let lines = Resource::new(
         move || status.get(),
         move |_| crate::api::jobs::job_plugin_log(id),

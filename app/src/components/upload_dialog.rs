@@ -43,7 +43,7 @@ pub fn UploadButton(
             upload::start(file, stage, jobs);
         }
     };
-    let restore = move |id: i64| {
+    let restore = move |id: crate::model::JobId| {
         leptos::task::spawn_local(async move {
             match crate::api::jobs::restore_job(id).await {
                 Ok(j) => {

@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use crate::components::auth_gate::AuthGate;
 use crate::components::confirm_dialog::{Confirm, ConfirmAction, ConfirmDialog};
 use crate::components::job_table::JobTable;
-use crate::model::JobView;
+use crate::model::{JobStatus, JobView};
 use crate::pages::login::clean_error;
 
 /// Jobs per history page.
@@ -22,10 +22,10 @@ pub fn BackupsPage() -> impl IntoView {
 }
 
 /// How far a job has got: a snapshot never replaces one that is further along.
-fn stage(status: &str) -> u8 {
+fn stage(status: JobStatus) -> u8 {
     match status {
-        "pending" => 0,
-        "running" => 1,
+        JobStatus::Pending => 0,
+        JobStatus::Running => 1,
         _ => 2,
     }
 }
@@ -37,7 +37,7 @@ fn stage(status: &str) -> u8 {
 /// "pending" answer of the Run Backup click. So an older status never overwrites a newer one.
 pub fn upsert(list: &mut Vec<JobView>, job: JobView) {
     if let Some(slot) = list.iter_mut().find(|j| j.id == job.id) {
-        if stage(&job.status) >= stage(&slot.status) {
+        if stage(job.status) >= stage(slot.status) {
             *slot = job;
         }
     } else {
@@ -202,7 +202,11 @@ mod live {
                 let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
                     return;
                 };
-                if let Some(id) = v.get("id").and_then(|i| i.as_i64()) {
+                if let Some(id) = v
+                    .get("id")
+                    .and_then(|i| i.as_i64())
+                    .map(crate::model::JobId)
+                {
                     let had = jobs.with_untracked(|l| l.iter().any(|j| j.id == id));
                     jobs.update(|l| l.retain(|j| j.id != id));
                     if had {
@@ -252,11 +256,11 @@ mod tests {
     fn upsert_keeps_newest_first_and_never_goes_back_in_status() {
         let mut l = vec![job(3, "running"), job(1, "succeeded")];
         upsert(&mut l, job(2, "pending"));
-        assert_eq!(l.iter().map(|j| j.id).collect::<Vec<_>>(), [3, 2, 1]);
+        assert_eq!(l.iter().map(|j| j.id.get()).collect::<Vec<_>>(), [3, 2, 1]);
         upsert(&mut l, job(2, "failed"));
         upsert(&mut l, job(2, "pending")); // the late answer of the click that started it
-        assert_eq!(l[1].status, "failed");
+        assert_eq!(l[1].status, JobStatus::Failed);
         upsert(&mut l, job(3, "succeeded"));
-        assert_eq!(l[0].status, "succeeded");
+        assert_eq!(l[0].status, JobStatus::Succeeded);
     }
 }

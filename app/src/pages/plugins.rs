@@ -24,7 +24,7 @@ pub async fn update_plugin(id: String, change: String) -> Result<String, ServerF
     let (engine, _) = crate::api::ssr::require_admin().await?;
     let update: engine::plugins::PluginUpdate = serde_json::from_str(&change)
         .map_err(|e| ServerFnError::new(format!("the change is not valid: {e}")))?;
-    match engine::plugins::update_plugin(engine.state(), &**engine.plugins(), &id, &update).await {
+    match engine.update_plugin(&id, &update).await {
         Ok(view) => Ok(serde_json::to_string(&view).unwrap_or_default()),
         Err(e) => {
             let mut msg = e.message().to_owned();

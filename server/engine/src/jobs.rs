@@ -19,50 +19,14 @@ use crate::archive::{Progress, ProgressFn};
 use crate::plugins::{Annotation, ContentSource, HookPoint, JobContext};
 use crate::{Engine, Error, ErrorKind, Result};
 
-/// A job id (newtype so ids do not mix with other integers across modules).
-pub type JobId = i64;
-
-/// Progress as shown to clients.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct JobProgress {
-    pub step: Option<String>,
-    pub done_bytes: u64,
-    pub total_bytes: u64,
-}
-
-/// A job as the API shows it (DESIGN section 4).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Job {
-    pub id: JobId,
-    pub kind: String,
-    pub status: String,
-    pub trigger: String,
-    pub requested_by: Option<String>,
-    pub archive_name: Option<String>,
-    pub original_filename: Option<String>,
-    pub size_bytes: Option<i64>,
-    pub sha256: Option<String>,
-    pub include_recordings: bool,
-    pub progress: JobProgress,
-    pub error: Option<String>,
-    pub warnings: Vec<String>,
-    pub annotations: Vec<Annotation>,
-    pub source_job_id: Option<JobId>,
-    pub created_at: String,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
-    pub can_download: bool,
-    pub can_restore: bool,
-    pub can_cancel: bool,
-    pub can_delete: bool,
-}
+pub use wire::{Job, JobId, JobKind, JobProgress, JobStatus, JobTrigger};
 
 #[derive(FromRow)]
 struct JobRow {
-    id: i64,
-    kind: String,
-    status: String,
-    trigger: String,
+    id: JobId,
+    kind: JobKind,
+    status: JobStatus,
+    trigger: JobTrigger,
     requested_by: Option<String>,
     archive_name: Option<String>,
     archive_dir: Option<String>,
@@ -76,7 +40,7 @@ struct JobRow {
     error: Option<String>,
     warnings: String,
     annotations: String,
-    source_job_id: Option<i64>,
+    source_job_id: Option<JobId>,
     created_at: String,
     started_at: Option<String>,
     finished_at: Option<String>,
@@ -85,9 +49,10 @@ struct JobRow {
 
 impl JobRow {
     fn into_job(self) -> Job {
-        let active = self.status == "pending" || self.status == "running";
-        let has_archive =
-            self.kind == "backup" && self.status == "succeeded" && self.archive_name.is_some();
+        let active = self.status.is_active();
+        let has_archive = self.kind == JobKind::Backup
+            && self.status == JobStatus::Succeeded
+            && self.archive_name.is_some();
         Job {
             id: self.id,
             can_download: has_archive,
@@ -142,8 +107,8 @@ pub enum JobEvent {
 /// What a new job is.
 #[derive(Debug, Clone)]
 pub struct NewJob {
-    pub kind: &'static str,
-    pub trigger: &'static str,
+    pub kind: JobKind,
+    pub trigger: JobTrigger,
     pub requested_by: Option<String>,
     pub include_recordings: bool,
     pub source_job_id: Option<JobId>,
@@ -179,10 +144,6 @@ impl Runner {
     }
 }
 
-/// Statuses and kinds accepted in filters.
-const STATUSES: &[&str] = &["pending", "running", "succeeded", "failed", "canceled"];
-const KINDS: &[&str] = &["backup", "restore"];
-
 impl Engine {
     fn runner(&self) -> &Runner {
         self.runner_ref()
@@ -210,23 +171,18 @@ impl Engine {
 
     /// Jobs newest first, filtered and paged; and the total matching the filter.
     pub async fn list_jobs(&self, f: &JobFilter) -> Result<(Vec<Job>, i64)> {
-        if let Some(k) = &f.kind
-            && !KINDS.contains(&k.as_str())
-        {
-            return Err(
-                Error::invalid(format!("unknown kind {k:?}; use backup or restore"))
-                    .with_field("kind", "backup or restore"),
-            );
-        }
-        if let Some(s) = &f.status
-            && !STATUSES.contains(&s.as_str())
-        {
-            return Err(Error::invalid(format!(
-                "unknown status {s:?}; use one of {}",
-                STATUSES.join(", ")
-            ))
-            .with_field("status", "unknown status"));
-        }
+        let kind = match f.kind.as_deref().map(str::parse::<JobKind>).transpose() {
+            Ok(k) => k,
+            Err(e) => {
+                return Err(Error::invalid(e.to_string()).with_field("kind", "backup or restore"));
+            }
+        };
+        let status = match f.status.as_deref().map(str::parse::<JobStatus>).transpose() {
+            Ok(s) => s,
+            Err(e) => {
+                return Err(Error::invalid(e.to_string()).with_field("status", "unknown status"));
+            }
+        };
         if !(1..=1000).contains(&f.limit) {
             return Err(
                 Error::invalid("limit must be between 1 and 1000").with_field("limit", "1-1000")
@@ -241,15 +197,15 @@ impl Engine {
         let rows: Vec<JobRow> = sqlx::query_as(&format!(
             "{SELECT} {cond} ORDER BY id DESC LIMIT ?3 OFFSET ?4"
         ))
-        .bind(&f.kind)
-        .bind(&f.status)
+        .bind(kind)
+        .bind(status)
         .bind(f.limit)
         .bind(f.offset)
         .fetch_all(self.state())
         .await?;
         let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM jobs {cond}"))
-            .bind(&f.kind)
-            .bind(&f.status)
+            .bind(kind)
+            .bind(status)
             .fetch_one(self.state())
             .await?;
         Ok((rows.into_iter().map(|r| self.view(r)).collect(), total))
@@ -271,7 +227,7 @@ impl Engine {
     /// A job as clients see it: a restore past its point of no return cannot be canceled.
     fn view(&self, row: JobRow) -> Job {
         let mut job = row.into_job();
-        if job.status == "running" {
+        if job.status == JobStatus::Running {
             let running = self
                 .runner()
                 .running
@@ -289,7 +245,7 @@ impl Engine {
 
     /// Inserts a pending job and wakes the runner.
     pub async fn enqueue(&self, new: NewJob) -> Result<Job> {
-        let id: i64 = sqlx::query_scalar(
+        let id: JobId = sqlx::query_scalar(
             "INSERT INTO jobs (kind, status, trigger, requested_by, include_recordings, source_job_id, archive_name, archive_dir, original_filename, created_at) \
              VALUES (?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
@@ -312,7 +268,7 @@ impl Engine {
     /// Queues a backup. `include_recordings` defaults to the saved setting.
     pub async fn start_backup(
         &self,
-        trigger: &'static str,
+        trigger: JobTrigger,
         requested_by: Option<String>,
         include_recordings: Option<bool>,
     ) -> Result<Job> {
@@ -324,7 +280,7 @@ impl Engine {
         }
         let settings = crate::settings::load(self.state()).await?;
         self.enqueue(NewJob {
-            kind: "backup",
+            kind: JobKind::Backup,
             trigger,
             requested_by,
             include_recordings: include_recordings.unwrap_or(settings.include_recordings),
@@ -351,8 +307,8 @@ impl Engine {
     /// restore that has begun swapping directories.
     pub async fn cancel_job(&self, id: JobId) -> Result<Job> {
         let job = self.get_job(id).await?;
-        match job.status.as_str() {
-            "pending" => {
+        match job.status {
+            JobStatus::Pending => {
                 let done = sqlx::query("UPDATE jobs SET status = 'canceled', error = 'canceled before it started', finished_at = ? WHERE id = ? AND status = 'pending'")
                     .bind(crate::state::now_rfc3339())
                     .bind(id)
@@ -365,7 +321,7 @@ impl Engine {
                 self.emit_job(id).await;
                 self.get_job(id).await
             }
-            "running" => {
+            JobStatus::Running => {
                 let running = self
                     .runner()
                     .running
@@ -380,7 +336,7 @@ impl Engine {
                     Some(r) => {
                         r.cancel.cancel();
                         // Plugin calls in flight for this job end at their next check too.
-                        self.plugins().cancel_job(id);
+                        self.plugins().cancel_job(id.get());
                         self.get_job(id).await
                     }
                     None => Err(Error::conflict(format!(
@@ -397,7 +353,7 @@ impl Engine {
     /// Deletes a finished job: its archive file and its record together.
     pub async fn delete_job(&self, id: JobId) -> Result<()> {
         let row = self.job_row(id).await?;
-        if row.status == "pending" || row.status == "running" {
+        if row.status.is_active() {
             return Err(Error::conflict(format!(
                 "job {id} is {}; cancel it before deleting it",
                 row.status
@@ -512,8 +468,8 @@ impl Engine {
     /// the job runs, from the state DB once it has ended. 404 for an unknown job.
     pub async fn plugin_log(&self, id: JobId) -> Result<Vec<crate::plugins::PluginLogLine>> {
         let row = self.job_row(id).await?;
-        if row.status == "pending" || row.status == "running" {
-            return Ok(self.plugins().job_log(id));
+        if row.status.is_active() {
+            return Ok(self.plugins().job_log(id.get()));
         }
         let rows: Vec<(String, String, String, String)> = sqlx::query_as(
             "SELECT plugin, level, message, at FROM job_plugin_log WHERE job_id = ? ORDER BY seq",
@@ -536,7 +492,7 @@ impl Engine {
 
     /// Keeps the plugin log of a job that ends (the host holds only the most recent jobs').
     async fn save_plugin_log(&self, id: JobId) {
-        let lines = self.plugins().job_log(id);
+        let lines = self.plugins().job_log(id.get());
         if lines.is_empty() {
             return;
         }
@@ -558,14 +514,14 @@ impl Engine {
         }
         .await;
         if let Err(e) = saved {
-            tracing::warn!(job = id, error = %e.detailed(), "cannot keep the plugin log");
+            tracing::warn!(job = %id, error = %e.detailed(), "cannot keep the plugin log");
         }
     }
 
     /// The file a record owns: only backup records own one (a restore names its source by
     /// `source_job_id`, and its `archive_name` is for display only).
     fn row_archive_path(&self, row: &JobRow) -> Option<PathBuf> {
-        if row.kind != "backup" {
+        if row.kind != JobKind::Backup {
             return None;
         }
         let name = row.archive_name.as_deref()?;
@@ -584,7 +540,7 @@ impl Engine {
     /// The archive file of a succeeded backup job (for download, manifest, verify, restore).
     pub async fn archive_path(&self, id: JobId) -> Result<PathBuf> {
         let row = self.job_row(id).await?;
-        if row.kind != "backup" || row.status != "succeeded" {
+        if row.kind != JobKind::Backup || row.status != JobStatus::Succeeded {
             return Err(Error::conflict(format!(
                 "job {id} has no archive (it is a {} job that is {})",
                 row.kind, row.status
@@ -670,7 +626,7 @@ impl Engine {
         // a repair that fails is logged and its journal kept for the next start.
         match self.repair_interrupted_swap().await {
             Ok(Some(job)) => tracing::warn!(
-                job,
+                job = %job,
                 "repaired a restore interrupted by the last shutdown (see the job's message)"
             ),
             Ok(None) => {}
@@ -690,7 +646,7 @@ impl Engine {
         .await?;
         for row in &interrupted {
             if let Some(path) = self.row_archive_path(row) {
-                tracing::info!(job = row.id, path = %path.display(), "removing the archive of a backup interrupted by the last shutdown");
+                tracing::info!(job = %row.id, path = %path.display(), "removing the archive of a backup interrupted by the last shutdown");
                 crate::archive::writer::discard_file(&path);
             }
         }
@@ -765,7 +721,11 @@ impl Engine {
         progress: ProgressFn,
     ) -> Result<Job> {
         let job = self
-            .start_backup("manual", Some("cli".into()), Some(include_recordings))
+            .start_backup(
+                JobTrigger::Manual,
+                Some("cli".into()),
+                Some(include_recordings),
+            )
             .await?;
         self.run_to_completion(job.id, progress).await
     }
@@ -775,8 +735,8 @@ impl Engine {
     pub(crate) async fn run_to_completion(&self, id: JobId, progress: ProgressFn) -> Result<Job> {
         self.run_job_now(id, Some(progress)).await;
         let job = self.get_job(id).await?;
-        match job.status.as_str() {
-            "succeeded" => Ok(job),
+        match job.status {
+            JobStatus::Succeeded => Ok(job),
             _ => Err(Error::new(
                 ErrorKind::Internal,
                 job.error
@@ -801,7 +761,7 @@ impl Engine {
         sha256: &str,
     ) -> Result<JobId> {
         let now = crate::state::now_rfc3339();
-        let id: i64 = sqlx::query_scalar(
+        let id: JobId = sqlx::query_scalar(
             "INSERT INTO jobs (kind, status, trigger, requested_by, include_recordings, archive_dir, original_filename, size_bytes, sha256, progress_step, created_at, started_at) \
              VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, 'storing', ?, ?) RETURNING id",
         )
@@ -859,7 +819,7 @@ impl Engine {
     /// `trigger`, canceled together with the parent. Fails when the backup fails.
     pub(crate) async fn enqueue_inline_backup(
         &self,
-        trigger: &'static str,
+        trigger: JobTrigger,
         requested_by: Option<String>,
         include_recordings: bool,
         parent: &CancellationToken,
@@ -869,7 +829,7 @@ impl Engine {
             .await?;
         Box::pin(self.run_job(job.id, None, Some(parent))).await;
         let job = self.get_job(job.id).await?;
-        if job.status != "succeeded" {
+        if job.status != JobStatus::Succeeded {
             if parent.is_cancelled() {
                 return Err(Error::conflict("canceled"));
             }
@@ -900,7 +860,7 @@ impl Engine {
             Ok(r) if r.rows_affected() == 1 => {}
             Ok(_) => return, // canceled while waiting
             Err(e) => {
-                tracing::error!(job = id, error = %e, "cannot start job");
+                tracing::error!(job = %id, error = %e, "cannot start job");
                 return;
             }
         }
@@ -918,8 +878,12 @@ impl Engine {
                 },
             );
         self.emit_job(id).await;
-        let kind = self.job_row(id).await.map(|r| r.kind).unwrap_or_default();
-        crate::fault::point(if kind == "backup" {
+        let kind = self
+            .job_row(id)
+            .await
+            .map(|r| r.kind)
+            .unwrap_or(JobKind::Backup);
+        crate::fault::point(if kind == JobKind::Backup {
             "backup.claimed"
         } else {
             "restore.claimed"
@@ -939,8 +903,12 @@ impl Engine {
                     f(p);
                 }
                 match p.step {
-                    "archive" => crate::fault::half("backup.archive-half", p.done_bytes, p.total_bytes),
-                    "extract" => crate::fault::half("restore.extract-half", p.done_bytes, p.total_bytes),
+                    "archive" => {
+                        crate::fault::half("backup.archive-half", p.done_bytes, p.total_bytes)
+                    }
+                    "extract" => {
+                        crate::fault::half("restore.extract-half", p.done_bytes, p.total_bytes)
+                    }
                     _ => {}
                 }
                 ptx.send_replace(p);
@@ -979,7 +947,7 @@ impl Engine {
 
         let row = self.job_row(id).await;
         let outcome = match row {
-            Ok(row) if row.kind == "backup" => {
+            Ok(row) if row.kind == JobKind::Backup => {
                 self.execute_backup(&row, &cancel, progress.clone()).await
             }
             Ok(row) => {
@@ -998,9 +966,12 @@ impl Engine {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id);
         self.save_plugin_log(id).await;
-        self.plugins().job_finished(id);
+        self.plugins().job_finished(id.get());
 
-        let is_backup = self.job_row(id).await.is_ok_and(|row| row.kind == "backup");
+        let is_backup = self
+            .job_row(id)
+            .await
+            .is_ok_and(|row| row.kind == JobKind::Backup);
         if outcome.is_err() && is_backup {
             // A failed or canceled backup leaves no file: remove the one it owns, if it got
             // as far as writing it (a post-archive veto, say). Its record keeps the name, so
@@ -1021,9 +992,7 @@ impl Engine {
                 if !is_backup {
                     crate::fault::point("restore.finished");
                 }
-                if is_backup
-                    && let Err(e) = self.apply_retention(id).await
-                {
+                if is_backup && let Err(e) = self.apply_retention(id).await {
                     tracing::warn!(error = %e.detailed(), "retention failed");
                 }
                 let now = crate::state::now_rfc3339();
@@ -1039,10 +1008,14 @@ impl Engine {
                 let now = crate::state::now_rfc3339();
                 let canceled = cancel.is_cancelled() && e.kind() == ErrorKind::Conflict;
                 if !canceled {
-                    tracing::warn!(job = id, error = %e.detailed(), "job failed");
+                    tracing::warn!(job = %id, error = %e.detailed(), "job failed");
                 }
                 sqlx::query("UPDATE jobs SET status = ?, finished_at = ?, error = ? WHERE id = ?")
-                    .bind(if canceled { "canceled" } else { "failed" })
+                    .bind(if canceled {
+                        JobStatus::Canceled
+                    } else {
+                        JobStatus::Failed
+                    })
                     .bind(&now)
                     .bind(if canceled {
                         "canceled by request".to_owned()
@@ -1055,7 +1028,7 @@ impl Engine {
             }
         };
         match result {
-            Err(e) => tracing::error!(job = id, error = %e, "cannot record job outcome"),
+            Err(e) => tracing::error!(job = %id, error = %e, "cannot record job outcome"),
             Ok(_) if is_backup => crate::fault::point("backup.succeeded"),
             Ok(_) => {}
         }
@@ -1095,7 +1068,7 @@ impl Engine {
                 continue;
             }
             self.remove_job_and_file(&row, "backup.retention").await?;
-            tracing::info!(job = id, "pruned by retention");
+            tracing::info!(job = %id, "pruned by retention");
             self.emit(JobEvent::Deleted(id));
             pruned.push(id);
         }
@@ -1108,24 +1081,26 @@ impl Engine {
     pub(crate) async fn claim_archive_name(&self, id: JobId, dir: &Path) -> Result<String> {
         for _ in 0..100 {
             let recorded = self.recorded_names().await?;
-            let name = crate::archive::writer::archive_name_avoiding(
-                chrono::Utc::now(),
-                dir,
-                &|n| recorded.contains(n),
-            );
-            let claimed = sqlx::query("UPDATE jobs SET archive_name = ?, archive_dir = ? WHERE id = ?")
-                .bind(&name)
-                .bind(dir.to_string_lossy().as_ref())
-                .bind(id)
-                .execute(self.state())
-                .await;
+            let name =
+                crate::archive::writer::archive_name_avoiding(chrono::Utc::now(), dir, &|n| {
+                    recorded.contains(n)
+                });
+            let claimed =
+                sqlx::query("UPDATE jobs SET archive_name = ?, archive_dir = ? WHERE id = ?")
+                    .bind(&name)
+                    .bind(dir.to_string_lossy().as_ref())
+                    .bind(id)
+                    .execute(self.state())
+                    .await;
             match claimed {
                 Ok(_) => return Ok(name),
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(Error::conflict("no free archive name could be claimed; try again"))
+        Err(Error::conflict(
+            "no free archive name could be claimed; try again",
+        ))
     }
 
     /// Gives up a claimed name whose file could not be published (another file took it).
@@ -1162,9 +1137,9 @@ impl Engine {
         progress: &ProgressFn,
     ) -> JobContext {
         JobContext {
-            job_id: row.id,
-            kind: row.kind.clone(),
-            trigger: row.trigger.clone(),
+            job_id: row.id.get(),
+            kind: row.kind.as_str().into(),
+            trigger: row.trigger.as_str().into(),
             include_recordings: row.include_recordings,
             facts,
             progress: plugin_progress(progress),
@@ -1343,7 +1318,7 @@ impl Engine {
             file_name: name.clone(),
             created_at: chrono::Utc::now(),
             app_version: self.config().app_version.clone(),
-            trigger: row.trigger.clone(),
+            trigger: row.trigger.as_str().to_owned(),
             include_recordings: row.include_recordings,
             annotations: done.annotations.clone(),
             schema_version,

@@ -106,12 +106,7 @@ impl std::fmt::Debug for PluginProgress {
 }
 
 /// A note a plugin attached to a step; stored with the job and written to the manifest.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Annotation {
-    pub plugin: String,
-    pub step: String,
-    pub text: String,
-}
+pub use wire::Annotation;
 
 /// The combined outcome of one hook point across all enabled plugins.
 #[derive(Debug, Clone, Default)]
@@ -457,19 +452,9 @@ pub async fn sync_records(pool: &sqlx::SqlitePool, runtime: &dyn PluginRuntime) 
     Ok(())
 }
 
-/// Applies an admin's change: the runtime checks it, then it is stored, then applied.
-/// This does not know where Backstop's own files are: a server goes through
-/// [`crate::Engine::update_plugin`], which also keeps mounts off them ([`check_mount`]).
-pub async fn update_plugin(
-    pool: &sqlx::SqlitePool,
-    runtime: &dyn PluginRuntime,
-    id: &str,
-    update: &PluginUpdate,
-) -> Result<PluginView> {
-    apply_update(pool, runtime, id, update, BTreeMap::new()).await
-}
-
-/// [`update_plugin`] with field errors found by the caller (`refused`), reported together
+/// Applies an admin's change: the runtime checks it, then it is stored, then applied, with
+/// field errors found by the caller (`refused`, see [`crate::Engine::update_plugin`], the only
+/// way in, which keeps mounts off Backstop's own files) reported together
 /// with the runtime's own; anything refused stores nothing.
 async fn apply_update(
     pool: &sqlx::SqlitePool,

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio_util::sync::CancellationToken;
 
 use crate::archive::{Progress, ProgressFn};
-use crate::jobs::{Completed, Job, JobId, NewJob};
+use crate::jobs::{Completed, Job, JobId, JobKind, JobStatus, JobTrigger, NewJob};
 use crate::plugins::{HookPoint, JobContext};
 use crate::{Engine, Error, ErrorKind, Result};
 
@@ -80,7 +80,10 @@ impl Engine {
         let report = self
             .verify_file(&path, crate::archive::no_progress())
             .await?;
-        let size = report.get("archive_bytes").and_then(|v| v.as_u64()).unwrap_or(0);
+        let size = report
+            .get("archive_bytes")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
         let sha = report.get("sha256").and_then(|v| v.as_str()).unwrap_or("");
         self.check_against_record(id, size, sha).await?;
         Ok(report)
@@ -178,8 +181,8 @@ impl Engine {
         let id = self
             .insert_upload_record(
                 NewJob {
-                    kind: "backup",
-                    trigger: "upload",
+                    kind: JobKind::Backup,
+                    trigger: JobTrigger::Upload,
                     requested_by,
                     include_recordings,
                     source_job_id: None,
@@ -195,11 +198,9 @@ impl Engine {
             let name = self.claim_archive_name(id, &target.dir).await?;
             let final_path = target.dir.join(&name);
             let (from, to, dir) = (target.path.clone(), final_path, target.dir.clone());
-            tokio::task::spawn_blocking(move || {
-                crate::archive::writer::publish(&from, &to, &dir)
-            })
-            .await
-            .map_err(|e| Error::internal("storing the upload failed", e))?
+            tokio::task::spawn_blocking(move || crate::archive::writer::publish(&from, &to, &dir))
+                .await
+                .map_err(|e| Error::internal("storing the upload failed", e))?
         }
         .await;
         if let Err(e) = stored {
@@ -216,8 +217,8 @@ impl Engine {
         let _ = self.archive_path(source).await?;
         let src = self.get_job(source).await?;
         self.enqueue(NewJob {
-            kind: "restore",
-            trigger: "manual",
+            kind: JobKind::Restore,
+            trigger: JobTrigger::Manual,
             requested_by,
             include_recordings: src.include_recordings,
             source_job_id: Some(source),
@@ -255,9 +256,9 @@ impl Engine {
         // Size, and sha256 when the file was touched since it was hashed, against the record.
         let archive = self.archive_path(source).await?;
         let ctx = JobContext {
-            job_id: job.id,
-            kind: "restore".into(),
-            trigger: job.trigger.clone(),
+            job_id: job.id.get(),
+            kind: JobKind::Restore.as_str().into(),
+            trigger: job.trigger.as_str().into(),
             include_recordings: job.include_recordings,
             facts: vec![("archive_path".into(), archive.display().to_string())],
             progress: crate::jobs::plugin_progress(&progress),
@@ -326,7 +327,7 @@ impl Engine {
         });
         let safety = self
             .enqueue_inline_backup(
-                "pre-restore",
+                JobTrigger::PreRestore,
                 job.requested_by.clone(),
                 job.include_recordings,
                 cancel,
@@ -443,9 +444,11 @@ impl Engine {
         }
 
         // Only directories the archive holds are swapped; the others stay as they are.
-        journal
-            .moves
-            .retain(|(target, _, _)| places.iter().any(|(n, t, ..)| t == target && dir_names.contains(n)));
+        journal.moves.retain(|(target, _, _)| {
+            places
+                .iter()
+                .any(|(n, t, ..)| t == target && dir_names.contains(n))
+        });
         {
             let moves = journal.moves.clone();
             tokio::task::spawn_blocking(move || preflight_swap(&moves))
@@ -554,8 +557,14 @@ impl Engine {
     pub(crate) async fn protected_paths(&self) -> Result<Vec<(&'static str, PathBuf)>> {
         let settings = crate::settings::load(self.state()).await?;
         let mut out = vec![
-            ("Backstop's archive folder", settings.resolved_path(self.data_dir())),
-            ("Backstop's default archive folder", self.data_dir().join("backups")),
+            (
+                "Backstop's archive folder",
+                settings.resolved_path(self.data_dir()),
+            ),
+            (
+                "Backstop's default archive folder",
+                self.data_dir().join("backups"),
+            ),
             ("Backstop's plugins folder", self.data_dir().join("plugins")),
         ];
         for (what, url) in [
@@ -607,7 +616,7 @@ impl Engine {
         }
         let (status, message) = match journal.phase {
             JournalPhase::Staging => (
-                "failed",
+                JobStatus::Failed,
                 "interrupted by restart before anything was changed; the previous state is as it was".to_owned(),
             ),
             JournalPhase::Apply => {
@@ -625,7 +634,7 @@ impl Engine {
                 .await
                 {
                     Ok(_) => (
-                        "succeeded",
+                        JobStatus::Succeeded,
                         "the server stopped during the restore, after the archive was validated and staged; the restore was completed at the next start (database loaded again from the staged copy, directories swapped); plugin restore and post-restore hooks did not run".to_owned(),
                     ),
                     Err(e) => {
@@ -633,7 +642,7 @@ impl Engine {
                         let j = journal.clone();
                         let _ = tokio::task::spawn_blocking(move || roll_back(&j)).await;
                         (
-                            "failed",
+                            JobStatus::Failed,
                             format!(
                                 "the server stopped during the restore and completing it at the next start failed ({}); the directories were put back. Check the content database, then restore again or restore the safety backup",
                                 e.message()
@@ -653,7 +662,11 @@ impl Engine {
              WHERE id = ? AND status IN ('pending', 'running')",
         )
         .bind(status)
-        .bind(if status == "failed" { Some(message.clone()) } else { None })
+        .bind(if status == JobStatus::Failed {
+            Some(message.clone())
+        } else {
+            None
+        })
         .bind(&now)
         .bind(status)
         .bind(&message)
@@ -1076,7 +1089,7 @@ mod tests {
 
     fn journal(root: &Path, moves: Vec<(PathBuf, PathBuf, PathBuf)>) -> SwapJournal {
         SwapJournal {
-            job_id: 7,
+            job_id: JobId(7),
             phase: JournalPhase::Apply,
             staging_root: root.join(".staging-restore-7"),
             database_json: root.join(".staging-restore-7/database.json"),
@@ -1121,7 +1134,11 @@ mod tests {
         );
         let err = swap_in(&j, None).unwrap_err();
         assert!(err.message().contains("cannot park"), "{}", err.message());
-        assert_eq!(read(&root.join("logos/a")), "new logos", "the first move went in");
+        assert_eq!(
+            read(&root.join("logos/a")),
+            "new logos",
+            "the first move went in"
+        );
         assert!(roll_back(&j), "everything went back");
         assert_eq!(read(&root.join("logos/a")), "old logos");
         assert_eq!(read(&root.join("recordings/r")), "old recordings");
@@ -1180,7 +1197,11 @@ mod tests {
         assert_eq!(c(&data).as_deref(), Some("is Backstop's data dir"));
         assert_eq!(c(t.path()).as_deref(), Some("contains Backstop's data dir"));
         assert!(c(&data.join("backups")).unwrap().contains("data dir"));
-        assert!(c(&data.join("other")).unwrap().contains("only logos/ and recordings/"));
+        assert!(
+            c(&data.join("other"))
+                .unwrap()
+                .contains("only logos/ and recordings/")
+        );
         assert_eq!(c(&data.join("recordings")), None);
         assert_eq!(c(&data.join("recordings/tv")), None);
         assert_eq!(c(&outside.join("nginx")), None);

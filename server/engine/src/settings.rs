@@ -457,7 +457,11 @@ impl crate::schedule::ScheduleStore for EngineScheduleStore {
                 return Ok(crate::schedule::EnqueueOutcome::SkippedAlreadyPending);
             }
             self.0
-                .start_backup("scheduled", Some("scheduler".into()), None)
+                .start_backup(
+                    crate::jobs::JobTrigger::Scheduled,
+                    Some("scheduler".into()),
+                    None,
+                )
                 .await?;
             Ok(crate::schedule::EnqueueOutcome::Enqueued)
         })

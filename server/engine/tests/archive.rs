@@ -780,7 +780,11 @@ async fn extracted_modes_are_masked_no_setuid_and_nothing_group_or_world_writabl
             let kind = e.header().entry_type();
             let mut data = Vec::new();
             e.read_to_end(&mut data).expect("read");
-            let mode = if path.starts_with(b"data/") { 0o7777 } else { 0o644 };
+            let mode = if path.starts_with(b"data/") {
+                0o7777
+            } else {
+                0o644
+            };
             raws.push(Raw {
                 path,
                 kind,
@@ -810,7 +814,11 @@ async fn extracted_modes_are_masked_no_setuid_and_nothing_group_or_world_writabl
             &std::fs::metadata(f.path(p)).expect("meta").permissions(),
         ) & 0o7777
     };
-    assert_eq!(mode("stage-logos/logo_01.svg"), 0o755, "file: permission bits only, 022 masked");
+    assert_eq!(
+        mode("stage-logos/logo_01.svg"),
+        0o755,
+        "file: permission bits only, 022 masked"
+    );
     assert_eq!(mode("stage-logos/sub"), 0o755, "folder: the same");
 }
 

@@ -266,7 +266,7 @@ async fn backup(
             limits: None,
         });
     }
-    engine::plugins::update_plugin(engine.state(), &**engine.plugins(), PLUGIN, &update).await?;
+    engine.update_plugin(PLUGIN, &update).await?;
     ensure!(
         engine.plugins().provides_directory(PLUGIN) == (source == Source::Plugin),
         "the {PLUGIN} plugin is {} but should be {}",

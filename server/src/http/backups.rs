@@ -52,10 +52,10 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Job ids are positive integers; anything else (including `..`) is simply unknown.
-fn job_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse::<i64>()
+fn job_id(raw: &str) -> Result<engine::jobs::JobId, ApiError> {
+    raw.parse::<engine::jobs::JobId>()
         .ok()
-        .filter(|id| *id > 0)
+        .filter(|id| id.get() > 0)
         .ok_or_else(|| ApiError(Error::not_found(format!("no job {raw:?}"))))
 }
 
@@ -121,7 +121,11 @@ async fn create_job(
     };
     let job = st
         .engine
-        .start_backup("manual", Some(who.username), body.include_recordings)
+        .start_backup(
+            engine::jobs::JobTrigger::Manual,
+            Some(who.username),
+            body.include_recordings,
+        )
         .await?;
     Ok((StatusCode::ACCEPTED, Json(job)).into_response())
 }
@@ -309,14 +313,52 @@ async fn put_settings(
     Ok(Json(st.engine.settings_view().await?))
 }
 
+/// How often an open event stream checks that its credential still stands (session signed
+/// out or expired, token revoked, account gone or demoted): it ends at most this long after.
+/// The check is two indexed reads of the state DB, cheap enough every 2 s per stream.
+const EVENTS_RECHECK: Duration = Duration::from_secs(2);
+
 /// Server-sent events: one `job` event per job snapshot change, `deleted` when a job goes.
-async fn events(State(st): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let rx = st.engine.subscribe();
-    let stop = st.shutdown.clone();
-    let stream = futures::stream::unfold((rx, stop), |(mut rx, stop)| async move {
-        let next = tokio::select! {
-            r = rx.recv() => r,
-            _ = stop.cancelled() => return None,
+/// Ends at shutdown and when the caller's credential stops standing ([`EVENTS_RECHECK`]).
+async fn events(
+    State(st): State<AppState>,
+    axum::Extension(identity): axum::Extension<super::auth::Identity>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    struct Open {
+        rx: tokio::sync::broadcast::Receiver<JobEvent>,
+        recheck: tokio::time::Interval,
+        st: AppState,
+        identity: super::auth::Identity,
+    }
+    let mut recheck =
+        tokio::time::interval_at(tokio::time::Instant::now() + EVENTS_RECHECK, EVENTS_RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let open = Open {
+        rx: st.engine.subscribe(),
+        recheck,
+        st,
+        identity,
+    };
+    let stream = futures::stream::unfold(open, |mut open| async move {
+        let next = loop {
+            tokio::select! {
+                r = open.rx.recv() => break r,
+                _ = open.st.shutdown.cancelled() => return None,
+                _ = open.recheck.tick() => {
+                    match super::auth::still_authorized(&open.st, &open.identity).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::debug!("event stream closed: its credential was revoked");
+                            return None;
+                        }
+                        // Fail closed: the client reconnects and is checked afresh.
+                        Err(e) => {
+                            tracing::warn!(error = %e.detailed(), "event stream closed: cannot re-check its credential");
+                            return None;
+                        }
+                    }
+                }
+            }
         };
         let event = match next {
             Ok(JobEvent::Updated(job)) => Event::default()
@@ -332,7 +374,7 @@ async fn events(State(st): State<AppState>) -> Sse<impl Stream<Item = Result<Eve
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
         };
-        Some((Ok(event), (rx, stop)))
+        Some((Ok(event), open))
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

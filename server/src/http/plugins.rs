@@ -46,10 +46,10 @@ pub async fn job_plugin_log(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let id: i64 = id
+    let id: engine::jobs::JobId = id
         .parse()
         .ok()
-        .filter(|id| *id > 0)
+        .filter(|id: &engine::jobs::JobId| id.get() > 0)
         .ok_or_else(|| ApiError(Error::not_found(format!("no job {id:?}"))))?;
     let lines = st.engine.plugin_log(id).await?;
     Ok(Json(serde_json::json!({ "lines": lines })))

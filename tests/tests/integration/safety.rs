@@ -91,8 +91,7 @@ async fn an_archive_naming_backups_plugins_or_state_db_is_refused_at_upload_and_
 }
 
 #[tokio::test]
-async fn deleting_a_finished_restore_job_keeps_the_backup_it_restored_from() -> anyhow::Result<()>
-{
+async fn deleting_a_finished_restore_job_keeps_the_backup_it_restored_from() -> anyhow::Result<()> {
     let app = TestApp::spawn().await?;
     app.login_admin().await?;
     let backup = app.backup(json!({})).await?;
@@ -115,10 +114,17 @@ async fn deleting_a_finished_restore_job_keeps_the_backup_it_restored_from() -> 
         .await?;
     assert_eq!(s, 200, "{still}");
     assert_eq!(still["status"], "succeeded");
-    assert_eq!(tests::sha256_file(&file), sha, "the source archive is untouched");
+    assert_eq!(
+        tests::sha256_file(&file),
+        sha,
+        "the source archive is untouched"
+    );
     // Deleting the backup itself deletes exactly its own file.
     let r = app
-        .req(Method::DELETE, &format!("/api/backups/jobs/{}/", backup["id"]))
+        .req(
+            Method::DELETE,
+            &format!("/api/backups/jobs/{}/", backup["id"]),
+        )
         .send()
         .await?;
     assert_eq!(r.status().as_u16(), 204);

@@ -812,8 +812,7 @@ fn check_manifest_directories(m: &serde_json::Value) -> Result<HashSet<String>> 
             .and_then(|b| b.as_str())
             .filter(|b| !b.is_empty())
             .unwrap_or(crate::plugins::BUILTIN_CONTRIBUTOR);
-        if by == crate::plugins::BUILTIN_CONTRIBUTOR
-            && !super::MANAGED_DIRECTORIES.contains(&name)
+        if by == crate::plugins::BUILTIN_CONTRIBUTOR && !super::MANAGED_DIRECTORIES.contains(&name)
         {
             return Err(Error::rejected(format!(
                 "the archive lists a directory {name:?}, which a restore may not replace: \
