@@ -42,6 +42,32 @@ test('the Data page lists tables with row counts and reveals rows on a click (ne
   await page.click('tr[data-table="channels"] button:has-text("Show rows")');
   await page.waitForSelector('table.sample');
   assert.match(await page.textContent('table.sample'), /channel_number/);
+  // Secrets arrive masked: the Xtream account's password and every user's API key.
+  await page.click('tr[data-table="m3u_accounts"] button:has-text("Show rows")');
+  await page.click('tr[data-table="users"] button:has-text("Show rows")');
+  await page.waitForSelector('table.sample >> text=Xtream Provider');
+  const samples = (await page.locator('table.sample').allTextContents()).join('\n');
+  assert.match(samples, /•••/);
+  assert.doesNotMatch(samples, /demo-password|demo-key-/);
+  assert.doesNotMatch(await page.content(), /demo-password|demo-key-/, 'never sent to the browser');
+  assert.match(await page.textContent('#data-note'), /shown as •••/);
+  assert.deepEqual(page.errors, []);
+  await page.context().close();
+});
+
+test('a viewer sees table names and row counts on the Data page, but no rows', async () => {
+  const r = server.cli(['user', 'create', 'dana', '--role', 'viewer'], 'viewer-password\n');
+  assert.equal(r.status, 0, r.stderr);
+  const page = await newPage(browser);
+  await login(page, server.base, 'dana', 'viewer-password');
+  await page.goto(`${server.base}/data`);
+  await hydrated(page);
+  await page.waitForSelector('tr[data-table="channels"] td.num');
+  const rows = Number(await page.getAttribute('tr[data-table="channels"] td.num', 'data-rows'));
+  assert.ok(rows > 0, 'channels has rows');
+  assert.equal(await page.locator('button:has-text("Show rows")').count(), 0);
+  assert.equal((await page.textContent('#data-note')).trim(), 'Row contents are shown to admins only.');
+  assert.doesNotMatch(await page.content(), /channel_number|Xtream Provider|demo-password|demo-key-/);
   assert.deepEqual(page.errors, []);
   await page.context().close();
 });

@@ -1,5 +1,6 @@
-//! The Data page: every content table with its row count and a few rows, so a user can see
-//! what a restore changed.
+//! The Data page: every content table with its row count, so a user can see what a restore
+//! changed. An admin can also open a table's first rows; the server has already masked every
+//! secret-looking value in them (shown as •••), and a viewer is sent no rows at all.
 
 use leptos::prelude::*;
 
@@ -24,7 +25,16 @@ fn DataTables() -> impl IntoView {
         <Suspense fallback=|| view! { <p class="empty">"Loading tables…"</p> }>
             {move || Suspend::new(async move {
                 match tables.await {
-                    Ok(list) => view! {
+                    Ok(list) => {
+                        // The server sends columns only to admins (see Engine::content_summary).
+                        let counts_only = list.iter().all(|t| t.columns.is_empty());
+                        let note = if counts_only {
+                            "Row contents are shown to admins only."
+                        } else {
+                            "Values that look like secrets (passwords, keys, tokens) are shown as •••."
+                        };
+                        view! {
+                        <p class="hint" id="data-note">{note}</p>
                         <div class="table-wrap">
                             <table class="data-summary">
                                 <thead><tr><th scope="col">"Table"</th><th scope="col" class="num">"Rows"</th><th scope="col">""</th></tr></thead>
@@ -33,7 +43,8 @@ fn DataTables() -> impl IntoView {
                                 </tbody>
                             </table>
                         </div>
-                    }.into_any(),
+                    }.into_any()
+                    }
                     Err(e) => view! { <p class="error" role="alert">{crate::pages::login::clean_error(&e.to_string())}</p> }.into_any(),
                 }
             })}
@@ -47,15 +58,18 @@ fn TableRow(table: TableView) -> impl IntoView {
     let name = table.name.clone();
     let columns = table.columns.clone();
     let sample = table.sample.clone();
+    let has_rows = !columns.is_empty();
     view! {
         <tr data-table=name.clone()>
             <th scope="row">{name.clone()}</th>
             <td class="num" data-rows=table.rows.to_string()>{table.rows}</td>
             <td>
-                <button class="btn btn-quiet" aria-expanded=move || open.get().to_string()
-                    on:click=move |_| open.update(|o| *o = !*o)>
-                    {move || if open.get() { "Hide rows" } else { "Show rows" }}
-                </button>
+                <Show when=move || has_rows>
+                    <button class="btn btn-quiet" aria-expanded=move || open.get().to_string()
+                        on:click=move |_| open.update(|o| *o = !*o)>
+                        {move || if open.get() { "Hide rows" } else { "Show rows" }}
+                    </button>
+                </Show>
             </td>
         </tr>
         <Show when=move || open.get()>

@@ -4,6 +4,14 @@
 //! milliseconds of CPU by design and must not stall the async workers). API tokens are 256
 //! random bits shown once; only their SHA-256 is stored (a fast hash is enough for a
 //! high-entropy secret), plus an 8-character prefix to tell them apart in lists.
+//!
+//! Every argon2 hash passes through one process-wide [`HashGate`] (two at a time), and a
+//! sign-in is counted by the [`LoginLimiter`] before its password is hashed: see
+//! [`limiter`] for the budgets and why they have the numbers they have.
+
+pub mod limiter;
+
+pub use limiter::{HashGate, LoginLimiter, LoginLimits, Throttled};
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -92,9 +100,12 @@ fn validate_password(pw: &str) -> Result<()> {
     Ok(())
 }
 
-/// Hashes a password with argon2id on the blocking pool.
+/// Hashes a password with argon2id on the blocking pool (account management: waits for a
+/// [`HashGate`] permit as long as it takes).
 pub async fn hash_password(password: String) -> Result<String> {
+    let permit = HashGate::global().permit_unbounded().await?;
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let mut salt = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut salt);
         let salt = SaltString::encode_b64(&salt)
@@ -108,8 +119,13 @@ pub async fn hash_password(password: String) -> Result<String> {
     .map_err(|e| Error::internal("password hashing task failed", e))?
 }
 
+/// Checks a password against a stored hash on the blocking pool, within the sign-in wait of
+/// the [`HashGate`] (busy: `Unavailable` with a `Retry-After`).
 async fn verify_hash(password: String, hash: String) -> Result<bool> {
+    let permit = HashGate::global().permit().await?;
     tokio::task::spawn_blocking(move || {
+        // Held until the hash really ends, even if the request has gone away.
+        let _permit = permit;
         let parsed = PasswordHash::new(&hash).map_err(|e| {
             Error::new(
                 ErrorKind::Internal,
@@ -125,17 +141,15 @@ async fn verify_hash(password: String, hash: String) -> Result<bool> {
 }
 
 /// A hash of a random password, used to spend the same time when the user does not exist
-/// (so response time does not reveal which usernames exist).
-async fn dummy_verify(password: String) {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let hash = match DUMMY.get() {
-        Some(h) => h.clone(),
-        None => match hash_password("backstop-dummy-password".into()).await {
-            Ok(h) => DUMMY.get_or_init(|| h).clone(),
-            Err(_) => return,
-        },
-    };
-    let _ = verify_hash(password, hash).await;
+/// (so response time does not reveal which usernames exist). Busy answers are passed on, as
+/// they are for a real account.
+async fn dummy_verify(password: String) -> Result<()> {
+    static DUMMY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    let hash = DUMMY
+        .get_or_try_init(|| hash_password(random_secret(16)))
+        .await?
+        .clone();
+    verify_hash(password, hash).await.map(|_| ())
 }
 
 /// Creates an account.
@@ -188,16 +202,31 @@ pub async fn reset_password(pool: &SqlitePool, username: &str, password: &str) -
     Ok(())
 }
 
-/// Checks a username and password. Wrong user and wrong password give the same error.
-pub async fn login(pool: &SqlitePool, username: &str, password: &str) -> Result<Account> {
-    let row: Option<(i64, String, String)> =
+/// The sign-in row of `username`: (id, password hash, role).
+async fn sign_in_row(pool: &SqlitePool, username: &str) -> Result<Option<(i64, String, String)>> {
+    Ok(
         sqlx::query_as("SELECT id, password_hash, role FROM accounts WHERE username = ?")
             .bind(username)
             .fetch_optional(pool)
-            .await?;
+            .await?,
+    )
+}
+
+/// Checks a password against the row [`sign_in_row`] found. Wrong user and wrong password
+/// give the same error, after the same argon2 work. Unthrottled: only [`login_limited`]
+/// calls it, after reserving the attempt.
+async fn check_password(
+    row: Option<(i64, String, String)>,
+    username: &str,
+    password: &str,
+) -> Result<Account> {
     let wrong = || Error::unauthenticated("wrong username or password");
+    // No account has a longer password (see validate_password); do not hash megabytes.
+    if password.len() > 1024 {
+        return Err(wrong());
+    }
     let Some((id, hash, role)) = row else {
-        dummy_verify(password.to_owned()).await;
+        dummy_verify(password.to_owned()).await?;
         return Err(wrong());
     };
     if !verify_hash(password.to_owned(), hash).await? {
@@ -296,15 +325,31 @@ pub async fn create_token(
     Ok((id, token))
 }
 
-/// The account a bearer token belongs to, or `None`.
-pub async fn verify_token(pool: &SqlitePool, token: &str) -> Result<Option<Account>> {
+/// The account a bearer token belongs to and the token's id, or `None`; reads only (for
+/// re-checking a long-lived request's credential without a write each time).
+pub async fn token_account(pool: &SqlitePool, token: &str) -> Result<Option<(i64, Account)>> {
     let row: Option<(i64, i64, String, String)> = sqlx::query_as(
         "SELECT t.id, a.id, a.username, a.role FROM api_tokens t JOIN accounts a ON a.id = t.account_id WHERE t.token_hash = ?",
     )
     .bind(token_hash(token))
     .fetch_optional(pool)
     .await?;
-    let Some((tid, id, username, role)) = row else {
+    row.map(|(tid, id, username, role)| {
+        Ok((
+            tid,
+            Account {
+                id,
+                username,
+                role: Role::parse(&role)?,
+            },
+        ))
+    })
+    .transpose()
+}
+
+/// The account a bearer token belongs to, or `None`; records the use.
+pub async fn verify_token(pool: &SqlitePool, token: &str) -> Result<Option<Account>> {
+    let Some((tid, account)) = token_account(pool, token).await? else {
         return Ok(None);
     };
     sqlx::query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?")
@@ -312,11 +357,7 @@ pub async fn verify_token(pool: &SqlitePool, token: &str) -> Result<Option<Accou
         .bind(tid)
         .execute(pool)
         .await?;
-    Ok(Some(Account {
-        id,
-        username,
-        role: Role::parse(&role)?,
-    }))
+    Ok(Some(account))
 }
 
 /// The account's tokens.
@@ -355,55 +396,53 @@ pub async fn delete_token(pool: &SqlitePool, account: &Account, id: i64) -> Resu
 /// The session key under which the signed-in account id is stored.
 pub const SESSION_ACCOUNT_KEY: &str = "account_id";
 
-/// Login rate limiting: after [`LoginLimiter::MAX_FAILURES`] failed attempts for one
-/// (client, username) pair within [`LoginLimiter::WINDOW`], further attempts are refused
-/// until the window passes. In memory: a restart forgets, which is acceptable for a
-/// single-admin tool and keeps the state DB free of attacker-controlled rows.
-#[derive(Default)]
-pub struct LoginLimiter {
-    failures: std::sync::Mutex<std::collections::HashMap<String, Vec<std::time::Instant>>>,
+/// The wait a rate-limited or busy sign-in error carries, for the `Retry-After` header.
+pub fn retry_after(e: &Error) -> Option<std::time::Duration> {
+    std::error::Error::source(e)?
+        .downcast_ref::<Throttled>()
+        .map(|t| t.retry_after)
 }
 
-impl LoginLimiter {
-    pub const MAX_FAILURES: usize = 5;
-    pub const WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
-
-    fn key(client: &str, username: &str) -> String {
-        format!("{client}\u{0}{}", username.to_lowercase())
-    }
-
-    /// Refuses when the pair has too many recent failures; returns seconds to wait.
-    pub fn check(&self, client: &str, username: &str) -> std::result::Result<(), u64> {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let now = std::time::Instant::now();
-        let list = map.entry(Self::key(client, username)).or_default();
-        list.retain(|t| now.duration_since(*t) < Self::WINDOW);
-        if list.len() >= Self::MAX_FAILURES {
-            let oldest = list[0];
-            let wait = Self::WINDOW.saturating_sub(now.duration_since(oldest));
-            return Err(wait.as_secs().max(1));
-        }
-        Ok(())
-    }
-
-    pub fn record_failure(&self, client: &str, username: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 10_000 {
-            // Bound memory under a spray of usernames: forget the oldest state wholesale.
-            map.clear();
-        }
-        map.entry(Self::key(client, username))
-            .or_default()
-            .push(std::time::Instant::now());
-    }
-
-    pub fn record_success(&self, client: &str, username: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&Self::key(client, username));
+/// "42 seconds" or "10 minutes" (rounded up), for refusal messages.
+fn human_wait(d: std::time::Duration) -> String {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    if secs < 120 {
+        format!("{} second{}", secs.max(1), if secs == 1 { "" } else { "s" })
+    } else {
+        format!("{} minutes", secs.div_ceil(60))
     }
 }
 
-/// Login with rate limiting: the one implementation used by REST and the UI.
+fn refused_error(r: limiter::Refused) -> Error {
+    let whose = match r.by {
+        limiter::Refusal::Pair => "",
+        limiter::Refusal::Address => " from this address",
+        limiter::Refusal::Username => " for this account",
+    };
+    Error::new(
+        ErrorKind::RateLimited,
+        format!(
+            "too many failed sign-in attempts{whose}; try again in {}",
+            human_wait(r.retry_after)
+        ),
+    )
+    .with_source(Throttled {
+        retry_after: r.retry_after,
+    })
+}
+
+/// A fingerprint of the account's current password hash (the limiter's "epoch"): a new
+/// password starts fresh budgets. Unknown users all share one.
+fn password_epoch(row: Option<&(i64, String, String)>) -> String {
+    match row {
+        Some((_, hash, _)) => hex::encode(&Sha256::digest(hash.as_bytes())[..8]),
+        None => "none".to_owned(),
+    }
+}
+
+/// Sign-in with throttling: the one implementation used by REST and the UI. The attempt is
+/// reserved in every budget before the password is hashed (so parallel guesses cannot
+/// outrun the count), then settled by its outcome; see [`limiter`].
 pub async fn login_limited(
     pool: &SqlitePool,
     limiter: &LoginLimiter,
@@ -411,21 +450,47 @@ pub async fn login_limited(
     username: &str,
     password: &str,
 ) -> Result<Account> {
-    if let Err(wait) = limiter.check(client, username) {
-        return Err(Error::new(
-            ErrorKind::RateLimited,
-            format!("too many failed sign-in attempts; try again in {wait} seconds"),
-        ));
+    let row = sign_in_row(pool, username).await?;
+    let epoch = password_epoch(row.as_ref());
+    let reservation = limiter
+        .reserve(client, username, &epoch, std::time::Instant::now())
+        .map_err(refused_error)?;
+    let result = check_password(row, username, password).await;
+    let outcome = match &result {
+        Ok(_) => limiter::Outcome::Success,
+        Err(e) if e.kind() == ErrorKind::Unauthenticated => limiter::Outcome::Failure,
+        Err(_) => limiter::Outcome::NotChecked,
+    };
+    limiter.settle(reservation, outcome, std::time::Instant::now());
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn waits_read_as_seconds_then_minutes_rounded_up() {
+        assert_eq!(human_wait(Duration::from_millis(200)), "1 second");
+        assert_eq!(human_wait(Duration::from_secs(42)), "42 seconds");
+        assert_eq!(human_wait(Duration::from_secs(119)), "119 seconds");
+        assert_eq!(human_wait(Duration::from_secs(600)), "10 minutes");
+        assert_eq!(human_wait(Duration::from_secs(601)), "11 minutes");
     }
-    match login(pool, username, password).await {
-        Ok(a) => {
-            limiter.record_success(client, username);
-            Ok(a)
-        }
-        Err(e) if e.kind() == ErrorKind::Unauthenticated => {
-            limiter.record_failure(client, username);
-            Err(e)
-        }
-        Err(e) => Err(e),
+
+    #[test]
+    fn refusals_carry_their_wait_for_retry_after() {
+        let e = refused_error(limiter::Refused {
+            by: limiter::Refusal::Address,
+            retry_after: Duration::from_secs(120),
+        });
+        assert_eq!(e.kind(), ErrorKind::RateLimited);
+        assert_eq!(
+            e.message(),
+            "too many failed sign-in attempts from this address; try again in 2 minutes"
+        );
+        assert_eq!(retry_after(&e), Some(Duration::from_secs(120)));
+        assert_eq!(retry_after(&Error::invalid("x")), None);
     }
 }

@@ -2,6 +2,10 @@
 //!
 //! The default is an embedded SQLite file with the reference IPTV schema; its migrations are
 //! compiled into the binary. `schema_version` is the highest applied migration.
+//!
+//! [`summarize`] is what the Data page may see of it: row counts for everyone, and for
+//! admins the first rows with every secret-looking value masked here, on the server, so a
+//! secret never reaches a browser (see [`is_secret_name`] for the rule).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -90,8 +94,9 @@ pub async fn table_names(pool: &SqlitePool) -> Result<Vec<String>> {
 pub struct TableSummary {
     pub name: String,
     pub rows: i64,
+    /// Empty when the summary has no sample (counts only).
     pub columns: Vec<String>,
-    /// Up to `sample` rows, every value rendered as text.
+    /// Up to `sample` rows, every value rendered as text, secrets masked ([`MASK`]).
     pub sample: Vec<Vec<String>>,
 }
 
@@ -99,19 +104,224 @@ fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Row counts and the first `sample` rows of every content table.
-pub async fn summarize(pool: &SqlitePool, sample: i64) -> Result<Vec<TableSummary>> {
+/// Rows per table an admin sees on the Data page.
+pub const ADMIN_SAMPLE_ROWS: i64 = 5;
+
+/// What stands in for a masked secret.
+pub const MASK: &str = "•••";
+
+/// Fragments that make a column (or JSON member, or URL query parameter) name secret
+/// wherever they occur in it, case-insensitively. `auth` also catches `author`: masking a
+/// harmless value is the cheap mistake.
+const SECRET_FRAGMENTS: [&str; 8] = [
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "credential",
+    "auth",
+];
+
+/// Words that make a name secret when they are a whole word of it (words split at `_`,
+/// `-`, `.`, spaces and lowerUpper case changes): `key`, `api_key`, `accessKey`, `pass`,
+/// `pwd`, but not `monkey` or `keyword`.
+const SECRET_WORDS: [&str; 3] = ["key", "pass", "pwd"];
+
+/// The masking rule for names. A name is secret when it contains one of
+/// [`SECRET_FRAGMENTS`] or has one of [`SECRET_WORDS`] as a word. The one exception is made
+/// by the caller: a column named exactly `key` that is its table's primary key names the
+/// row (a settings key, a plugin key), it does not hold a secret.
+pub fn is_secret_name(name: &str) -> bool {
+    let lower = name.to_lowercase();
+    if SECRET_FRAGMENTS.iter().any(|f| lower.contains(f)) {
+        return true;
+    }
+    words(name).any(|w| SECRET_WORDS.contains(&w.as_str()))
+}
+
+/// The lowercase words of an identifier (`apiKey` -> api, key; `m3u_password` -> m3u, password).
+fn words(name: &str) -> impl Iterator<Item = String> + '_ {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut prev_lower = false;
+    for c in name.chars() {
+        if !c.is_alphanumeric() {
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+            prev_lower = false;
+            continue;
+        }
+        if c.is_uppercase() && prev_lower && !cur.is_empty() {
+            out.push(std::mem::take(&mut cur));
+        }
+        prev_lower = c.is_lowercase() || c.is_ascii_digit();
+        cur.extend(c.to_lowercase());
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out.into_iter()
+}
+
+/// Is this column of this table secret? (The rule plus the primary-key `key` exception.)
+fn is_secret_column(name: &str, primary_key: bool) -> bool {
+    if primary_key && name.eq_ignore_ascii_case("key") {
+        return false;
+    }
+    is_secret_name(name)
+}
+
+/// A value as the Data page may show it. A secret column's value is [`MASK`] (NULL stays
+/// NULL, so "no password set" is still visible). Any other value is scrubbed of secrets it
+/// carries inside: members with secret names in JSON text, the password of a URL's
+/// `user:password@`, and URL query parameters with secret names. Secrets in free text or in
+/// URL paths (`/live/user/pass/1.ts`) cannot be told apart and are shown.
+pub fn mask_value(secret_column: bool, value: Option<String>) -> String {
+    match value {
+        None => "NULL".to_owned(),
+        Some(v) if secret_column && !v.is_empty() => MASK.to_owned(),
+        Some(v) => scrub_text(&v),
+    }
+}
+
+fn scrub_text(v: &str) -> String {
+    let t = v.trim_start();
+    if (t.starts_with('{') || t.starts_with('['))
+        && let Ok(mut json) = serde_json::from_str::<serde_json::Value>(v)
+    {
+        if scrub_json(&mut json) {
+            return json.to_string();
+        }
+        return v.to_owned();
+    }
+    if v.contains("://") {
+        return scrub_url(v);
+    }
+    v.to_owned()
+}
+
+/// Masks secret-named members and URLs in string members; true when anything changed.
+fn scrub_json(v: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    let mut changed = false;
+    match v {
+        Value::Object(map) => {
+            for (k, member) in map.iter_mut() {
+                if is_secret_name(k) && !member.is_null() {
+                    *member = Value::String(MASK.to_owned());
+                    changed = true;
+                } else {
+                    changed |= scrub_json(member);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                changed |= scrub_json(item);
+            }
+        }
+        Value::String(s) if s.contains("://") => {
+            let scrubbed = scrub_url(s);
+            if scrubbed != *s {
+                *s = scrubbed;
+                changed = true;
+            }
+        }
+        _ => {}
+    }
+    changed
+}
+
+/// Masks `user:password@` and secret-named query parameters of every URL in `text`.
+fn scrub_url(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+            .unwrap_or(tail.len());
+        let (url, after) = tail.split_at(end);
+        out.push_str(&scrub_one_url(url));
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `url` is what follows `scheme://`.
+fn scrub_one_url(url: &str) -> String {
+    let auth_end = url.find(['/', '?', '#']).unwrap_or(url.len());
+    let (authority, path) = url.split_at(auth_end);
+    let mut out = String::new();
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            match userinfo.split_once(':') {
+                Some((user, _password)) => {
+                    out.push_str(user);
+                    out.push(':');
+                    out.push_str(MASK);
+                }
+                None => out.push_str(userinfo),
+            }
+            out.push('@');
+            out.push_str(host);
+        }
+        None => out.push_str(authority),
+    }
+    let Some(q) = path.find('?') else {
+        out.push_str(path);
+        return out;
+    };
+    out.push_str(&path[..=q]);
+    let query = &path[q + 1..];
+    let (query, fragment) = match query.find('#') {
+        Some(h) => query.split_at(h),
+        None => (query, ""),
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((name, value)) if is_secret_name(name) && !value.is_empty() => {
+                format!("{name}={MASK}")
+            }
+            _ => p.to_owned(),
+        })
+        .collect();
+    out.push_str(&params.join("&"));
+    out.push_str(fragment);
+    out
+}
+
+/// Row counts of every content table, and with `sample: Some(n)` the column names and
+/// first `n` rows of each, masked by [`mask_value`]. There is no unmasked variant.
+pub async fn summarize(pool: &SqlitePool, sample: Option<i64>) -> Result<Vec<TableSummary>> {
     let mut out = Vec::new();
     for name in table_names(pool).await? {
         let q = quote_ident(&name);
         let rows: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {q}"))
             .fetch_one(pool)
             .await?;
-        let columns: Vec<String> = sqlx::query(&format!("PRAGMA table_info({q})"))
+        let Some(sample) = sample else {
+            out.push(TableSummary {
+                name,
+                rows,
+                columns: Vec::new(),
+                sample: Vec::new(),
+            });
+            continue;
+        };
+        let info = sqlx::query(&format!("PRAGMA table_info({q})"))
             .fetch_all(pool)
-            .await?
+            .await?;
+        let columns: Vec<String> = info.iter().map(|r| r.get::<String, _>("name")).collect();
+        let secret: Vec<bool> = info
             .iter()
-            .map(|r| r.get::<String, _>("name"))
+            .map(|r| is_secret_column(&r.get::<String, _>("name"), r.get::<i64, _>("pk") > 0))
             .collect();
         // Render every column as text in SQL so the sample works for any schema.
         let select = columns
@@ -132,10 +342,7 @@ pub async fn summarize(pool: &SqlitePool, sample: i64) -> Result<Vec<TableSummar
                 .iter()
                 .map(|r| {
                     (0..columns.len())
-                        .map(|i| {
-                            r.get::<Option<String>, _>(i)
-                                .unwrap_or_else(|| "NULL".into())
-                        })
+                        .map(|i| mask_value(secret[i], r.get::<Option<String>, _>(i)))
                         .collect()
                 })
                 .collect()
@@ -162,4 +369,138 @@ pub async fn is_empty(pool: &SqlitePool) -> Result<bool> {
         }
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_names_follow_the_written_rule() {
+        for secret in [
+            "password",
+            "m3u_password",
+            "passwd",
+            "client_secret",
+            "refresh_token",
+            "api_key",
+            "apikey",
+            "apiKey",
+            "ApiKey",
+            "access_key",
+            "key",
+            "key_id",
+            "credentials",
+            "auth",
+            "oauth_state",
+            "Authorization",
+            "pass",
+            "db_pwd",
+        ] {
+            assert!(is_secret_name(secret), "{secret} should be secret");
+        }
+        for plain in [
+            "name",
+            "username",
+            "server_url",
+            "stream_hash",
+            "monkey",
+            "keyword",
+            "tvg_id",
+            "passage_count",
+            "user_level",
+        ] {
+            assert!(!is_secret_name(plain), "{plain} should be shown");
+        }
+        // A primary key named `key` names its row; any other `key` column is a secret.
+        assert!(!is_secret_column("key", true));
+        assert!(is_secret_column("key", false));
+        assert!(is_secret_column("api_key", true));
+    }
+
+    #[test]
+    fn secret_columns_are_masked_and_null_stays_visible() {
+        assert_eq!(mask_value(true, Some("demo-password".into())), MASK);
+        assert_eq!(mask_value(true, None), "NULL");
+        assert_eq!(mask_value(true, Some(String::new())), "");
+        assert_eq!(mask_value(false, Some("Home IPTV".into())), "Home IPTV");
+    }
+
+    #[test]
+    fn secrets_inside_json_and_urls_are_masked() {
+        let masked = mask_value(
+            false,
+            Some(r#"{"threshold":0.8,"api_key":"abc","nested":{"token":"t","n":1}}"#.into()),
+        );
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&masked).unwrap(),
+            serde_json::json!({"threshold": 0.8, "api_key": MASK, "nested": {"token": MASK, "n": 1}})
+        );
+        // JSON without secrets is shown byte for byte.
+        assert_eq!(
+            mask_value(false, Some(r#"{"b":1, "a":2}"#.into())),
+            r#"{"b":1, "a":2}"#
+        );
+        assert_eq!(
+            mask_value(
+                false,
+                Some("http://demo:hunter2@xtream.example.net:8080/get.php".into())
+            ),
+            format!("http://demo:{MASK}@xtream.example.net:8080/get.php")
+        );
+        assert_eq!(
+            mask_value(
+                false,
+                Some("http://x.example/get.php?username=demo&password=hunter2&type=m3u#top".into())
+            ),
+            format!("http://x.example/get.php?username=demo&password={MASK}&type=m3u#top")
+        );
+        assert_eq!(
+            mask_value(
+                false,
+                Some("see https://a.example/?token=t1 and https://b.example/".into())
+            ),
+            format!("see https://a.example/?token={MASK} and https://b.example/")
+        );
+        assert_eq!(
+            mask_value(false, Some("https://iptv.example.net/playlist.m3u".into())),
+            "https://iptv.example.net/playlist.m3u"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_demo_data_summary_masks_every_secret_and_counts_only_has_no_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = open_sqlite(
+            &crate::instance::sqlite_url(&dir.path().join("app.db")),
+            "content database",
+        )
+        .await
+        .unwrap();
+        migrate(&pool).await.unwrap();
+        crate::demo::seed(&pool, dir.path(), 4).await.unwrap();
+
+        let full = summarize(&pool, Some(5)).await.unwrap();
+        let text = serde_json::to_string(&full).unwrap();
+        assert!(!text.contains("demo-password"), "{text}");
+        assert!(!text.contains("demo-key-"), "{text}");
+        let table = |n: &str| full.iter().find(|t| t.name == n).unwrap();
+        let m3u = table("m3u_accounts");
+        let pw = m3u.columns.iter().position(|c| c == "password").unwrap();
+        assert_eq!(m3u.sample[0][pw], "NULL");
+        assert_eq!(m3u.sample[1][pw], MASK);
+        let users = table("users");
+        let key = users.columns.iter().position(|c| c == "api_key").unwrap();
+        assert!(users.sample.iter().all(|r| r[key] == MASK));
+        // Settings keys (a primary key named `key`) stay readable.
+        let settings = table("core_settings");
+        assert!(settings.sample.iter().any(|r| r[0] == "epg-settings"));
+
+        let counts = summarize(&pool, None).await.unwrap();
+        assert_eq!(counts.len(), full.len());
+        for (c, f) in counts.iter().zip(&full) {
+            assert_eq!((&c.name, c.rows), (&f.name, f.rows));
+            assert!(c.columns.is_empty() && c.sample.is_empty(), "{}", c.name);
+        }
+    }
 }

@@ -167,8 +167,18 @@ impl Engine {
         .await
     }
 
-    /// Content tables with row counts and a few rows each (Data page).
-    pub async fn content_summary(&self, sample: i64) -> Result<Vec<crate::content::TableSummary>> {
+    /// The content tables as `account` may see them on the Data page. Everyone gets table
+    /// names and row counts (enough to see what a restore changed). Only an admin, who can
+    /// download the whole archive anyway, also gets column names and the first
+    /// [`crate::content::ADMIN_SAMPLE_ROWS`] rows, and even then every secret-looking value
+    /// is masked here, before it leaves the server ([`crate::content::is_secret_name`]).
+    /// A viewer gets no rows at all: M3U passwords and API keys are not theirs to read.
+    pub async fn content_summary(
+        &self,
+        account: &crate::auth::Account,
+    ) -> Result<Vec<crate::content::TableSummary>> {
+        let sample =
+            (account.role == crate::auth::Role::Admin).then_some(crate::content::ADMIN_SAMPLE_ROWS);
         crate::content::summarize(&self.inner.content, sample).await
     }
 

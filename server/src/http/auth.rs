@@ -4,6 +4,13 @@
 //! [`Identity`] in the request extensions. Cookie-authenticated writes must come from the
 //! same origin (the browser's `Origin`, else `Referer`, must name the `Host`); requests with
 //! a bearer token are exempt because a browser never adds one on its own.
+//!
+//! Ending a credential ends every use of it. Each request looks its credential up again
+//! (a revoked token or a flushed session is refused at once); a long-lived response (the
+//! event stream) calls [`still_authorized`] every few seconds and ends when it fails.
+//!
+//! Sign-in refusals carry `Retry-After` (429 when a budget is spent, 503 when the server
+//! is busy hashing other attempts); the budgets live in `engine::auth::limiter`.
 
 use std::net::SocketAddr;
 
@@ -20,11 +27,70 @@ use tower_sessions::Session;
 use super::AppState;
 use super::error::{ApiError, ApiJson, ApiResult};
 
+/// The state-DB table of the session store (the name `router` gives it in `http/mod.rs`).
+pub const SESSION_TABLE: &str = "sessions";
+
 /// Who is calling, and how they proved it.
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub account: Option<Account>,
     pub via_token: bool,
+    /// What proved it, kept so a long-lived response can check it again.
+    pub credential: Credential,
+}
+
+/// The proof an [`Identity`] rests on.
+#[derive(Clone)]
+pub enum Credential {
+    None,
+    /// A bearer token (the secret: never logged, see the `Debug` impl).
+    Token(String),
+    /// The session cookie's session id.
+    Session(tower_sessions::session::Id),
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::None => f.write_str("None"),
+            Credential::Token(_) => f.write_str("Token(..)"),
+            Credential::Session(_) => f.write_str("Session(..)"),
+        }
+    }
+}
+
+/// Whether `identity`'s credential still stands for the same account with the same role:
+/// the token is not revoked, the session is not signed out or expired, the account still
+/// exists and was not demoted. Reads only (no `last_used_at` write), so it is cheap to call
+/// every few seconds.
+pub async fn still_authorized(state: &AppState, identity: &Identity) -> Result<bool, Error> {
+    let Some(original) = &identity.account else {
+        return Ok(false);
+    };
+    let pool = state.engine.state();
+    let now = match &identity.credential {
+        Credential::None => return Ok(false),
+        Credential::Token(token) => engine::auth::token_account(pool, token)
+            .await?
+            .map(|(_, a)| a),
+        Credential::Session(id) => {
+            use tower_sessions::SessionStore as _;
+            let store = tower_sessions_sqlx_store::SqliteStore::new(pool.clone())
+                .with_table_name(SESSION_TABLE)
+                .map_err(|e| Error::internal("session store", e))?;
+            let record = store
+                .load(id)
+                .await
+                .map_err(|e| Error::internal("cannot read the session", e))?;
+            let account_id =
+                record.and_then(|r| r.data.get(SESSION_ACCOUNT_KEY).and_then(|v| v.as_i64()));
+            match account_id {
+                Some(aid) if aid == original.id => engine::auth::account(pool, aid).await?,
+                _ => None,
+            }
+        }
+    };
+    Ok(now.is_some_and(|a| a.id == original.id && a.role == original.role))
 }
 
 /// Resolves the caller and enforces the same-origin rule for cookie-authenticated writes.
@@ -44,6 +110,7 @@ pub async fn identify(
             Ok(Some(account)) => Identity {
                 account: Some(account),
                 via_token: true,
+                credential: Credential::Token(token),
             },
             Ok(None) => {
                 return ApiError(Error::unauthenticated(
@@ -62,9 +129,14 @@ pub async fn identify(
             },
             None => None,
         };
+        let credential = match (&account, session.id()) {
+            (Some(_), Some(sid)) => Credential::Session(sid),
+            _ => Credential::None,
+        };
         Identity {
             account,
             via_token: false,
+            credential,
         }
     };
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
@@ -156,18 +228,37 @@ struct LoginBody {
     password: String,
 }
 
+/// Signs in. The client is the socket's address: `X-Forwarded-For` is not trusted (nothing
+/// here knows which proxy to believe), so behind a reverse proxy every client shares the
+/// proxy's address budget. Refusals carry `Retry-After` in seconds.
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     session: Session,
     ApiJson(body): ApiJson<LoginBody>,
-) -> ApiResult<Json<Account>> {
-    let account = state
+) -> Response {
+    let account = match state
         .engine
         .login(&addr.ip().to_string(), &body.username, &body.password)
-        .await?;
-    start_session(&session, &account).await?;
-    Ok(Json(account))
+        .await
+    {
+        Ok(a) => a,
+        Err(e) => {
+            let wait = engine::auth::retry_after(&e);
+            let mut response = ApiError(e).into_response();
+            if let Some(wait) = wait {
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, secs.max(1).into());
+            }
+            return response;
+        }
+    };
+    if let Err(e) = start_session(&session, &account).await {
+        return ApiError(e).into_response();
+    }
+    Json(account).into_response()
 }
 
 /// Binds the session to `account`, with a fresh id (no session fixation).

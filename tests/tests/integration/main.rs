@@ -7,3 +7,4 @@ mod config;
 mod plugins;
 mod restore;
 mod safety_settings;
+mod security;
