@@ -39,7 +39,7 @@ cp style/main.css "$SITE/pkg/backstop.css"
 # 4. Server (and every host crate, with the same package set as ./test.sh, so features unify
 #    the same way and the test build reuses this one instead of rebuilding the world).
 say "building the server"
-cargo build -p server -p engine -p plugin-host -p tests
+cargo build -p server -p engine -p plugin-host -p wire -p tests
 
 # 5. Plugins.
 if [ -x plugins/build.sh ]; then

@@ -22,8 +22,13 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
 fi
 
+say "format and lints"
+cargo fmt --all --check
+cargo clippy -p server -p engine -p plugin-host -p wire -p tests -p app --features app/ssr --all-targets -- -D warnings
+cargo clippy -p app --lib --target wasm32-unknown-unknown --no-default-features --features hydrate -- -D warnings
+
 say "Rust tests"
-cargo test -p server -p engine -p plugin-host -p tests -p app --features app/ssr
+cargo test -p server -p engine -p plugin-host -p wire -p tests -p app --features app/ssr
 
 say "browser tests"
 (cd tests/browser && { [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund; } && node run.mjs)

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+#[allow(unsafe_code)] // getrusage, see SAFETY below
 fn peak_rss_kib() -> i64 {
     // SAFETY: getrusage only writes into the struct we pass.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };

@@ -519,6 +519,7 @@ impl Sandbox {
         Ok(compiled)
     }
 
+    #[allow(unsafe_code)] // loading our own precompiled cache, see SAFETY below
     fn component(&self, bytes: &[u8], sha256: &str) -> wasmtime::Result<Component> {
         let Some(dir) = &self.cache_dir else {
             return Component::from_binary(&self.engine, bytes);

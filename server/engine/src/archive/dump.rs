@@ -10,6 +10,10 @@
 //! (so it reads back as REAL), TEXT -> string, NULL -> null, BLOB -> `{"$base64":"..."}`.
 //! JSON has no infinities; SQLite can store them, so they are written as
 //! `{"$real":"inf"}` / `{"$real":"-inf"}` (SQLite stores NaN as NULL).
+//!
+//! Rows are read by stepping SQLite's C API directly (measured 0.26-0.46x `sqlite3 .dump`),
+//! the one reason this module allows `unsafe_code`; every block says why it is sound.
+#![allow(unsafe_code)]
 
 use std::fs::File;
 use std::io::Write;

@@ -1213,6 +1213,7 @@ fn finish_file((w, path): (BufWriter<File>, PathBuf), mode: u32, mtime: u64) -> 
 const SAFE_MODE_BITS: u32 = 0o755;
 
 /// Free bytes for unprivileged users on the filesystem holding `path`.
+#[allow(unsafe_code)] // statvfs, see SAFETY below
 pub(crate) fn free_bytes(path: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;

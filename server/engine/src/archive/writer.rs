@@ -194,6 +194,7 @@ pub(crate) fn publish(partial: &Path, final_path: &Path, dir: &Path) -> Result<(
 
 /// `rename` that fails with `AlreadyExists` instead of replacing `to`. Falls back to a
 /// checked plain rename on filesystems without `renameat2` flags (EINVAL/ENOSYS).
+#[allow(unsafe_code)] // one libc call, see SAFETY below
 pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let c = |p: &Path| {
