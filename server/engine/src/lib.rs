@@ -11,10 +11,12 @@
 //! - [`archive`]: archive format v1: database dump, writer, reader and validation.
 //! - [`plugins`]: the traits through which the engine sees plugins (implemented by `plugin-host`).
 //! - [`fault`]: crash fault points for the kill -9 tests (debug builds only).
+//! - [`backup`]: the backup pipeline, top to bottom.
 //! - [`jobs`]: job records, the single runner, cancel, retention, restart sweep.
 
 pub mod archive;
 pub mod auth;
+pub mod backup;
 pub mod content;
 pub mod demo;
 pub mod error;

@@ -1,0 +1,146 @@
+//! Reading a stored archive without restoring it: its manifest, a full integrity check, and
+//! the comparison of what was read with the record (DESIGN section 4, data safety 3).
+
+use std::path::Path;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::archive::ProgressFn;
+use crate::jobs::JobId;
+use crate::{Engine, Error, Result};
+
+impl Engine {
+    /// The archive limits used by validation (entry count, sizes, expansion).
+    pub fn archive_limits(&self) -> crate::archive::verify::Limits {
+        crate::archive::verify::Limits::default()
+    }
+
+    /// Reads `manifest.json` of a backup job's archive.
+    pub async fn job_manifest(&self, id: JobId) -> Result<serde_json::Value> {
+        let path = self.archive_path(id).await?;
+        tokio::task::spawn_blocking(move || read_manifest(&path))
+            .await
+            .map_err(|e| Error::internal("reading the manifest failed", e))?
+    }
+
+    /// Full integrity check of a job's archive without restoring.
+    pub async fn verify_job(&self, id: JobId) -> Result<serde_json::Value> {
+        let path = self.archive_path(id).await?;
+        let report = self
+            .verify_file(&path, crate::archive::no_progress())
+            .await?;
+        let size = report
+            .get("archive_bytes")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
+        let sha = report.get("sha256").and_then(|v| v.as_str()).unwrap_or("");
+        self.check_against_record(id, size, sha).await?;
+        Ok(report)
+    }
+
+    /// Full integrity check of any archive file.
+    pub async fn verify_file(
+        &self,
+        path: &Path,
+        progress: ProgressFn,
+    ) -> Result<serde_json::Value> {
+        if !path.is_file() {
+            return Err(Error::not_found(format!(
+                "{} is not a file",
+                path.display()
+            )));
+        }
+        let schema = crate::archive::content_schema(self.content()).await?;
+        let limits = self.archive_limits();
+        let path = path.to_path_buf();
+        let report = tokio::task::spawn_blocking(move || {
+            crate::archive::verify::verify_archive(
+                &path,
+                &limits,
+                &schema,
+                &CancellationToken::new(),
+                progress,
+            )
+        })
+        .await
+        .map_err(|e| Error::internal("verification failed", e))??;
+        serde_json::to_value(&report).map_err(|e| Error::internal("cannot encode the report", e))
+    }
+
+    /// Refuses an archive whose bytes (as just read) differ from its record.
+    pub(crate) async fn check_against_record(
+        &self,
+        id: JobId,
+        size: u64,
+        sha256: &str,
+    ) -> Result<()> {
+        let (rec_size, rec_sha) = self.recorded_digest(id).await?;
+        let size_ok = rec_size.is_none_or(|s| s == size);
+        let sha_ok = rec_sha.as_deref().is_none_or(|s| s == sha256);
+        if size_ok && sha_ok {
+            return Ok(());
+        }
+        Err(Error::rejected(format!(
+            "the archive of job {id} has changed since it was made (its {} no longer matches the record); it is refused and nothing was changed",
+            if size_ok { "SHA-256" } else { "size" }
+        )))
+    }
+}
+
+/// Size and SHA-256 of a file, streamed.
+pub fn file_sha256(path: &Path) -> Result<(u64, String)> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f =
+        std::fs::File::open(path).map_err(|e| Error::internal("cannot read the archive", e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f
+            .read(&mut buf)
+            .map_err(|e| Error::internal("cannot read the archive", e))?;
+        if k == 0 {
+            break;
+        }
+        n += k as u64;
+        h.update(&buf[..k]);
+    }
+    Ok((n, hex::encode(h.finalize())))
+}
+
+/// Reads `manifest.json` (the first entry) of an archive without reading the rest.
+pub fn read_manifest(path: &Path) -> Result<serde_json::Value> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)
+        .map_err(|e| Error::internal(format!("cannot open {}", path.display()), e))?;
+    let gz = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
+    let mut archive = tar::Archive::new(gz);
+    let mut entries = archive
+        .entries()
+        .map_err(|e| Error::rejected("the archive is not a readable tar.gz").with_source(e))?;
+    let mut first = match entries.next() {
+        Some(Ok(e)) => e,
+        _ => {
+            return Err(Error::rejected(
+                "the archive is empty or not a readable tar.gz",
+            ));
+        }
+    };
+    let name = first
+        .path()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if name != "manifest.json" {
+        return Err(Error::rejected(format!(
+            "the archive does not start with manifest.json (found {name:?})"
+        )));
+    }
+    let mut buf = Vec::new();
+    (&mut first)
+        .take(16 << 20)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::rejected("manifest.json cannot be read").with_source(e))?;
+    serde_json::from_slice(&buf)
+        .map_err(|e| Error::rejected("manifest.json is not valid JSON").with_source(e))
+}
