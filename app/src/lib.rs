@@ -2,12 +2,14 @@
 //! Backstop's web UI: a Leptos app rendered on the server and hydrated in the browser.
 //!
 //! - [`model`]: wire types shared by browser and server.
+//! - [`error`]: the error every server function returns (kind, message, fields).
 //! - [`api`]: server functions (the page's actions), grouped by resource.
 //! - [`pages`]: one file per route.
 //! - [`components`]: the pieces pages are made of.
 
 pub mod api;
 pub mod components;
+pub mod error;
 pub mod model;
 pub mod pages;
 
@@ -39,7 +41,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 }
 
 /// Who is signed in, shared by every page.
-pub type MeResource = Resource<Result<Option<MeView>, ServerFnError>>;
+pub type MeResource = Resource<Result<Option<MeView>, crate::error::AppError>>;
 
 #[component]
 pub fn App() -> impl IntoView {

@@ -6,7 +6,7 @@ use crate::model::MeView;
 
 /// The signed-in account, or `None`.
 #[server]
-pub async fn current_user() -> Result<Option<MeView>, ServerFnError> {
+pub async fn current_user() -> Result<Option<MeView>, crate::error::AppError> {
     let account = super::ssr::current_account().await?;
     Ok(account.map(|a| MeView {
         username: a.username,
@@ -16,27 +16,27 @@ pub async fn current_user() -> Result<Option<MeView>, ServerFnError> {
 
 /// Signs in (rate limited per client and username), rotating the session id.
 #[server]
-pub async fn login(username: String, password: String) -> Result<MeView, ServerFnError> {
+pub async fn login(username: String, password: String) -> Result<MeView, crate::error::AppError> {
     use axum::extract::ConnectInfo;
     let engine = super::ssr::engine()?;
     let ConnectInfo(addr): ConnectInfo<std::net::SocketAddr> = leptos_axum::extract()
         .await
-        .map_err(|e| ServerFnError::new(format!("no client address: {e}")))?;
+        .map_err(|e| crate::error::AppError::new(format!("no client address: {e}")))?;
     let account = engine
         .login(&addr.ip().to_string(), &username, &password)
         .await
-        .map_err(super::ssr::to_sfe)?;
+        .map_err(crate::error::AppError::from)?;
     let session: tower_sessions::Session = leptos_axum::extract()
         .await
-        .map_err(|e| ServerFnError::new(format!("no session: {e}")))?;
+        .map_err(|e| crate::error::AppError::new(format!("no session: {e}")))?;
     session
         .cycle_id()
         .await
-        .map_err(|_| ServerFnError::new("cannot start a session"))?;
+        .map_err(|_| crate::error::AppError::new("cannot start a session"))?;
     session
         .insert(engine::auth::SESSION_ACCOUNT_KEY, account.id)
         .await
-        .map_err(|_| ServerFnError::new("cannot start a session"))?;
+        .map_err(|_| crate::error::AppError::new("cannot start a session"))?;
     Ok(MeView {
         username: account.username,
         role: account.role.as_str().to_owned(),
@@ -45,13 +45,13 @@ pub async fn login(username: String, password: String) -> Result<MeView, ServerF
 
 /// Signs out.
 #[server]
-pub async fn logout() -> Result<(), ServerFnError> {
+pub async fn logout() -> Result<(), crate::error::AppError> {
     let session: tower_sessions::Session = leptos_axum::extract()
         .await
-        .map_err(|e| ServerFnError::new(format!("no session: {e}")))?;
+        .map_err(|e| crate::error::AppError::new(format!("no session: {e}")))?;
     session
         .flush()
         .await
-        .map_err(|_| ServerFnError::new("cannot end the session"))?;
+        .map_err(|_| crate::error::AppError::new("cannot end the session"))?;
     Ok(())
 }

@@ -8,14 +8,14 @@ use crate::model::TableView;
 /// masked by the engine (a viewer gets names and counts only). Any signed-in account may
 /// ask: the engine decides what each role sees, so nothing secret is ever sent here.
 #[server]
-pub async fn content_tables() -> Result<Vec<TableView>, ServerFnError> {
+pub async fn content_tables() -> Result<Vec<TableView>, crate::error::AppError> {
     let engine = super::ssr::engine()?;
     let Some(account) = super::ssr::current_account().await? else {
-        return Err(ServerFnError::new("sign in first"));
+        return Err(crate::error::AppError::new("sign in first"));
     };
     let tables = engine
         .content_summary(&account)
         .await
-        .map_err(super::ssr::to_sfe)?;
+        .map_err(crate::error::AppError::from)?;
     super::ssr::convert(&tables)
 }

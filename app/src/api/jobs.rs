@@ -6,7 +6,7 @@ use crate::model::{JobId, JobPage, JobView, PluginLogLineView};
 
 /// One page of the history, newest first.
 #[server]
-pub async fn list_jobs(limit: i64, offset: i64) -> Result<JobPage, ServerFnError> {
+pub async fn list_jobs(limit: i64, offset: i64) -> Result<JobPage, crate::error::AppError> {
     let (engine, _) = super::ssr::require_admin().await?;
     let (jobs, total) = engine
         .list_jobs(&engine::jobs::JobFilter {
@@ -15,7 +15,7 @@ pub async fn list_jobs(limit: i64, offset: i64) -> Result<JobPage, ServerFnError
             ..Default::default()
         })
         .await
-        .map_err(super::ssr::to_sfe)?;
+        .map_err(crate::error::AppError::from)?;
     Ok(JobPage {
         jobs: super::ssr::convert(&jobs)?,
         total,
@@ -24,7 +24,7 @@ pub async fn list_jobs(limit: i64, offset: i64) -> Result<JobPage, ServerFnError
 
 /// Queues a backup now.
 #[server]
-pub async fn run_backup(include_recordings: bool) -> Result<JobView, ServerFnError> {
+pub async fn run_backup(include_recordings: bool) -> Result<JobView, crate::error::AppError> {
     let (engine, who) = super::ssr::require_admin().await?;
     let job = engine
         .start_backup(
@@ -33,48 +33,60 @@ pub async fn run_backup(include_recordings: bool) -> Result<JobView, ServerFnErr
             Some(include_recordings),
         )
         .await
-        .map_err(super::ssr::to_sfe)?;
+        .map_err(crate::error::AppError::from)?;
     super::ssr::convert(&job)
 }
 
 /// Cancels a pending or running job.
 #[server]
-pub async fn cancel_job(id: JobId) -> Result<JobView, ServerFnError> {
+pub async fn cancel_job(id: JobId) -> Result<JobView, crate::error::AppError> {
     let (engine, _) = super::ssr::require_admin().await?;
-    let job = engine.cancel_job(id).await.map_err(super::ssr::to_sfe)?;
+    let job = engine
+        .cancel_job(id)
+        .await
+        .map_err(crate::error::AppError::from)?;
     super::ssr::convert(&job)
 }
 
 /// Deletes a finished job and its archive.
 #[server]
-pub async fn delete_job(id: JobId) -> Result<(), ServerFnError> {
+pub async fn delete_job(id: JobId) -> Result<(), crate::error::AppError> {
     let (engine, _) = super::ssr::require_admin().await?;
-    engine.delete_job(id).await.map_err(super::ssr::to_sfe)
+    engine
+        .delete_job(id)
+        .await
+        .map_err(crate::error::AppError::from)
 }
 
 /// Restores a backup (a safety backup is taken first).
 #[server]
-pub async fn restore_job(id: JobId) -> Result<JobView, ServerFnError> {
+pub async fn restore_job(id: JobId) -> Result<JobView, crate::error::AppError> {
     let (engine, who) = super::ssr::require_admin().await?;
     let job = engine
         .start_restore(id, Some(who.username))
         .await
-        .map_err(super::ssr::to_sfe)?;
+        .map_err(crate::error::AppError::from)?;
     super::ssr::convert(&job)
 }
 
 /// The manifest of a backup's archive.
 #[server]
-pub async fn job_manifest(id: JobId) -> Result<String, ServerFnError> {
+pub async fn job_manifest(id: JobId) -> Result<String, crate::error::AppError> {
     let (engine, _) = super::ssr::require_admin().await?;
-    let m = engine.job_manifest(id).await.map_err(super::ssr::to_sfe)?;
+    let m = engine
+        .job_manifest(id)
+        .await
+        .map_err(crate::error::AppError::from)?;
     Ok(m.to_string())
 }
 
 /// What plugins logged during a job (live while it runs, kept with it afterwards).
 #[server]
-pub async fn job_plugin_log(id: JobId) -> Result<Vec<PluginLogLineView>, ServerFnError> {
+pub async fn job_plugin_log(id: JobId) -> Result<Vec<PluginLogLineView>, crate::error::AppError> {
     let (engine, _) = super::ssr::require_admin().await?;
-    let lines = engine.plugin_log(id).await.map_err(super::ssr::to_sfe)?;
+    let lines = engine
+        .plugin_log(id)
+        .await
+        .map_err(crate::error::AppError::from)?;
     super::ssr::convert(&lines)
 }

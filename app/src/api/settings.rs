@@ -5,21 +5,27 @@ use leptos::prelude::*;
 use crate::model::{SaveOutcome, SettingsView};
 
 #[server]
-pub async fn get_settings() -> Result<SettingsView, ServerFnError> {
+pub async fn get_settings() -> Result<SettingsView, crate::error::AppError> {
     let (engine, _) = super::ssr::require_admin().await?;
-    let v = engine.settings_view().await.map_err(super::ssr::to_sfe)?;
+    let v = engine
+        .settings_view()
+        .await
+        .map_err(crate::error::AppError::from)?;
     super::ssr::convert(&v)
 }
 
 /// Validates and saves; invalid fields come back one message each, nothing saved.
 #[server]
-pub async fn save_settings(settings: String) -> Result<SaveOutcome, ServerFnError> {
+pub async fn save_settings(settings: String) -> Result<SaveOutcome, crate::error::AppError> {
     let (engine, _) = super::ssr::require_admin().await?;
     let value: serde_json::Value = serde_json::from_str(&settings)
-        .map_err(|_| ServerFnError::new("the settings are not valid JSON"))?;
+        .map_err(|_| crate::error::AppError::new("the settings are not valid JSON"))?;
     match engine.save_settings(&value).await {
         Ok(()) => {
-            let v = engine.settings_view().await.map_err(super::ssr::to_sfe)?;
+            let v = engine
+                .settings_view()
+                .await
+                .map_err(crate::error::AppError::from)?;
             Ok(SaveOutcome::Saved(super::ssr::convert(&v)?))
         }
         Err(e) if e.kind() == engine::ErrorKind::Invalid => {
@@ -29,6 +35,6 @@ pub async fn save_settings(settings: String) -> Result<SaveOutcome, ServerFnErro
             }
             Ok(SaveOutcome::Invalid(fields))
         }
-        Err(e) => Err(super::ssr::to_sfe(e)),
+        Err(e) => Err(e.into()),
     }
 }

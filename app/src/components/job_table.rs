@@ -265,7 +265,7 @@ fn PluginLog(id: JobId, status: Memo<String>) -> impl IntoView {
                             </ol>
                         }.into_any(),
                         Err(e) => view! {
-                            <p class="error" role="alert">{crate::pages::login::clean_error(&e.to_string())}</p>
+                            <p class="error" role="alert">{e.to_string()}</p>
                         }.into_any(),
                     }
                 })}

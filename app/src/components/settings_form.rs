@@ -7,7 +7,6 @@ use leptos::prelude::*;
 
 use crate::components::local_time::LocalTime;
 use crate::model::{SaveOutcome, SettingsView};
-use crate::pages::login::clean_error;
 
 const WEEKDAYS: [&str; 7] = [
     "Sunday",
@@ -32,7 +31,7 @@ pub fn SettingsForm(include_recordings_default: RwSignal<bool>) -> impl IntoView
                             include_recordings_default.set(s.include_recordings);
                             view! { <SettingsFields initial=s include_recordings_default=include_recordings_default/> }.into_any()
                         }
-                        Err(e) => view! { <p class="error" role="alert">{clean_error(&e.to_string())}</p> }.into_any(),
+                        Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
                     }
                 })}
             </Suspense>
@@ -132,7 +131,7 @@ fn SettingsFields(
             notice.set(Some("Nothing was saved: fix the marked fields.".into()));
             errors.set(f);
         }
-        Some(Err(e)) => notice.set(Some(clean_error(&e.to_string()))),
+        Some(Err(e)) => notice.set(Some(e.to_string())),
         None => {}
     });
 

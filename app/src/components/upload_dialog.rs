@@ -55,9 +55,7 @@ pub fn UploadButton(
                     )));
                     stage.set(Stage::Closed);
                 }
-                Err(e) => stage.set(Stage::Failed(crate::pages::login::clean_error(
-                    &e.to_string(),
-                ))),
+                Err(e) => stage.set(Stage::Failed(e.to_string())),
             }
         });
     };
@@ -225,9 +223,7 @@ mod upload {
                                     job: Box::new(job),
                                     manifest: serde_json::from_str(&m).unwrap_or_default(),
                                 }),
-                                Err(e) => stage.set(Stage::Failed(
-                                    crate::pages::login::clean_error(&e.to_string()),
-                                )),
+                                Err(e) => stage.set(Stage::Failed(e.to_string())),
                             }
                         });
                     }

@@ -6,7 +6,6 @@ use crate::components::auth_gate::AuthGate;
 use crate::components::confirm_dialog::{Confirm, ConfirmAction, ConfirmDialog};
 use crate::components::job_table::JobTable;
 use crate::model::{JobStatus, JobView};
-use crate::pages::login::clean_error;
 
 /// Jobs per history page.
 pub const PAGE_SIZE: i64 = 20;
@@ -84,7 +83,7 @@ fn BackupsContent() -> impl IntoView {
                 jobs.update(|l| upsert(l, job));
             }
         }
-        Some(Err(e)) => message.set(Some((false, clean_error(&e.to_string())))),
+        Some(Err(e)) => message.set(Some((false, e.to_string()))),
         None => {}
     });
 
@@ -109,7 +108,7 @@ fn BackupsContent() -> impl IntoView {
             };
             match result {
                 Ok(m) => message.set(Some((true, m))),
-                Err(e) => message.set(Some((false, clean_error(&e.to_string())))),
+                Err(e) => message.set(Some((false, e.to_string()))),
             }
         });
     });

@@ -45,7 +45,7 @@ fn DataTables() -> impl IntoView {
                         </div>
                     }.into_any()
                     }
-                    Err(e) => view! { <p class="error" role="alert">{crate::pages::login::clean_error(&e.to_string())}</p> }.into_any(),
+                    Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
                 }
             })}
         </Suspense>

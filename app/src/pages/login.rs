@@ -14,7 +14,7 @@ pub fn LoginPage() -> impl IntoView {
         }
     });
     let error = move || match login.value().get() {
-        Some(Err(e)) => Some(clean_error(&e.to_string())),
+        Some(Err(e)) => Some(e.to_string()),
         _ => None,
     };
     view! {
@@ -33,11 +33,4 @@ pub fn LoginPage() -> impl IntoView {
             <p class="hint">"The first admin's password is printed once when Backstop starts for the first time (or set with BACKSTOP_ADMIN_PASSWORD)."</p>
         </section>
     }
-}
-
-/// Server function errors arrive as "error running server function: <message>".
-pub fn clean_error(s: &str) -> String {
-    s.rsplit_once(": ")
-        .map(|(_, m)| m.to_owned())
-        .unwrap_or_else(|| s.to_owned())
 }

@@ -4,35 +4,28 @@
 use leptos::prelude::*;
 
 use crate::components::auth_gate::AuthGate;
-use crate::pages::login::clean_error;
 
 /// Every installed plugin, as the API lists it (`{"plugins": [...]}`), as JSON text.
 #[server]
-pub async fn list_plugins() -> Result<String, ServerFnError> {
+pub async fn list_plugins() -> Result<String, crate::error::AppError> {
     let (engine, _) = crate::api::ssr::require_admin().await?;
     let v = engine
         .plugins_view()
         .await
-        .map_err(crate::api::ssr::to_sfe)?;
+        .map_err(crate::error::AppError::from)?;
     Ok(v.to_string())
 }
 
 /// Applies a change (`{"enabled"?, "grants"?, "settings"?}` as JSON text) through the same
 /// engine call as `PUT /api/backups/plugins/{id}/`; returns the plugin as JSON text.
 #[server]
-pub async fn update_plugin(id: String, change: String) -> Result<String, ServerFnError> {
+pub async fn update_plugin(id: String, change: String) -> Result<String, crate::error::AppError> {
     let (engine, _) = crate::api::ssr::require_admin().await?;
     let update: engine::plugins::PluginUpdate = serde_json::from_str(&change)
-        .map_err(|e| ServerFnError::new(format!("the change is not valid: {e}")))?;
+        .map_err(|e| crate::error::AppError::new(format!("the change is not valid: {e}")))?;
     match engine.update_plugin(&id, &update).await {
         Ok(view) => Ok(serde_json::to_string(&view).unwrap_or_default()),
-        Err(e) => {
-            let mut msg = e.message().to_owned();
-            for (field, m) in e.field_errors() {
-                msg.push_str(&format!("; {field}: {m}"));
-            }
-            Err(ServerFnError::new(msg))
-        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -69,7 +62,7 @@ fn PluginList() -> impl IntoView {
                             }.into_any()
                         }
                     }
-                    Err(e) => view! { <p class="error" role="alert">{clean_error(&e.to_string())}</p> }.into_any(),
+                    Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
                 }
             })}
         </Suspense>
@@ -177,7 +170,7 @@ fn PluginCard(plugin: serde_json::Value) -> impl IntoView {
             let change = serde_json::json!({ "enabled": enabled.get_untracked(), "grants": grants, "settings": settings });
             update_plugin(id, change.to_string())
                 .await
-                .map_err(|e| clean_error(&e.to_string()))
+                .map_err(|e| e.to_string())
         }
     });
     Effect::new(move |_| match save.value().get() {
