@@ -5,6 +5,7 @@
 //! executable in the cargo target dir; build it first with `cargo build -p server`.
 
 pub mod hostile;
+pub mod invariants;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

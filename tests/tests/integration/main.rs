@@ -4,6 +4,8 @@
 mod auth;
 mod backups;
 mod config;
+mod crash;
+mod model;
 mod plugins;
 mod restore;
 mod safety_settings;
