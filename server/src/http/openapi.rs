@@ -1,5 +1,9 @@
 //! `GET /api/openapi.json`: the OpenAPI 3 description of every route of DESIGN section 6.
-//! Hand-written (small, and the contract changes rarely); a test checks every route is in it.
+//! Hand-written (small, and the contract changes rarely); an integration test checks every
+//! route is in it. The `Job` schema is built from the wire types' own enum values, and a
+//! unit test below checks its properties against a real serialized [`Job`], so the document
+//! cannot drift from what the API sends (it had: `source_job_id` and `annotations` were
+//! missing).
 
 use axum::Json;
 use serde_json::{Value, json};
@@ -20,6 +24,37 @@ fn op(summary: &str, ok: &str) -> Value {
 
 fn id_param() -> Value {
     json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "integer" } }])
+}
+
+/// The `Job` schema (DESIGN section 4), enum values from the wire types.
+fn job_schema() -> Value {
+    use engine::jobs::{JobKind, JobStatus, JobTrigger};
+    let nullable = |t: &str| json!({ "type": t, "nullable": true });
+    json!({ "type": "object", "properties": {
+        "id": { "type": "integer" },
+        "kind": { "type": "string", "enum": JobKind::NAMES },
+        "status": { "type": "string", "enum": JobStatus::NAMES },
+        "trigger": { "type": "string", "enum": JobTrigger::NAMES },
+        "requested_by": nullable("string"),
+        "archive_name": nullable("string"),
+        "original_filename": nullable("string"),
+        "size_bytes": nullable("integer"),
+        "sha256": nullable("string"),
+        "include_recordings": { "type": "boolean" },
+        "progress": { "type": "object", "properties": {
+            "step": nullable("string"), "done_bytes": { "type": "integer" }, "total_bytes": { "type": "integer" } } },
+        "error": nullable("string"),
+        "warnings": { "type": "array", "items": { "type": "string" } },
+        "annotations": { "type": "array", "items": { "type": "object", "properties": {
+            "plugin": { "type": "string" }, "step": { "type": "string" }, "text": { "type": "string" } } } },
+        "source_job_id": { "type": "integer", "nullable": true, "description": "a restore's source backup" },
+        "created_at": { "type": "string" },
+        "started_at": nullable("string"),
+        "finished_at": nullable("string"),
+        "can_download": { "type": "boolean" },
+        "can_restore": { "type": "boolean" },
+        "can_cancel": { "type": "boolean" },
+        "can_delete": { "type": "boolean" } } })
 }
 
 /// The document.
@@ -46,17 +81,7 @@ pub fn document() -> Value {
             "schemas": {
                 "Error": { "type": "object", "properties": { "error": { "type": "object", "properties": {
                     "code": { "type": "string" }, "message": { "type": "string" }, "fields": { "type": "object", "additionalProperties": { "type": "string" } } } } } },
-                "Job": { "type": "object", "properties": {
-                    "id": { "type": "integer" }, "kind": { "type": "string", "enum": ["backup", "restore"] },
-                    "status": { "type": "string", "enum": ["pending", "running", "succeeded", "failed", "canceled"] },
-                    "trigger": { "type": "string", "enum": ["manual", "scheduled", "upload", "pre-restore"] },
-                    "requested_by": { "type": "string", "nullable": true }, "archive_name": { "type": "string", "nullable": true },
-                    "original_filename": { "type": "string", "nullable": true }, "size_bytes": { "type": "integer", "nullable": true },
-                    "sha256": { "type": "string", "nullable": true }, "include_recordings": { "type": "boolean" },
-                    "progress": { "type": "object", "properties": { "step": { "type": "string", "nullable": true }, "done_bytes": { "type": "integer" }, "total_bytes": { "type": "integer" } } },
-                    "error": { "type": "string", "nullable": true }, "warnings": { "type": "array", "items": { "type": "string" } },
-                    "created_at": { "type": "string" }, "started_at": { "type": "string", "nullable": true }, "finished_at": { "type": "string", "nullable": true },
-                    "can_download": { "type": "boolean" }, "can_restore": { "type": "boolean" }, "can_cancel": { "type": "boolean" }, "can_delete": { "type": "boolean" } } }
+                "Job": job_schema()
             }
         },
         "security": [{ "cookie": [] }, { "bearer": [] }],
@@ -95,4 +120,55 @@ pub fn document() -> Value {
 
 pub async fn openapi() -> Json<Value> {
     Json(document())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_job_schema_has_exactly_the_fields_a_serialized_job_has() {
+        let job: engine::jobs::Job = serde_json::from_value(json!({
+            "id": 1, "kind": "restore", "status": "succeeded", "trigger": "manual",
+            "requested_by": null, "archive_name": null, "original_filename": null,
+            "size_bytes": null, "sha256": null, "include_recordings": false,
+            "progress": { "step": null, "done_bytes": 0, "total_bytes": 0 }, "error": null,
+            "warnings": [], "annotations": [], "source_job_id": 2, "created_at": "",
+            "started_at": null, "finished_at": null, "can_download": false,
+            "can_restore": false, "can_cancel": false, "can_delete": true
+        }))
+        .expect("a job");
+        let sent: std::collections::BTreeSet<String> = serde_json::to_value(&job)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        let schema = job_schema();
+        let described: std::collections::BTreeSet<String> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(described, sent);
+        let progress: std::collections::BTreeSet<String> =
+            schema["properties"]["progress"]["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+        assert_eq!(
+            progress,
+            ["done_bytes", "step", "total_bytes"]
+                .map(String::from)
+                .into()
+        );
+        assert_eq!(
+            schema["properties"]["trigger"]["enum"],
+            json!(["manual", "scheduled", "upload", "pre-restore", "import"])
+        );
+    }
 }
