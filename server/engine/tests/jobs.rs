@@ -650,10 +650,6 @@ async fn veto_at_pre_backup_fails_the_job_with_the_reason_and_leaves_no_file() {
 }
 
 #[tokio::test]
-#[ignore = "finding: Engine::hooks (jobs/runner.rs) acts on HookReport.veto at any point, so \
-            a veto reported at post-archive (not a gate) fails the job and deletes its finished \
-            archive; only plugin-host applies the gate rule (HookPoint::is_gate), the engine \
-            does not"]
 async fn veto_at_post_archive_is_not_a_gate_and_the_backup_succeeds() {
     let f = Fixture::new().await;
     f.plugins.on(
@@ -1109,10 +1105,6 @@ async fn cancel_is_refused_once_the_restore_has_swapped_and_it_completes() {
 }
 
 #[tokio::test]
-#[ignore = "finding: execute_restore_impl ends with `self.hooks(PostRestore, ..)?`, so an \
-            abort-policy failure (or a panic in PluginRuntime::restore) after the database \
-            committed and the directories were swapped records the restore as failed, although \
-            everything was restored; post-backup was made a warning for the same reason"]
 async fn a_failure_at_post_restore_keeps_the_completed_restore_succeeded() {
     let f = Fixture::new().await;
     let source = f.backup().await;

@@ -388,7 +388,17 @@ impl Engine {
         if let Some(reason) = report.abort {
             return Err(Error::new(ErrorKind::Internal, reason));
         }
+        // A veto stops the job only at a gate (`pre-*`, DESIGN section 7); elsewhere it is
+        // recorded, never acted on (a post-archive veto must not lose a finished archive).
         if let Some((plugin, reason)) = report.veto {
+            if !point.is_gate() {
+                done.annotations.push(crate::plugins::Annotation {
+                    plugin,
+                    step: point.as_str().to_owned(),
+                    text: format!("veto ignored ({} is not a gate): {reason}", point.as_str()),
+                });
+                return Ok(());
+            }
             return Err(Error::new(
                 ErrorKind::Invalid,
                 format!(

@@ -337,19 +337,35 @@ impl Engine {
             let staged = staging_root.join("plugins").join(&p.id);
             p.files = staged.is_dir().then_some(staged);
         }
+        //    The database and directories are already restored: from here a plugin failure
+        //    (even a panic) is a warning on a succeeded restore, never a "failed" that hides
+        //    the fact that the data was replaced.
         let report = {
             let (plugins, ctx, input) = (self.plugins().clone(), ctx.clone(), input.clone());
-            tokio::task::spawn_blocking(move || plugins.restore(&ctx, &input))
-                .await
-                .map_err(|e| Error::internal("plugin restore failed", e))?
+            tokio::task::spawn_blocking(move || plugins.restore(&ctx, &input)).await
         };
-        done.annotations.extend(report.annotations);
-        done.warnings.extend(report.warnings);
-        if let Some(reason) = report.abort {
-            done.warnings
-                .push(format!("a plugin failed to restore its content: {reason}"));
+        match report {
+            Ok(report) => {
+                done.annotations.extend(report.annotations);
+                done.warnings.extend(report.warnings);
+                if let Some(reason) = report.abort {
+                    done.warnings
+                        .push(format!("a plugin failed to restore its content: {reason}"));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "plugin restore panicked");
+                done.warnings.push(
+                    "a plugin failed while restoring its own content; the database and directories were restored".into(),
+                );
+            }
         }
-        self.hooks(HookPoint::PostRestore, &ctx, &mut done).await?;
+        if let Err(e) = self.hooks(HookPoint::PostRestore, &ctx, &mut done).await {
+            done.warnings.push(format!(
+                "a plugin failed after the restore was complete ({}); the restore is kept",
+                e.message()
+            ));
+        }
         Ok(done)
     }
 
