@@ -12,8 +12,8 @@
 //! outside the data dir for plugin content); then one section per subject. Every test has its
 //! own temp dir and takes well under a second of work.
 //!
-//! A test marked `#[ignore = "finding: ..."]` asserts what DESIGN.md asks and fails today;
-//! the reason names the engine behaviour that breaks it.
+//! Two tests here were written as findings (a veto at a non-gate point failed the backup; a
+//! post-restore failure marked a completed restore failed) and pass since those were fixed.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
