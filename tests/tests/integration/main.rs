@@ -8,5 +8,6 @@ mod crash;
 mod model;
 mod plugins;
 mod restore;
+mod safety;
 mod safety_settings;
 mod security;
