@@ -1462,6 +1462,54 @@ async fn verify_enforces_the_entry_count_and_path_length_limits() {
 }
 
 #[tokio::test]
+async fn verify_bounds_the_memory_of_entry_names_both_ways() {
+    let f = Fixture::new().await;
+    let out = f.backup().await;
+    let names: u64 = {
+        let mut a = tar::Archive::new(flate2::read::MultiGzDecoder::new(
+            std::fs::File::open(&out.path).expect("open"),
+        ));
+        a.entries()
+            .expect("entries")
+            .map(|e| {
+                let e = e.expect("entry");
+                let p = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+                p.trim_end_matches('/').len() as u64
+            })
+            .sum()
+    };
+    let exact = Limits {
+        max_total_path_bytes: names,
+        ..Limits::default()
+    };
+    archive::verify_archive(
+        &out.path,
+        &exact,
+        &f.schema,
+        &CancellationToken::new(),
+        no_progress(),
+    )
+    .expect("names exactly at the limit are fine");
+    let less = Limits {
+        max_total_path_bytes: names - 1,
+        ..Limits::default()
+    };
+    let err = archive::verify_archive(
+        &out.path,
+        &less,
+        &f.schema,
+        &CancellationToken::new(),
+        no_progress(),
+    )
+    .expect_err("one byte over");
+    assert!(
+        err.message().contains("entry names add up to more than"),
+        "{}",
+        err.message()
+    );
+}
+
+#[tokio::test]
 async fn verify_rejects_a_non_utf8_name() {
     let f = Fixture::new().await;
     let out = f.backup().await;

@@ -37,6 +37,10 @@ pub struct Limits {
     pub max_entries: u64,
     /// Bytes in one entry path.
     pub max_path_bytes: usize,
+    /// Bytes of all entry paths together. Validation keeps every path (to refuse duplicates
+    /// and files used as folders), so this bounds its memory whatever the archive holds:
+    /// 1M entries of 4 KiB paths would otherwise be 4 GiB. 64 MiB is ~1M paths of 64 bytes.
+    pub max_total_path_bytes: u64,
     /// Total size of all files once extracted. Callers should cap it by free disk space.
     pub max_total_bytes: u64,
     /// Largest allowed decompressed/compressed ratio once past `ratio_grace_bytes`: the gzip
@@ -55,6 +59,7 @@ impl Default for Limits {
         Limits {
             max_entries: 1_000_000,
             max_path_bytes: 4096,
+            max_total_path_bytes: 64 << 20,
             max_total_bytes: 1 << 40,
             max_ratio: 200,
             ratio_grace_bytes: 64 << 20,
@@ -452,6 +457,8 @@ struct Walk<'a> {
     dirs: HashSet<String>,
     explicit_dirs: HashSet<String>,
     checksums: Option<Vec<u8>>,
+    /// Bytes of every entry path seen so far (see [`Limits::max_total_path_bytes`]).
+    path_bytes: u64,
     /// Directory names listed in the manifest: the only `data/<name>/` trees allowed.
     manifest_dirs: HashSet<String>,
 }
@@ -472,6 +479,7 @@ impl<'a> Walk<'a> {
             dirs: HashSet::new(),
             explicit_dirs: HashSet::new(),
             checksums: None,
+            path_bytes: 0,
             manifest_dirs: HashSet::new(),
         }
     }
@@ -493,6 +501,13 @@ impl<'a> Walk<'a> {
         let entry_type = header.entry_type();
         let is_dir = entry_type.is_dir();
         let path = safe_path(&entry.path_bytes(), is_dir, self.limits)?;
+        self.path_bytes += path.len() as u64;
+        if self.path_bytes > self.limits.max_total_path_bytes {
+            return Err(Error::rejected(format!(
+                "the archive's entry names add up to more than {} MiB; it is refused",
+                self.limits.max_total_path_bytes >> 20
+            )));
+        }
         if !is_dir && !entry_type.is_file() {
             let what = match entry_type {
                 tar::EntryType::Symlink => "a symlink",

@@ -53,14 +53,13 @@ impl Engine {
         let schema = crate::archive::content_schema(self.content()).await?;
         let limits = self.archive_limits();
         let path = path.to_path_buf();
+        // Cancellable: when the caller goes away (the client of an upload or a verify
+        // disconnects and the request future is dropped), the guard cancels the token and
+        // the blocking read stops at its next buffer instead of running to the end.
+        let cancel = CancellationToken::new();
+        let _stop_when_dropped = cancel.clone().drop_guard();
         let report = tokio::task::spawn_blocking(move || {
-            crate::archive::verify::verify_archive(
-                &path,
-                &limits,
-                &schema,
-                &CancellationToken::new(),
-                progress,
-            )
+            crate::archive::verify::verify_archive(&path, &limits, &schema, &cancel, progress)
         })
         .await
         .map_err(|e| Error::internal("verification failed", e))??;
