@@ -754,6 +754,20 @@ fn cut(s: &str, max: usize) -> String {
     format!("{}…", &s[..end])
 }
 
+/// A reply of another kind than the call (a host bug, since the sandbox dispatches each
+/// request to its own export): an error under the plugin's failure policy, never skipped.
+fn wrong_reply(reply: &Response, call: &str) -> CallError {
+    let got = match reply {
+        Response::Hook(_) => "hook",
+        Response::Collect(_) => "collect",
+        Response::Plan(_) => "restore plan",
+        Response::Restore(_) => "restore",
+    };
+    CallError::Output(format!(
+        "a {got} reply to a {call} call (a Backstop bug; please report it)"
+    ))
+}
+
 fn annotation(plugin: &str, step: &str, text: String) -> Annotation {
     Annotation {
         plugin: plugin.to_owned(),
@@ -779,8 +793,8 @@ impl PluginRuntime for PluginHost {
             }
             let outcome = match out.result {
                 Ok(Response::Hook(o)) => o,
-                Ok(_) => continue,
-                Err(e) => {
+                other => {
+                    let e = other.map_or_else(|e| e, |r| wrong_reply(&r, "hook"));
                     self.fail(&p, step, &e, &mut report.warnings, &mut report.abort);
                     if report.abort.is_some() {
                         break;
@@ -878,7 +892,7 @@ impl PluginRuntime for PluginHost {
                 Ok(Response::Collect(Err(msg))) => {
                     Err(CallError::Plugin(cut(&msg, MAX_ANNOTATION)))
                 }
-                Ok(_) => continue,
+                Ok(other) => Err(wrong_reply(&other, "collect")),
                 Err(e) => Err(e),
             };
             match result {
@@ -970,7 +984,7 @@ impl PluginRuntime for PluginHost {
                     }
                 }
                 Ok(Response::Plan(Err(msg))) => Err(CallError::Plugin(cut(&msg, MAX_ANNOTATION))),
-                Ok(_) => continue,
+                Ok(other) => Err(wrong_reply(&other, "restore plan")),
                 Err(e) => Err(e),
             };
             match result {
@@ -1041,7 +1055,10 @@ impl PluginRuntime for PluginHost {
                     let e = CallError::Plugin(cut(&msg, MAX_ANNOTATION));
                     self.fail(p, "restore", &e, &mut report.warnings, &mut report.abort);
                 }
-                Ok(_) => {}
+                Ok(other) => {
+                    let e = wrong_reply(&other, "restore");
+                    self.fail(p, "restore", &e, &mut report.warnings, &mut report.abort);
+                }
                 Err(e) => self.fail(p, "restore", &e, &mut report.warnings, &mut report.abort),
             }
             if report.abort.is_some() {

@@ -201,6 +201,11 @@ fn remove_leftovers(dir: &Path) {
         if !is_dir && ours && name.ends_with(".partial") {
             tracing::info!(path = %path.display(), "removing partial archive left by an interrupted job");
             let _ = std::fs::remove_file(&path);
+        } else if !is_dir
+            && (name.starts_with(".backstop-write-test-") || name == ".restore-swap.json.tmp")
+        {
+            // A writability probe or a journal being replaced when the process died.
+            let _ = std::fs::remove_file(&path);
         } else if is_dir && name.starts_with(".staging-") {
             tracing::info!(path = %path.display(), "removing staging folder left by an interrupted job");
             let _ = std::fs::remove_dir_all(&path);

@@ -349,7 +349,8 @@ impl Engine {
         match result {
             Err(e) => tracing::error!(job = %id, error = %e, "cannot record job outcome"),
             Ok(_) if is_backup => crate::fault::point("backup.succeeded"),
-            Ok(_) => {}
+            // The record now tells how the restore ended: its journal can go.
+            Ok(_) => self.close_restore_journal(id).await,
         }
         self.emit_job(id).await;
     }

@@ -38,6 +38,10 @@ pub(crate) enum JournalPhase {
     Staging,
     /// Validated and staged; the load and swap are under way.
     Apply,
+    /// The load committed and the directories are in place; plugin restore and hooks may
+    /// still run. Removed once the job is marked (a crash before that must not leave a
+    /// completed restore recorded as failed).
+    Done,
 }
 
 /// Removes the journal and every path it names when dropped, unless disarmed: the restore's
@@ -53,6 +57,16 @@ impl JournalCleanup {
     /// staging root, which the caller still reads), and disarm.
     pub(crate) fn finish(mut self) {
         self.armed = false;
+        // Phase `done` first, so a crash from here on is repaired as a complete restore.
+        self.journal.phase = JournalPhase::Done;
+        let written = serde_json::to_vec(&self.journal)
+            .map_err(|e| Error::internal("cannot write the restore journal", e))
+            .and_then(|text| write_synced(&self.engine.data_dir().join(JOURNAL), &text));
+        if let Err(e) = written {
+            // The `apply` journal stays: a crash is then completed by loading again, which
+            // is idempotent. Not a reason to call a restored instance failed.
+            tracing::warn!(error = %e.detailed(), "cannot mark the restore journal done");
+        }
         for (_, staged, parked) in &self.journal.moves {
             for p in [staged, parked] {
                 if p.symlink_metadata().is_ok() {
@@ -60,8 +74,6 @@ impl JournalCleanup {
                 }
             }
         }
-        let _ = std::fs::remove_file(self.engine.data_dir().join(JOURNAL));
-        sync_dir(self.engine.data_dir());
     }
 }
 
@@ -76,6 +88,23 @@ impl Drop for JournalCleanup {
 }
 
 impl Engine {
+    /// Removes the journal of restore `id` once its job is marked (phase `done`, or `apply`
+    /// when marking it done failed): from then on the job record tells what happened.
+    pub(crate) async fn close_restore_journal(&self, id: JobId) {
+        let jpath = self.data_dir().join(JOURNAL);
+        let Ok(text) = tokio::fs::read(&jpath).await else {
+            return;
+        };
+        if serde_json::from_slice::<SwapJournal>(&text).is_ok_and(|j| j.job_id == id) {
+            let dir = self.data_dir().to_path_buf();
+            let _ = tokio::task::spawn_blocking(move || {
+                let _ = std::fs::remove_file(&jpath);
+                sync_dir(&dir);
+            })
+            .await;
+        }
+    }
+
     pub(crate) async fn write_journal(&self, journal: &SwapJournal) -> Result<()> {
         let jpath = self.data_dir().join(JOURNAL);
         let text = serde_json::to_vec(journal)
@@ -112,6 +141,10 @@ impl Engine {
             return Ok(None);
         }
         let (status, message) = match journal.phase {
+            JournalPhase::Done => (
+                JobStatus::Succeeded,
+                "the server stopped after the restore was complete (database and directories restored); the job was marked at the next start; plugin restore and post-restore hooks may not have run".to_owned(),
+            ),
             JournalPhase::Staging => (
                 JobStatus::Failed,
                 "interrupted by restart before anything was changed; the previous state is as it was".to_owned(),
@@ -356,13 +389,18 @@ pub(crate) fn roll_back(journal: &SwapJournal) -> bool {
     ok
 }
 
+/// Replaces `path` atomically: a temporary file next to it is written and fsynced, then
+/// renamed over it, then the folder is fsynced. A crash at any moment leaves the old
+/// journal or the new one, never a torn one (the soak found a torn journal after a kill -9
+/// when it was rewritten in place).
 pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let mut f = std::fs::File::create(path)
-        .map_err(|e| Error::internal("cannot write the swap journal", e))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Error::internal("cannot write the swap journal", e))?;
+    let err = |e| Error::internal("cannot write the restore journal", e);
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(err)?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(err)?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(err)?;
     if let Some(dir) = path.parent() {
         sync_dir(dir);
     }

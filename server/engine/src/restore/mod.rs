@@ -327,8 +327,9 @@ impl Engine {
         }
         point_of_no_return.store(true, Ordering::SeqCst);
         crate::fault::point("restore.loaded");
-        // Done: the journal goes, and the parked old content with it. The staging root
-        // still holds the staged plugins/<id>/ files for step 6; it goes when this returns.
+        // Done: the journal enters its `done` phase (removed once the job is marked) and the
+        // parked old content goes. The staging root still holds the staged plugins/<id>/
+        // files for step 6; it goes when this returns.
         let _staging = crate::jobs::RemoveOnDrop(staging_root.clone());
         cleanup.finish();
 
