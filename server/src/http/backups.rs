@@ -320,16 +320,35 @@ const EVENTS_RECHECK: Duration = Duration::from_secs(2);
 
 /// Server-sent events: one `job` event per job snapshot change, `deleted` when a job goes.
 /// Ends at shutdown and when the caller's credential stops standing ([`EVENTS_RECHECK`]).
+///
+/// At most [`super::MAX_EVENT_STREAMS_PER_ACCOUNT`] open per account and
+/// [`super::MAX_EVENT_STREAMS`] in all: over either, 429. The stream holds its slot and gives
+/// it back when it ends, however it ends (client gone, credential revoked, shutdown).
 async fn events(
     State(st): State<AppState>,
     axum::Extension(identity): axum::Extension<super::auth::Identity>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     struct Open {
         rx: tokio::sync::broadcast::Receiver<JobEvent>,
         recheck: tokio::time::Interval,
         st: AppState,
         identity: super::auth::Identity,
+        /// This stream's slot in `AppState::event_streams`, released when the stream drops.
+        _slot: super::CapPermit<i64>,
     }
+    // The admin guard ran first, so there is an account; 0 is never an account id.
+    let account = identity.account.as_ref().map_or(0, |a| a.id);
+    let slot = st.event_streams.try_acquire(account).map_err(|over| {
+        let message = match over {
+            super::CapExceeded::PerKey(n) => format!(
+                "this account already has {n} event streams open, the most allowed; close a Backstop tab or another client first"
+            ),
+            super::CapExceeded::Total(n) => format!(
+                "the server already has {n} event streams open, the most allowed; try again later"
+            ),
+        };
+        ApiError(Error::new(ErrorKind::RateLimited, message))
+    })?;
     let mut recheck =
         tokio::time::interval_at(tokio::time::Instant::now() + EVENTS_RECHECK, EVENTS_RECHECK);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -338,6 +357,7 @@ async fn events(
         recheck,
         st,
         identity,
+        _slot: slot,
     };
     let stream = futures::stream::unfold(open, |mut open| async move {
         let next = loop {
@@ -376,5 +396,5 @@ async fn events(
         };
         Some((Ok(event), open))
     });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -5,6 +5,7 @@ mod auth;
 mod backups;
 mod config;
 mod crash;
+mod http_limits;
 mod model;
 mod plugins;
 mod restore;
