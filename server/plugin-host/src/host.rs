@@ -677,12 +677,16 @@ impl PluginHost {
     }
 }
 
-/// Whether a version other than the approved one asks for more than was approved.
+/// Whether the installed manifest asks for more than the admin approved (a new mount, more
+/// access, the veto), whatever its version string says: a plugin replaced by one that keeps
+/// the version but asks for more waits for approval too. Records saved before approvals
+/// were kept (an empty approved set) count as approving the version they name.
 fn needs_approval(m: &Manifest, r: &PluginRecord) -> bool {
-    if r.approved_version.as_deref() == Some(m.version.as_str()) {
+    let approved = &r.grants.approved;
+    let legacy = approved.mounts.is_empty() && !approved.veto;
+    if legacy && r.approved_version.as_deref() == Some(m.version.as_str()) {
         return false;
     }
-    let approved = &r.grants.approved;
     (m.permissions.veto && !approved.veto)
         || m.mounts.iter().any(|(name, req)| {
             let had = approved.mounts.get(name);
@@ -1265,5 +1269,45 @@ impl PluginRuntime for PluginHost {
             .write()
             .expect("records lock")
             .insert(record.plugin_id.clone(), record);
+    }
+}
+
+#[cfg(test)]
+mod approval_tests {
+    use super::*;
+
+    fn manifest(version: &str, veto: bool) -> Manifest {
+        let text = format!(
+            "id = \"p\"\nname = \"P\"\nversion = \"{version}\"\napi = \"0.1.0\"\nexports = [\"hooks\"]\n\
+             [permissions]\nveto = {veto}\n[mounts.data]\ndescription = \"d\"\naccess = [\"backup\"]\n"
+        );
+        Manifest::parse(&text).expect("a valid manifest")
+    }
+
+    #[test]
+    fn asking_for_more_needs_approval_whatever_the_version_string() {
+        let approved_at_1 = PluginRecord {
+            plugin_id: "p".into(),
+            enabled: true,
+            approved_version: Some("1.0.0".into()),
+            grants: engine::plugins::PluginGrants {
+                approved: requested_permissions(&manifest("1.0.0", false)),
+                ..engine::plugins::PluginGrants::default()
+            },
+            ..PluginRecord::default()
+        };
+        assert!(!needs_approval(&manifest("1.0.0", false), &approved_at_1));
+        assert!(
+            !needs_approval(&manifest("1.1.0", false), &approved_at_1),
+            "same asks"
+        );
+        assert!(
+            needs_approval(&manifest("1.0.0", true), &approved_at_1),
+            "same version, more"
+        );
+        assert!(
+            needs_approval(&manifest("2.0.0", true), &approved_at_1),
+            "new version, more"
+        );
     }
 }
