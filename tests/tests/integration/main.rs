@@ -9,6 +9,7 @@ mod http_limits;
 mod model;
 mod plugins;
 mod restore;
+mod route_matrix;
 mod safety;
 mod safety_settings;
 mod security;
