@@ -66,6 +66,14 @@ where
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(ApiJson(v)),
             Err(rejection) => {
+                // A body over the route's limit sent without a Content-Length is only found
+                // while it is read: that is 413 too, not "invalid".
+                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    return Err(ApiError(Error::new(
+                        engine::ErrorKind::TooLarge,
+                        "the request body is too large for this route",
+                    )));
+                }
                 let msg = match &rejection {
                     axum::extract::rejection::JsonRejection::MissingJsonContentType(_) => {
                         "send the body as JSON with Content-Type: application/json".to_owned()

@@ -295,6 +295,23 @@ async fn a_json_body_over_the_limit_answers_413_and_one_under_it_is_read() -> an
             .contains("2048 KiB"),
         "{body}"
     );
+
+    // The same without a Content-Length (chunked): found while reading, and 413 too.
+    let size = JSON_BODY_LIMIT + 1024;
+    let mut chunked = format!("{size:x}\r\n").into_bytes();
+    chunked.extend(padded_json(&saved, size));
+    chunked.extend_from_slice(b"\r\n0\r\n\r\n");
+    let (status, body) = raw_request(
+        &app,
+        &format!(
+            "PUT /api/backups/settings/ HTTP/1.1\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nTransfer-Encoding: chunked"
+        ),
+        &chunked,
+    )
+    .await?;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], "too_large", "{body}");
     Ok(())
 }
 

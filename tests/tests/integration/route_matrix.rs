@@ -8,7 +8,7 @@
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use tests::{TestApp, client};
+use tests::TestApp;
 
 /// An id no job, token or plugin has.
 const NO_SUCH_ID: &str = "999999";
@@ -84,18 +84,7 @@ async fn every_documented_route_answers_each_role_as_the_design_says() -> anyhow
         .await?;
     assert_eq!(s, 201, "{t}");
     let admin_token = t["token"].as_str().expect("token").to_owned();
-    let mut cmd = app.command();
-    cmd.args(["user", "create", "vera", "--role", "viewer"]);
-    let (ok, _, err) = super::auth::run_with_stdin(&mut cmd, "viewer-password\n");
-    assert!(ok, "{err}");
-    let viewer = client()?;
-    let r = viewer
-        .post(app.url("/api/auth/login"))
-        .header("origin", &app.base)
-        .json(&json!({"username": "vera", "password": "viewer-password"}))
-        .send()
-        .await?;
-    assert_eq!(r.status(), 200);
+    let viewer = super::security::signed_in_viewer(&app).await?;
 
     let bare = reqwest::Client::new();
     let mut wrong = Vec::new();

@@ -267,7 +267,7 @@ async fn a_locked_out_admin_gets_back_in_after_a_cli_password_reset() -> anyhow:
 }
 
 /// Creates a viewer with the CLI and returns a cookie client signed in as them.
-async fn signed_in_viewer(app: &TestApp) -> anyhow::Result<reqwest::Client> {
+pub(crate) async fn signed_in_viewer(app: &TestApp) -> anyhow::Result<reqwest::Client> {
     let mut cmd = app.command();
     cmd.args(["user", "create", "vera", "--role", "viewer"]);
     let (ok, _, err) = super::auth::run_with_stdin(&mut cmd, "viewer-password\n");
