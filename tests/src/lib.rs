@@ -266,9 +266,15 @@ fn unsafe_kill(pid: u32, sig: &str) {
 }
 
 /// A cookie-keeping HTTP client.
+///
+/// Idle pooled connections are dropped after 4 s: the server closes an idle keep-alive
+/// connection after 10 s (its header-read timeout), and a client that reuses one at that
+/// moment sees "connection closed before message completed" (the hostile-archive test,
+/// which idles ~10 s while it builds its corpus, hit exactly that).
 pub fn client() -> Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .cookie_store(true)
+        .pool_idle_timeout(Duration::from_secs(4))
         .timeout(Duration::from_secs(120))
         .build()?)
 }
