@@ -104,7 +104,12 @@ impl Engine {
         // Where every directory goes back: built-in ones (the allow-list the verifier already
         // enforced) into the data dir, plugin-made ones where their plugin says, beneath a
         // folder granted with restore access and never over Backstop's own files.
-        let mut input = restore_input(&report.manifest);
+        // The verifier accepted the manifest; read it as the typed contract (DESIGN section 3).
+        let manifest: wire::Manifest =
+            serde_json::from_value(report.manifest.clone()).map_err(|e| {
+                Error::rejected(format!("manifest.json does not follow format v1: {e}"))
+            })?;
+        let mut input = restore_input(&manifest);
         let plan = {
             let (plugins, ctx, input) = (self.plugins().clone(), ctx.clone(), input.clone());
             tokio::task::spawn_blocking(move || plugins.plan_restore(&ctx, &input))
@@ -377,32 +382,26 @@ impl Engine {
 }
 
 /// What the archive holds, as plugins see it at restore.
-pub(crate) fn restore_input(manifest: &serde_json::Value) -> crate::plugins::RestoreInput {
-    let list = |key: &str| {
-        manifest
-            .get(key)
-            .and_then(|d| d.as_array())
-            .cloned()
-            .unwrap_or_default()
-    };
-    let text =
-        |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_owned();
+pub(crate) fn restore_input(manifest: &wire::Manifest) -> crate::plugins::RestoreInput {
     crate::plugins::RestoreInput {
-        directories: list("directories")
+        directories: manifest
+            .directories
             .iter()
             .map(|d| crate::plugins::ArchivedDirectory {
-                name: text(d, "name"),
-                contributed_by: match text(d, "contributed_by") {
-                    s if s.is_empty() => crate::plugins::BUILTIN_CONTRIBUTOR.to_owned(),
-                    s => s,
+                name: d.name.clone(),
+                contributed_by: if d.is_builtin() {
+                    crate::plugins::BUILTIN_CONTRIBUTOR.to_owned()
+                } else {
+                    d.contributed_by.clone()
                 },
             })
             .collect(),
-        plugins: list("plugins")
+        plugins: manifest
+            .plugins
             .iter()
             .map(|p| crate::plugins::ArchivedPlugin {
-                id: text(p, "id"),
-                version: text(p, "version"),
+                id: p.id.clone(),
+                version: p.version.clone(),
                 files: None,
             })
             .collect(),
