@@ -38,6 +38,8 @@ pub struct TestApp {
     pub extra_env: Vec<(String, String)>,
     /// Lines the server printed on stdout (the admin password line, the address).
     pub stdout: Vec<String>,
+    /// What `start` passes to `--bind` (default `127.0.0.1:0`, a free port).
+    pub bind: String,
 }
 
 impl TestApp {
@@ -59,6 +61,7 @@ impl TestApp {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             stdout: Vec::new(),
+            bind: "127.0.0.1:0".into(),
         };
         app.start().await?;
         Ok(app)
@@ -88,7 +91,7 @@ impl TestApp {
     pub async fn start(&mut self) -> Result<()> {
         let mut child = self
             .command()
-            .args(["serve", "--bind", "127.0.0.1:0"])
+            .args(["serve", "--bind", &self.bind])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -368,5 +368,6 @@ fn shallow(app: &TestApp) -> TestApp {
         client: client().unwrap(),
         extra_env: vec![],
         stdout: vec![],
+        bind: app.bind.clone(),
     }
 }

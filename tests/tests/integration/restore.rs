@@ -9,6 +9,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tests::hostile::{self, Member};
+use tests::invariants::upload_raw;
 use tests::{TestApp, run, sha256_file, write_noise};
 
 /// Everything a restore may change, in comparable form: the content DB's logical dump and
@@ -60,17 +61,6 @@ fn archive_of(app: &TestApp, job: &Value) -> PathBuf {
         .path()
         .join("backups")
         .join(job["archive_name"].as_str().unwrap())
-}
-
-async fn upload_raw(app: &TestApp, bytes: Vec<u8>) -> anyhow::Result<(u16, Value)> {
-    let r = app
-        .req(Method::POST, "/api/backups/upload/")
-        .header("content-type", "application/gzip")
-        .body(bytes)
-        .send()
-        .await?;
-    let s = r.status().as_u16();
-    Ok((s, r.json().await.unwrap_or(Value::Null)))
 }
 
 /// Changes rows (insert, update, delete) and logo files (add, edit, delete).

@@ -6,6 +6,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tests::TestApp;
 use tests::hostile::{Member, gzip, read_members, refresh_checksums, tar_bytes};
+use tests::invariants::upload_raw;
 
 fn archive_of(app: &TestApp, job: &Value) -> std::path::PathBuf {
     app.data
@@ -30,17 +31,6 @@ fn listing(dir: &std::path::Path) -> Vec<(String, String)> {
         .unwrap_or_default();
     v.sort();
     v
-}
-
-async fn upload_raw(app: &TestApp, bytes: Vec<u8>) -> anyhow::Result<(u16, Value)> {
-    let r = app
-        .req(Method::POST, "/api/backups/upload/")
-        .header("content-type", "application/gzip")
-        .body(bytes)
-        .send()
-        .await?;
-    let s = r.status().as_u16();
-    Ok((s, r.json().await.unwrap_or(Value::Null)))
 }
 
 /// A real archive with one more directory `name` listed in its manifest (as a built-in

@@ -8,11 +8,9 @@
 //! 30 per username. The per-username budget across many addresses is unit-tested there
 //! with a fake clock; here the two addresses available are 127.0.0.1 and ::1.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -159,16 +157,8 @@ async fn nineteen_sprayed_usernames_leave_room_for_the_admin() -> anyhow::Result
 /// the IPv4 address it is) and ::1. Killed on drop.
 struct DualStack {
     _app: TestApp,
-    child: Child,
     v4: String,
     v6: String,
-}
-
-impl Drop for DualStack {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// `None` when this machine has no IPv6 loopback.
@@ -180,39 +170,15 @@ async fn dual_stack() -> anyhow::Result<Option<DualStack>> {
     // A normal start creates the data dir and the admin; then the same dir is served on [::].
     let mut app = TestApp::spawn().await?;
     app.stop();
-    let mut child = app
-        .command()
-        .args(["serve", "--bind", "[::]:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let stdout = child.stdout.take().context("stdout")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let port = loop {
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(line) => {
-                if let Some(addr) = line.strip_prefix("backstop listening on http://[::]:") {
-                    break addr.trim().to_owned();
-                }
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            Err(_) => bail!("the dual-stack server exited before listening"),
-        }
-        if Instant::now() > deadline {
-            bail!("the dual-stack server did not start within 60 s");
-        }
-    };
+    app.bind = "[::]:0".into();
+    app.start().await?;
+    let port = app
+        .base
+        .strip_prefix("http://[::]:")
+        .with_context(|| format!("not a dual-stack address: {}", app.base))?
+        .to_owned();
     Ok(Some(DualStack {
         _app: app,
-        child,
         v4: format!("http://127.0.0.1:{port}"),
         v6: format!("http://[::1]:{port}"),
     }))
