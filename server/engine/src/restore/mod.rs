@@ -166,19 +166,11 @@ impl Engine {
         let staging_root = self.data_dir().join(format!(".staging-restore-{}", job.id));
         // (name, live target, staged copy, parked old content)
         let mut places: Vec<(String, PathBuf, PathBuf, PathBuf)> = Vec::new();
+        // Every name is plain and every built-in one is on the allow-list: the verifier
+        // refused the archive otherwise (`check_manifest_directories`), in step 1 above.
         for dir in &input.directories {
             let name = &dir.name;
-            if !crate::archive::verify::is_plain_name(name) {
-                return Err(Error::rejected(format!(
-                    "the manifest names an unsafe directory {name:?}"
-                )));
-            }
             if dir.contributed_by == crate::plugins::BUILTIN_CONTRIBUTOR {
-                if !crate::archive::MANAGED_DIRECTORIES.contains(&name.as_str()) {
-                    return Err(Error::rejected(format!(
-                        "the archive lists a directory {name:?}, which a restore may not replace"
-                    )));
-                }
                 places.push((
                     name.clone(),
                     self.data_dir().join(name),
@@ -290,7 +282,7 @@ impl Engine {
         let swapped = Arc::new(AtomicBool::new(false));
         let before_commit = {
             let (journal, swapped, progress) = (journal.clone(), swapped.clone(), progress.clone());
-            let ponr = self.point_of_no_return_flag(job.id);
+            let ponr = self.running_ponr(job.id);
             Box::new(move || {
                 crate::fault::point("restore.load-uncommitted");
                 if let Some(p) = &ponr {
@@ -373,11 +365,6 @@ impl Engine {
             ));
         }
         Ok(done)
-    }
-
-    /// The running job's point-of-no-return flag (set when the swap begins).
-    pub(crate) fn point_of_no_return_flag(&self, id: JobId) -> Option<Arc<AtomicBool>> {
-        self.running_ponr(id)
     }
 }
 
