@@ -317,6 +317,9 @@ pub struct PluginLimits {
     pub log_kb: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inline_kb: Option<u64>,
+    /// How large the plugin's `/scratch` may grow during a collect call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scratch_mb: Option<u64>,
 }
 
 /// What the admin granted a plugin: host folders for its mounts, the veto, limits.

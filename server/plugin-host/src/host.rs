@@ -23,8 +23,8 @@ use wasmtime_wasi::FsPerms;
 use crate::manifest::{Access, Export, FailurePolicy, Manifest};
 use crate::paths::{self, Expect};
 use crate::sandbox::{
-    CallError, CallOutcome, CallSetup, Compiled, Contribution, HookContext, HookOutcome, Request,
-    Response, RestoreRequest, Sandbox, WitHookPoint, WitJobContext,
+    CallError, CallOutcome, CallSetup, Compiled, Contribution, HookContext, HookOutcome, MAX_LINES,
+    Request, Response, RestoreRequest, Sandbox, ScratchCap, WitHookPoint, WitJobContext,
 };
 
 /// Limits applied when neither the manifest nor the grants say, and the ceilings no grant
@@ -35,6 +35,8 @@ pub struct Limits {
     pub timeout_ms: u64,
     pub log_kb: u64,
     pub inline_kb: u64,
+    /// How large `/scratch` may grow during a collect call (see `sandbox::ScratchCap`).
+    pub scratch_mb: u64,
 }
 
 /// Startup configuration of the plugin host.
@@ -66,12 +68,16 @@ impl HostConfig {
                 timeout_ms: 5_000,
                 log_kb: 64,
                 inline_kb: 256,
+                // Config dumps and exports, not media: generous for those, and small next
+                // to the archive folder's disk.
+                scratch_mb: 256,
             },
             ceilings: Limits {
                 memory_mb: 512,
                 timeout_ms: 10 * 60_000,
                 log_kb: 1024,
                 inline_kb: 8 * 1024,
+                scratch_mb: 16 * 1024,
             },
             dev_reload: false,
         }
@@ -393,6 +399,12 @@ impl PluginHost {
                 d.inline_kb,
                 c.inline_kb,
             ),
+            scratch_mb: pick(
+                granted.scratch_mb,
+                m.limits.scratch_mb,
+                d.scratch_mb,
+                c.scratch_mb,
+            ),
         }
     }
 
@@ -419,6 +431,7 @@ impl PluginHost {
             timeout: Duration::from_millis(p.limits.timeout_ms),
             log_bytes: (p.limits.log_kb << 10) as usize,
             preopens,
+            scratch: None,
             settings: p.settings.clone(),
             cancel: self.cancel_flag(ctx.job_id),
         }
@@ -457,7 +470,7 @@ impl PluginHost {
         let mut lines = out.log.clone();
         let dropped = (out.log_dropped > 0).then(|| {
             format!(
-                "plugin {}: log output over its {} KiB cap was dropped ({} bytes)",
+                "plugin {}: log output over its {} KiB / {MAX_LINES}-line cap was dropped ({} bytes)",
                 p.id, p.limits.log_kb, out.log_dropped
             )
         });
@@ -882,7 +895,11 @@ impl PluginRuntime for PluginHost {
             }
             let mut preopens = self.mounts(p, Some(Access::Backup), false);
             preopens.push((own.clone(), "/scratch".into(), FsPerms::ReadWrite));
-            let setup = self.setup(p, preopens, ctx);
+            let mut setup = self.setup(p, preopens, ctx);
+            setup.scratch = Some(ScratchCap {
+                dir: own.clone(),
+                mb: p.limits.scratch_mb,
+            });
             let out = self
                 .sandbox
                 .call(p.compiled.clone(), setup, Request::Collect(wit_job(ctx)));
@@ -908,7 +925,13 @@ impl PluginRuntime for PluginHost {
                     c.directories.extend(dirs);
                     c.files.extend(files);
                 }
-                Err(e) => self.fail(p, "collect", &e, &mut c.warnings, &mut c.abort),
+                Err(e) => {
+                    // Nothing of a failed call is archived: free its disk now rather than
+                    // at the end of the job (one stopped for filling /scratch holds the
+                    // most).
+                    let _ = std::fs::remove_dir_all(&own);
+                    self.fail(p, "collect", &e, &mut c.warnings, &mut c.abort);
+                }
             }
             if c.abort.is_some() {
                 break;
@@ -1132,6 +1155,7 @@ impl PluginRuntime for PluginHost {
                         timeout_ms: Some(limits.timeout_ms),
                         log_kb: Some(limits.log_kb),
                         inline_kb: Some(limits.inline_kb),
+                        scratch_mb: Some(limits.scratch_mb),
                     },
                     settings,
                     settings_schema: m.map(|m| m.settings_schema()).unwrap_or_default(),
@@ -1216,6 +1240,7 @@ impl PluginRuntime for PluginHost {
                     ("timeout_ms", limits.timeout_ms, c.timeout_ms),
                     ("log_kb", limits.log_kb, c.log_kb),
                     ("inline_kb", limits.inline_kb, c.inline_kb),
+                    ("scratch_mb", limits.scratch_mb, c.scratch_mb),
                 ] {
                     if let Some(v) = v
                         && (v == 0 || v > max)

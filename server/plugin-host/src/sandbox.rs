@@ -9,8 +9,13 @@
 //! - memory: a [`wasmtime::ResourceLimiter`] that refuses growth past the cap (and records
 //!   that it did, so the error says "memory" rather than a bare trap).
 //! - handles: the resource table's capacity; host calls: a per-call counter.
-//! - output: stdout/stderr and `host.log` share one capped log buffer; excess is counted,
-//!   not stored.
+//! - output: stdout/stderr and `host.log` share one capped log buffer (bytes and lines);
+//!   excess is counted, not stored. stdout/stderr are our own synchronous WASI stream
+//!   ([`LogPipe`]), never wasmtime-wasi's queueing `AsyncWriteStream` (GHSA-5m8g-xhq4-4h93).
+//! - disk: a collect call's `/scratch` is measured while it runs and when it returns
+//!   ([`ScratchCap`]); past the cap the call is stopped.
+//! - code: the engine refuses the Wasm GC proposal (GHSA-rc4p-x33f-vpr2), see
+//!   [`engine_config`].
 //!
 //! Calls run in the context of the sandbox's own multi-threaded tokio runtime (the WASI p2
 //! async bindings need one; the sync ones panic inside tokio), polled on the engine's
@@ -60,6 +65,20 @@ const MAX_LINE: usize = 4 * 1024;
 const WATCHDOG_SLACK: Duration = Duration::from_millis(50);
 /// How often the watchdog looks at the job's cancel flag.
 const CANCEL_POLL: Duration = Duration::from_millis(20);
+/// Log lines one call may keep (the job keeps 5,000 across all its calls anyway). Empty
+/// lines are bytes-cheap, so the byte cap alone would let a guest pile up line records.
+pub(crate) const MAX_LINES: usize = 5_000;
+/// What one stdout/stderr `write` may carry (the permit `check-write` grants).
+const WRITE_PERMIT: usize = 64 * 1024;
+/// Empty writes to stdout/stderr one call may make. They cost the host nothing here (see
+/// [`LogPipe`]), but a guest issuing a million of them is spinning, not logging.
+const MAX_EMPTY_WRITES: u64 = 1_000_000;
+/// How often a collect call's `/scratch` is measured (at least; a walk that takes long
+/// waits four times its own duration, so measuring costs at most a fifth of a thread).
+const SCRATCH_POLL: Duration = Duration::from_millis(20);
+/// Every file, folder or link in `/scratch` counts at least one block, so the cap also
+/// bounds how many entries a plugin can create (256 MiB: 65,536).
+const SCRATCH_BLOCK: u64 = 4096;
 
 /// Why a call failed. The text is what the job's warning or error says.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,6 +91,10 @@ pub enum CallError {
     Cancelled,
     #[error("stopped: more than {0} host calls")]
     Hostcalls(u64),
+    #[error("stopped: its /scratch grew past {mb} MiB")]
+    Scratch { mb: u64 },
+    #[error("stopped: more than {0} empty writes to stdout/stderr")]
+    EmptyWrites(u64),
     #[error("trapped: {0}")]
     Trap(String),
     #[error("could not be started: {0}")]
@@ -141,10 +164,81 @@ pub(crate) struct CallSetup {
     pub log_bytes: usize,
     /// (host folder, guest path, permissions).
     pub preopens: Vec<(PathBuf, String, FsPerms)>,
+    /// The plugin's own `/scratch` and its cap (collect calls only).
+    pub scratch: Option<ScratchCap>,
     pub settings: Arc<serde_json::Map<String, serde_json::Value>>,
     pub cancel: Arc<AtomicBool>,
     /// Where `host.progress` goes: the job's progress.
     pub progress: PluginProgress,
+}
+
+/// A call's writable `/scratch` folder and how large it may grow.
+///
+/// WASI file writes go through wasmtime-wasi's filesystem, which has no quota hook, so the
+/// folder is measured instead: every [`SCRATCH_POLL`] while the call runs (the call is
+/// stopped once it is over), and once more when it returns. A plugin can therefore
+/// overshoot by what it writes between two measurements (at disk speed, tens of MiB),
+/// never by more; the host removes the folder of a failed call at once.
+#[derive(Debug, Clone)]
+pub(crate) struct ScratchCap {
+    pub dir: PathBuf,
+    pub mb: u64,
+}
+
+impl ScratchCap {
+    fn over(&self) -> bool {
+        scratch_usage(&self.dir, self.mb << 20) > self.mb << 20
+    }
+}
+
+/// What `dir` takes on disk, counted so that neither sparse files nor many small files slip
+/// under a cap: each entry counts its apparent size or its allocated blocks, whichever is
+/// larger, and at least [`SCRATCH_BLOCK`]. Symlinks are not followed. Stops once past
+/// `cap`, so one walk looks at no more than `cap / SCRATCH_BLOCK` entries.
+fn scratch_usage(dir: &Path, cap: u64) -> u64 {
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        // Entries the guest removes meanwhile are skipped, not errors.
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            #[cfg(unix)]
+            let allocated = std::os::unix::fs::MetadataExt::blocks(&meta).saturating_mul(512);
+            #[cfg(not(unix))]
+            let allocated = 0;
+            total = total.saturating_add(meta.len().max(allocated).max(SCRATCH_BLOCK));
+            if total > cap {
+                return total;
+            }
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    total
+}
+
+/// Resolves once `/scratch` is over its cap (never without one). The walk runs on the
+/// calling thread, the one the guest runs on, so a spinning guest pauses while it is
+/// measured; a guest blocked in a file write has at most that one write in flight.
+async fn scratch_watch(cap: Option<ScratchCap>) {
+    let Some(cap) = cap else {
+        return std::future::pending().await;
+    };
+    let mut wait = SCRATCH_POLL;
+    loop {
+        tokio::time::sleep(wait).await;
+        let started = Instant::now();
+        if cap.over() {
+            return;
+        }
+        wait = SCRATCH_POLL.max(started.elapsed() * 4);
+    }
 }
 
 /// What came back, including the log even when the call failed.
@@ -165,6 +259,8 @@ struct LogSink {
     dropped: u64,
     /// Unterminated output per stream (`stdout`, `stderr`).
     partial: [Vec<u8>; 2],
+    /// Empty writes to stdout/stderr so far.
+    empty_writes: u64,
 }
 
 impl LogSink {
@@ -178,11 +274,13 @@ impl LogSink {
         } else {
             message
         };
-        if self.bytes + message.len() > self.cap {
-            self.dropped += message.len() as u64;
+        // A line costs its newline too, so empty lines count against the cap.
+        let cost = message.len() + 1;
+        if self.bytes + cost > self.cap || self.lines.len() >= MAX_LINES {
+            self.dropped += cost as u64;
             return;
         }
-        self.bytes += message.len();
+        self.bytes += cost;
         self.lines.push(PluginLogLine {
             plugin: self.plugin.clone(),
             level: level.to_owned(),
@@ -233,9 +331,54 @@ impl wasmtime_wasi::cli::IsTerminal for LogPipe {
 }
 
 impl wasmtime_wasi::cli::StdoutStream for LogPipe {
+    /// The guest's `wasi:cli/stdout` and `stderr`: this pipe itself, written synchronously.
+    ///
+    /// The default would wrap [`Self::async_stream`] in wasmtime-wasi's `AsyncWriteStream`,
+    /// which in 48.0.8 queues every write for a background task, and an empty write even
+    /// when no write permit is left: a guest looping on empty writes grows that queue
+    /// without bound (GHSA-5m8g-xhq4-4h93, fixed in 48.0.9, which needs a newer rustc).
+    /// Here nothing is queued: a write lands in the capped [`LogSink`] before it returns,
+    /// and an empty one only bumps a counter.
+    fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::OutputStream> {
+        Box::new(self.clone())
+    }
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
         Box::new(self.clone())
     }
+}
+
+impl wasmtime_wasi::p2::OutputStream for LogPipe {
+    fn write(&mut self, bytes: bytes::Bytes) -> wasmtime_wasi::p2::StreamResult<()> {
+        use wasmtime_wasi::p2::StreamError;
+        if bytes.len() > WRITE_PERMIT {
+            // What `check-write` allows; the same refusal as wasmtime-wasi's own streams.
+            return Err(StreamError::trap("write exceeded budget"));
+        }
+        let Ok(mut sink) = self.sink.lock() else {
+            return Ok(());
+        };
+        if bytes.is_empty() {
+            sink.empty_writes += 1;
+            if sink.empty_writes > MAX_EMPTY_WRITES {
+                return Err(StreamError::trap("too many empty writes"));
+            }
+            return Ok(());
+        }
+        sink.write(self.stream, &bytes);
+        Ok(())
+    }
+    fn flush(&mut self) -> wasmtime_wasi::p2::StreamResult<()> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> wasmtime_wasi::p2::StreamResult<usize> {
+        Ok(WRITE_PERMIT)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl wasmtime_wasi::p2::Pollable for LogPipe {
+    /// Always ready: writes never wait.
+    async fn ready(&mut self) {}
 }
 
 impl tokio::io::AsyncWrite for LogPipe {
@@ -383,6 +526,15 @@ fn engine_config(pool_memory_bytes: Option<u64>) -> wasmtime::Config {
     let mut config = wasmtime::Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    // GHSA-rc4p-x33f-vpr2 (fixed in 48.0.9, which needs a newer rustc): in a build without
+    // the `gc` cargo feature (ours) the GC proposal is still on by default, without its
+    // types but with non-final (subtypable) function types. A `call_indirect`, `ref.test`,
+    // `ref.cast` or `br_on_cast` against such a type calls the `is_subtype` builtin, which
+    // is a panicking stub in this build; the panic cannot unwind out of compiled code and
+    // aborts the whole server. With the proposal off, validation refuses a component that
+    // declares such a type (its load fails with a reason); every type is final, so the
+    // check stays an inline equality test. No plugin toolchain we support emits Wasm GC.
+    config.wasm_gc(false);
     // Plugins are small; a modest stack bounds deep recursion cheaply.
     config.max_wasm_stack(1 << 20);
     if let Some(max_memory) = pool_memory_bytes {
@@ -587,14 +739,19 @@ impl Sandbox {
                 cap: setup.log_bytes,
                 dropped: 0,
                 partial: [Vec::new(), Vec::new()],
+                empty_writes: 0,
             }));
             let cancel = setup.cancel.clone();
+            let scratch_over = || CallError::Scratch {
+                mb: setup.scratch.as_ref().map_or(0, |s| s.mb),
+            };
             // `biased`: the call is polled first, so one that finishes in its first poll
             // (most hooks) never registers the watchdog's timers (a timer registration can
             // wake the runtime's timer thread: a cross-thread wake-up per call).
             let result = tokio::select! {
                 biased;
                 r = run(&engine, &compiled, &setup, sink.clone(), request) => r,
+                _ = scratch_watch(setup.scratch.clone()) => Err(scratch_over()),
                 _ = tokio::time::sleep(setup.timeout + WATCHDOG_SLACK) => {
                     Err(CallError::Timeout { ms: setup.timeout.as_millis() as u64 })
                 }
@@ -603,6 +760,13 @@ impl Sandbox {
                         tokio::time::sleep(CANCEL_POLL).await;
                     }
                 } => Err(CallError::Cancelled),
+            };
+            // What it wrote just before returning was not measured yet.
+            let result = match result {
+                Ok(_) if setup.scratch.as_ref().is_some_and(ScratchCap::over) => {
+                    Err(scratch_over())
+                }
+                r => r,
             };
             let (log, log_dropped) = {
                 let mut s = sink.lock().expect("log lock");
@@ -786,6 +950,9 @@ fn classify(
         return CallError::Memory {
             mb: setup.memory_bytes >> 20,
         };
+    }
+    if sink.lock().expect("log lock").empty_writes > MAX_EMPTY_WRITES {
+        return CallError::EmptyWrites(MAX_EMPTY_WRITES);
     }
     if let Some(m) = e.downcast_ref::<Missing>() {
         return CallError::MissingExport(m.0);
