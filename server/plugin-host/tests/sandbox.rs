@@ -1267,15 +1267,21 @@ fn gc_subtype_attack_aborts_an_engine_at_the_defaults_and_is_refused_by_ours() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // Ours refuses the component when it loads; it is listed as broken and never runs.
+    // Ours refuses the component when it loads: an upload is refused with the reason and
+    // nothing is written; one already in the plugins folder is listed as broken, never run.
+    let manifest = "id = \"gc-subtype\"\nname = \"GC subtype\"\nversion = \"0.1.0\"\napi = \"0.1.0\"\nexports = [\"hooks\"]\n";
     let s = setup(&[]);
+    let err = s
+        .host
+        .install_plugin(manifest, &gc_subtype_component())
+        .expect_err("refused");
+    assert_eq!(err.kind(), engine::ErrorKind::Invalid);
+    println!("upload refused: {}", err.message());
+    assert!(err.message().contains("gc proposal"), "{}", err.message());
+    assert!(!s.data().join("plugins/gc-subtype").exists());
     let dir = s.data().join("plugins/gc-subtype");
     std::fs::create_dir_all(&dir).expect("mkdir");
-    std::fs::write(
-        dir.join("plugin.toml"),
-        "id = \"gc-subtype\"\nname = \"GC subtype\"\nversion = \"0.1.0\"\napi = \"0.1.0\"\nexports = [\"hooks\"]\n",
-    )
-    .expect("manifest");
+    std::fs::write(dir.join("plugin.toml"), manifest).expect("manifest");
     std::fs::write(dir.join("plugin.wasm"), gc_subtype_component()).expect("wasm");
     s.host.rescan();
     let view = s
