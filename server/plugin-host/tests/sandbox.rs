@@ -1299,6 +1299,74 @@ fn gc_subtype_attack_aborts_an_engine_at_the_defaults_and_is_refused_by_ours() {
     );
 }
 
+/// Child half of the test below: wasmtime-wasi 48.0.8's `AsyncWriteStream`, the stream a
+/// guest's stdout would get by default, behind a writer that takes nothing (a stalled
+/// pipe). With no write permit left it still accepts every empty write, queueing each.
+#[test]
+#[ignore = "run by the_default_wasi_output_stream_queues_empty_writes_without_bound"]
+fn async_write_stream_in_isolation() {
+    use wasmtime_wasi::p2::OutputStream;
+    if !isolated() {
+        return;
+    }
+    struct Stalled;
+    impl tokio::io::AsyncWrite for Stalled {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            _: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            std::task::Poll::Pending
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Pending
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Pending
+        }
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _context = rt.enter();
+    let mut stream = wasmtime_wasi::p2::pipe::AsyncWriteStream::new(8192, Stalled);
+    stream
+        .write(bytes::Bytes::from(vec![b'x'; 8192]))
+        .expect("within the permit");
+    assert_eq!(stream.check_write().expect("open"), 0, "no permit left");
+    let before = peak_rss();
+    for _ in 0..4_000_000 {
+        stream.write(bytes::Bytes::new()).expect("accepted anyway");
+    }
+    let grew = peak_rss().saturating_sub(before);
+    println!(
+        "4,000,000 empty writes queued: peak memory grew by {} MiB",
+        grew >> 20
+    );
+    assert!(grew > 64 << 20, "peak memory grew by {grew} bytes");
+}
+
+#[test]
+fn the_default_wasi_output_stream_queues_empty_writes_without_bound() {
+    // Why the guest's stdout/stderr are our own stream (GHSA-5m8g-xhq4-4h93); with
+    // wasmtime-wasi 48.0.9 or later this stops holding and can go.
+    let out = run_isolated("async_write_stream_in_isolation");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Child half of the test below, measured in a process of its own.
 #[test]
 #[ignore = "run by empty_writes_to_stdout_are_stopped_and_cost_the_host_no_memory"]
