@@ -36,14 +36,14 @@ wasm-bindgen --target web --no-typescript --out-dir "$SITE/pkg" --out-name backs
   "$CARGO_TARGET_DIR/wasm32-unknown-unknown/debug/app.wasm"
 cp style/main.css "$SITE/pkg/backstop.css"
 
-# 4. Server (and every host crate, with the same package set as ./test.sh, so features unify
-#    the same way and the test build reuses this one instead of rebuilding the world).
-say "building the server"
-cargo build -p server -p engine -p plugin-host -p wire -p tests
-
-# 5. Plugins.
+# 4. Plugins first: the server binary embeds the first-party ones (server/build.rs).
 if [ -x plugins/build.sh ]; then
   say "building the plugins"
   plugins/build.sh
 fi
+# 5. Server (and every host crate, with the same package set as ./test.sh, so features unify
+#    the same way and the test build reuses this one instead of rebuilding the world).
+say "building the server"
+cargo build -p server -p engine -p plugin-host -p wire -p tests
+
 say "build done: $CARGO_TARGET_DIR/debug/backstop, site in $SITE"

@@ -8,13 +8,6 @@ cd "$(dirname "$0")"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/backstop-target}"
 export BACKSTOP_SITE_DIR="${BACKSTOP_SITE_DIR:-$CARGO_TARGET_DIR/site}"
 ./build.sh
-# Install the first-party plugins into the data dir (they start disabled until an admin
-# enables them on the Plugins page); an installed copy is never overwritten.
-DATA="${BACKSTOP_DATA_DIR:-./data}"
-for id in recordings custom-dirs space-guard; do
-  src="plugins/target/backstop-plugins/$id"
-  if [ -d "$src" ] && [ ! -e "$DATA/plugins/$id" ]; then
-    mkdir -p "$DATA/plugins/$id" && cp "$src/plugin.toml" "$src/plugin.wasm" "$DATA/plugins/$id/"
-  fi
-done
+# The first-party plugins ship inside the binary: `serve` installs them into the data dir,
+# disabled until an admin enables them on the Plugins page.
 exec "$CARGO_TARGET_DIR/debug/backstop" serve "$@"

@@ -21,7 +21,7 @@ impl MeView {
 /// stream and the server functions, so the browser can never drift from the server.
 pub use wire::{
     Annotation as AnnotationView, Job as JobView, JobId, JobKind, JobPage,
-    JobProgress as ProgressView, JobStatus, JobTrigger,
+    JobProgress as ProgressView, JobStatus, JobTrigger, Manifest,
 };
 
 /// One line a plugin logged during a job (`GET /api/backups/jobs/{id}/plugin-log/`).

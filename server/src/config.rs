@@ -103,6 +103,10 @@ pub struct ServeArgs {
     /// step and when the Plugins page lists them), without restarting the server.
     #[arg(long, env = "BACKSTOP_PLUGIN_DEV", default_value = "0", value_parser = parse_flag)]
     pub plugin_dev: bool,
+    /// Install the first-party plugins this binary carries (`recordings`, `custom-dirs`,
+    /// `space-guard`) into `<data>/plugins/`, disabled until enabled; see `bundled.rs`.
+    #[arg(long, env = "BACKSTOP_BUNDLED_PLUGINS", default_value = "1", value_parser = parse_flag)]
+    pub bundled_plugins: bool,
 }
 
 #[derive(Debug, Subcommand)]

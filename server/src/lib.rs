@@ -5,6 +5,7 @@
 //! - [`cli`]: every subcommand (`serve`, `backup`, `list`, `user`, `demo` ...).
 //! - [`http`]: the router: REST API, auth, CSRF, sessions, the Leptos pages.
 
+pub mod bundled;
 pub mod cli;
 pub mod config;
 pub mod http;

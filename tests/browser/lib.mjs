@@ -38,6 +38,8 @@ export async function startServer(extraEnv = {}, dataDir = null, bind = '127.0.0
     BACKSTOP_ADMIN_PASSWORD: ADMIN_PASSWORD,
     BACKSTOP_SITE_DIR: SITE,
     RUST_LOG: process.env.TEST_RUST_LOG || 'warn',
+    // The bundled first-party plugins are installed only where a test asks for them.
+    BACKSTOP_BUNDLED_PLUGINS: '0',
     ...extraEnv,
   };
   const child = spawn(BIN, ['serve', '--bind', bind], { env, stdio: ['ignore', 'pipe', 'inherit'] });

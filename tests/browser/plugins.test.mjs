@@ -1,7 +1,7 @@
 // The Plugins page: an admin grants a plugin its folder and enables it.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, copyFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,23 +11,22 @@ const built = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'plugins
 let server, browser, dataDir;
 before(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'backstop-plugins-'));
-  for (const id of ['recordings', 'custom-dirs']) {
-    mkdirSync(join(dataDir, 'plugins', id), { recursive: true });
-    for (const f of ['plugin.toml', 'plugin.wasm']) copyFileSync(join(built, id, f), join(dataDir, 'plugins', id, f));
-  }
-  server = await startServer({}, dataDir);
+  // The first-party plugins come from the binary itself (nothing copied).
+  server = await startServer({ BACKSTOP_BUNDLED_PLUGINS: '1' }, dataDir);
   browser = await launch();
 });
 after(async () => { await browser?.close(); await server?.stop(); server?.cleanup(); });
 
-test('an admin grants the recordings plugin its folder and enables it', async () => {
+test('the bundled recordings plugin comes with its folder granted: enabling it is one click', async () => {
   const page = await newPage(browser);
   await login(page, server.base);
   await page.click('nav >> text=Plugins');
+  for (const id of ['recordings', 'custom-dirs', 'space-guard']) {
+    await page.locator(`section[data-plugin="${id}"]`).waitFor();
+  }
   const card = page.locator('section[data-plugin="recordings"]');
-  await card.waitFor();
   assert.equal((await card.locator('.badge').textContent()).trim(), 'disabled');
-  await card.locator('#plugin-recordings-mount-recordings').fill(join(dataDir, 'recordings'));
+  assert.equal(await card.locator('#plugin-recordings-mount-recordings').inputValue(), join(dataDir, 'recordings'));
   await card.locator('#plugin-recordings-enabled').check();
   await card.locator('button[type="submit"]').click();
   await card.locator('text=Saved.').waitFor();

@@ -74,6 +74,8 @@ impl TestApp {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("BACKSTOP_DATA_DIR", self.data.path())
             .env("BACKSTOP_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            // The bundled first-party plugins only where a test asks (extra_env below).
+            .env("BACKSTOP_BUNDLED_PLUGINS", "0")
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn".into()),

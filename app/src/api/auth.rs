@@ -29,14 +29,7 @@ pub async fn login(username: String, password: String) -> Result<MeView, crate::
     let session: tower_sessions::Session = leptos_axum::extract()
         .await
         .map_err(|e| crate::error::AppError::new(format!("no session: {e}")))?;
-    session
-        .cycle_id()
-        .await
-        .map_err(|_| crate::error::AppError::new("cannot start a session"))?;
-    session
-        .insert(engine::auth::SESSION_ACCOUNT_KEY, account.id)
-        .await
-        .map_err(|_| crate::error::AppError::new("cannot start a session"))?;
+    super::ssr::start_session(&engine, &session, &account).await?;
     Ok(MeView {
         username: account.username,
         role: account.role.as_str().to_owned(),

@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use crate::model::{JobId, JobPage, JobView, PluginLogLineView};
+use crate::model::{JobId, JobPage, JobView, Manifest, PluginLogLineView};
 
 /// One page of the history, newest first.
 #[server]
@@ -71,13 +71,9 @@ pub async fn restore_job(id: JobId) -> Result<JobView, crate::error::AppError> {
 
 /// The manifest of a backup's archive.
 #[server]
-pub async fn job_manifest(id: JobId) -> Result<String, crate::error::AppError> {
+pub async fn job_manifest(id: JobId) -> Result<Manifest, crate::error::AppError> {
     let (engine, _) = super::ssr::require_admin().await?;
-    let m = engine
-        .job_manifest(id)
-        .await
-        .map_err(crate::error::AppError::from)?;
-    Ok(m.to_string())
+    Ok(engine.job_manifest(id).await?)
 }
 
 /// What plugins logged during a job (live while it runs, kept with it afterwards).

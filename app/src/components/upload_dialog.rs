@@ -19,7 +19,7 @@ enum Stage {
     },
     Review {
         job: Box<JobView>,
-        manifest: serde_json::Value,
+        manifest: Box<crate::model::Manifest>,
     },
     Failed(String),
 }
@@ -100,20 +100,14 @@ pub fn UploadButton(
             }
             Stage::Review { job, manifest } => {
                 let id = job.id;
-                let m = |k: &str| manifest.get(k).map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())).unwrap_or_else(|| "—".into());
-                let dirs: Vec<String> = manifest.get("directories").and_then(|d| d.as_array()).map(|a| a.iter().map(|d| format!(
-                    "{} ({} files, {})",
-                    d.get("name").and_then(|n| n.as_str()).unwrap_or("?"),
-                    d.get("files").and_then(|n| n.as_i64()).unwrap_or(0),
-                    format_bytes(d.get("bytes").and_then(|n| n.as_i64()).unwrap_or(0)))).collect()).unwrap_or_default();
-                let db = manifest.get("database").cloned().unwrap_or_default();
-                let rows = db.get("rows").and_then(|r| r.as_i64()).unwrap_or(0);
-                let tables = db.get("tables").and_then(|r| r.as_i64()).unwrap_or(0);
-                let recordings = manifest.get("include_recordings").and_then(|r| r.as_bool()).unwrap_or(false);
-                let app_version = m("app_version");
-                let trigger = m("trigger");
-                let created = manifest.get("created_at").and_then(|v| v.as_str()).map(str::to_owned);
-                let total_bytes = manifest.get("totals").and_then(|t| t.get("bytes")).and_then(|b| b.as_i64()).unwrap_or(0);
+                let dirs: Vec<String> = manifest.directories.iter().map(|d| format!(
+                    "{} ({} files, {})", d.name, d.files, format_bytes(d.bytes as i64))).collect();
+                let (rows, tables) = (manifest.database.rows, manifest.database.tables);
+                let recordings = manifest.include_recordings;
+                let app_version = manifest.app_version.clone();
+                let trigger = manifest.trigger.clone();
+                let created = Some(manifest.created_at.clone()).filter(|c| !c.is_empty());
+                let total_bytes = manifest.totals.bytes as i64;
                 view! {
                     <Modal labelledby="review-title" id="manifest-summary" on_close=close return_to=RETURN_TO>
                         <h2 id="review-title">"Restore this archive?"</h2>
@@ -221,7 +215,7 @@ mod upload {
                             match crate::api::jobs::job_manifest(job.id).await {
                                 Ok(m) => stage.set(Stage::Review {
                                     job: Box::new(job),
-                                    manifest: serde_json::from_str(&m).unwrap_or_default(),
+                                    manifest: Box::new(m),
                                 }),
                                 Err(e) => stage.set(Stage::Failed(e.to_string())),
                             }

@@ -187,11 +187,15 @@ pub async fn create_user(
     })
 }
 
-/// Sets a new password for an existing account.
+/// Sets a new password for an existing account and ends every session the account had
+/// (signed in anywhere, the open event stream included). Its API tokens stay: they are
+/// separate credentials, listed and revoked on their own.
 pub async fn reset_password(pool: &SqlitePool, username: &str, password: &str) -> Result<()> {
     validate_password(password)?;
     let hash = hash_password(password.to_owned()).await?;
-    let done = sqlx::query("UPDATE accounts SET password_hash = ? WHERE username = ?")
+    let done = sqlx::query(
+        "UPDATE accounts SET password_hash = ?, session_epoch = session_epoch + 1 WHERE username = ?",
+    )
         .bind(hash)
         .bind(username)
         .execute(pool)
@@ -395,6 +399,43 @@ pub async fn delete_token(pool: &SqlitePool, account: &Account, id: i64) -> Resu
 
 /// The session key under which the signed-in account id is stored.
 pub const SESSION_ACCOUNT_KEY: &str = "account_id";
+/// Session key of the account's sign-in epoch when the session began (see [`session_account`]).
+pub const SESSION_EPOCH_KEY: &str = "account_epoch";
+
+/// The account's sign-in epoch, stored in a session when it starts. A password reset moves
+/// it on, which ends every session begun before the reset.
+pub async fn session_epoch(pool: &SqlitePool, account_id: i64) -> Result<i64> {
+    let epoch: Option<i64> = sqlx::query_scalar("SELECT session_epoch FROM accounts WHERE id = ?")
+        .bind(account_id)
+        .fetch_optional(pool)
+        .await?;
+    epoch.ok_or_else(|| Error::not_found(format!("no account with id {account_id}")))
+}
+
+/// The account a session stands for: `None` when the account is gone or its password was
+/// reset since the session began. `epoch` is what the session stored; sessions from before
+/// epochs existed count as 0, so they last until the first reset.
+pub async fn session_account(
+    pool: &SqlitePool,
+    account_id: i64,
+    epoch: Option<i64>,
+) -> Result<Option<Account>> {
+    let row: Option<(i64, String, String)> = sqlx::query_as(
+        "SELECT id, username, role FROM accounts WHERE id = ? AND session_epoch = ?",
+    )
+    .bind(account_id)
+    .bind(epoch.unwrap_or(0))
+    .fetch_optional(pool)
+    .await?;
+    row.map(|(id, username, role)| {
+        Ok(Account {
+            id,
+            username,
+            role: Role::parse(&role)?,
+        })
+    })
+    .transpose()
+}
 
 /// The wait a rate-limited or busy sign-in error carries, for the `Retry-After` header.
 pub fn retry_after(e: &Error) -> Option<std::time::Duration> {

@@ -188,6 +188,16 @@ impl Engine {
         Ok(serde_json::json!({ "plugins": plugins }))
     }
 
+    /// One installed plugin as the API shows it.
+    pub async fn plugin_view(&self, id: &str) -> Result<crate::plugins::PluginView> {
+        self.inner
+            .plugins
+            .describe()
+            .into_iter()
+            .find(|p| p.id == id)
+            .ok_or_else(|| Error::not_found(format!("no plugin {id:?} is installed")))
+    }
+
     /// Closes both pools (checkpointing WAL).
     pub async fn close(&self) {
         self.inner.content.close().await;

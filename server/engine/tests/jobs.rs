@@ -547,10 +547,8 @@ async fn backup_runs_hooks_in_pipeline_order_and_keeps_annotations_in_job_and_ma
     assert_eq!(job.annotations, all);
     // The manifest is written at the archive step: it holds what was said up to pre-archive.
     let manifest = f.engine.job_manifest(job.id).await.expect("manifest");
-    let in_manifest: Vec<Annotation> =
-        serde_json::from_value(manifest["annotations"].clone()).expect("annotations");
-    assert_eq!(in_manifest, all[..3]);
-    assert_eq!(manifest["trigger"], "manual");
+    assert_eq!(manifest.annotations, all[..3]);
+    assert_eq!(manifest.trigger, "manual");
     let name = job.archive_name.clone().expect("an archive name");
     assert_eq!(f.backup_folder_entries(), [name]);
 }
@@ -565,16 +563,15 @@ async fn backup_archives_a_contributed_directory_and_a_generated_file() {
     assert_eq!(job.status, JobStatus::Succeeded, "{job:?}");
 
     let manifest = f.engine.job_manifest(job.id).await.expect("manifest");
-    let custom = manifest["directories"]
-        .as_array()
-        .expect("directories")
+    let custom = manifest
+        .directories
         .iter()
-        .find(|d| d["name"] == "custom")
-        .unwrap_or_else(|| panic!("no data/custom in {manifest}"));
-    assert_eq!(custom["contributed_by"], PLUGIN);
-    assert_eq!(custom["files"], 2);
+        .find(|d| d.name == "custom")
+        .unwrap_or_else(|| panic!("no data/custom in {manifest:?}"));
+    assert_eq!(custom.contributed_by, PLUGIN);
+    assert_eq!(custom.files, 2);
     assert_eq!(
-        manifest["plugins"],
+        serde_json::to_value(&manifest.plugins).expect("plugins encode"),
         json!([{"id": PLUGIN, "version": PLUGIN_VERSION, "files": 1, "bytes": 23}])
     );
     // The scratch folder went with the staging folder.
@@ -979,7 +976,7 @@ async fn restore_brings_back_rows_logos_and_contributed_directory_after_a_safety
     assert_eq!(safety.status, JobStatus::Succeeded);
     assert!(safety.id > job.id, "made by the restore");
     let manifest = f.engine.job_manifest(safety.id).await.expect("manifest");
-    assert_eq!(manifest["trigger"], "pre-restore");
+    assert_eq!(manifest.trigger, "pre-restore");
     assert_eq!(
         job.warnings,
         [format!(

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use engine::Error;
-use engine::auth::{Account, Role, SESSION_ACCOUNT_KEY};
+use engine::auth::{Account, Role, SESSION_ACCOUNT_KEY, SESSION_EPOCH_KEY};
 use tower_sessions::Session;
 
 use super::AppState;
@@ -82,10 +82,16 @@ pub async fn still_authorized(state: &AppState, identity: &Identity) -> Result<b
                 .load(id)
                 .await
                 .map_err(|e| Error::internal("cannot read the session", e))?;
-            let account_id =
-                record.and_then(|r| r.data.get(SESSION_ACCOUNT_KEY).and_then(|v| v.as_i64()));
-            match account_id {
-                Some(aid) if aid == original.id => engine::auth::account(pool, aid).await?,
+            let data = record.map(|r| r.data);
+            let get = |key| {
+                data.as_ref()
+                    .and_then(|d| d.get(key))
+                    .and_then(|v| v.as_i64())
+            };
+            match get(SESSION_ACCOUNT_KEY) {
+                Some(aid) if aid == original.id => {
+                    engine::auth::session_account(pool, aid, get(SESSION_EPOCH_KEY)).await?
+                }
                 _ => None,
             }
         }
@@ -122,11 +128,14 @@ pub async fn identify(
         }
     } else {
         let id: Option<i64> = session.get(SESSION_ACCOUNT_KEY).await.ok().flatten();
+        let epoch: Option<i64> = session.get(SESSION_EPOCH_KEY).await.ok().flatten();
         let account = match id {
-            Some(id) => match engine::auth::account(state.engine.state(), id).await {
-                Ok(a) => a,
-                Err(e) => return ApiError(e).into_response(),
-            },
+            Some(id) => {
+                match engine::auth::session_account(state.engine.state(), id, epoch).await {
+                    Ok(a) => a,
+                    Err(e) => return ApiError(e).into_response(),
+                }
+            }
             None => None,
         };
         let credential = match (&account, session.id()) {
@@ -255,22 +264,10 @@ async fn login(
             return response;
         }
     };
-    if let Err(e) = start_session(&session, &account).await {
+    if let Err(e) = app::api::ssr::start_session(&state.engine, &session, &account).await {
         return ApiError(e).into_response();
     }
     Json(account).into_response()
-}
-
-/// Binds the session to `account`, with a fresh id (no session fixation).
-pub async fn start_session(session: &Session, account: &Account) -> Result<(), Error> {
-    session
-        .cycle_id()
-        .await
-        .map_err(|e| Error::internal("cannot start a session", e))?;
-    session
-        .insert(SESSION_ACCOUNT_KEY, account.id)
-        .await
-        .map_err(|e| Error::internal("cannot start a session", e))
 }
 
 async fn logout(session: Session) -> ApiResult<StatusCode> {

@@ -181,14 +181,14 @@ async fn download(
 async fn manifest(
     State(st): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<app::model::Manifest>> {
     Ok(Json(st.engine.job_manifest(job_id(&id)?).await?))
 }
 
 async fn verify(
     State(st): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<engine::archive::VerifyReport>> {
     Ok(Json(st.engine.verify_job(job_id(&id)?).await?))
 }
 

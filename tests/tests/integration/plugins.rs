@@ -399,3 +399,64 @@ async fn an_admin_installs_a_plugin_by_upload_and_bad_uploads_are_refused_with_t
     assert_eq!(anonymous.status(), 401);
     Ok(())
 }
+
+/// Issue 11 step 6: the binary carries its first-party plugins. A fresh data dir offers all
+/// three, disabled, with the recordings folder already granted, so one `enabled: true` is
+/// all it takes; a restart installs nothing twice and keeps an admin's changes.
+#[tokio::test]
+async fn a_fresh_server_offers_the_bundled_plugins_and_recordings_is_one_switch_away()
+-> anyhow::Result<()> {
+    let mut app = TestApp::spawn_with(&[("BACKSTOP_BUNDLED_PLUGINS", "1")]).await?;
+    app.login_admin().await?;
+    let (s, list) = app.get_json("/api/backups/plugins/").await?;
+    assert_eq!(s, 200);
+    let plugins = list["plugins"].as_array().expect("a list");
+    let mut ids: Vec<&str> = plugins.iter().map(|p| p["id"].as_str().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, ["custom-dirs", "recordings", "space-guard"], "{list}");
+    for p in plugins {
+        assert_eq!(p["enabled"], false, "bundled plugins start disabled: {p}");
+        assert_ne!(p["state"], "broken", "{p}");
+    }
+    let recordings = app.data.path().join("recordings");
+    let rec = plugins.iter().find(|p| p["id"] == "recordings").unwrap();
+    assert_eq!(rec["grants"]["mounts"]["recordings"], json!(recordings));
+
+    let r = app
+        .req(Method::PUT, "/api/backups/plugins/recordings/")
+        .json(&json!({"enabled": true}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200, "{}", r.text().await?);
+    let job = app.backup(json!({"include_recordings": true})).await?;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let (_, manifest) = app
+        .get_json(&format!("/api/backups/jobs/{}/manifest/", job["id"]))
+        .await?;
+    let dir = manifest["directories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "recordings")
+        .unwrap_or_else(|| panic!("no recordings in {manifest}"));
+    assert_eq!(dir["contributed_by"], "recordings");
+
+    // An admin's own plugin.toml survives restarts: nothing bundled is written over it.
+    let toml = app.data.path().join("plugins/custom-dirs/plugin.toml");
+    let edited = std::fs::read_to_string(&toml)?.replace("Custom", "My custom");
+    std::fs::write(&toml, &edited)?;
+    app.stop();
+    app.start().await?;
+    app.login_admin().await?;
+    assert_eq!(std::fs::read_to_string(&toml)?, edited);
+    let (_, list) = app.get_json("/api/backups/plugins/").await?;
+    let rec = list["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "recordings")
+        .unwrap()
+        .clone();
+    assert_eq!(rec["enabled"], true, "still enabled after a restart: {rec}");
+    Ok(())
+}

@@ -402,3 +402,49 @@ async fn an_event_stream_opened_with_a_cookie_ends_at_logout() -> anyhow::Result
     assert_eq!(r.status(), 401);
     Ok(())
 }
+
+/// A password reset ends every session of that account (its open event stream included),
+/// and only that account's: another user's session and the account's API tokens stay.
+/// (Viewers may not open the event stream, so the viewer's session is checked by `me`.)
+#[tokio::test]
+async fn a_password_reset_ends_every_session_of_that_account_only() -> anyhow::Result<()> {
+    let app = TestApp::spawn().await?;
+    app.login_admin().await?;
+    let (s, t) = app
+        .post_json("/api/auth/tokens", json!({ "name": "automation" }))
+        .await?;
+    assert_eq!(s, 201);
+    let token = t["token"].as_str().unwrap().to_owned();
+    let viewer = signed_in_viewer(&app).await?;
+    let events = app.url("/api/backups/events/");
+    let mut admin_stream = EventStream::open(app.client.get(&events)).await?;
+    assert_eq!(
+        viewer.get(app.url("/api/auth/me")).send().await?.status(),
+        200
+    );
+
+    let mut cmd = app.command();
+    cmd.args(["user", "reset-password", "admin"]);
+    let (ok, _, err) = super::auth::run_with_stdin(&mut cmd, "a-brand-new-password\n");
+    assert!(ok, "{err}");
+
+    assert!(
+        admin_stream.ends_within(CLOSE_WITHIN).await,
+        "the admin's stream is still open after the reset"
+    );
+    let r = app.req(Method::GET, "/api/backups/jobs/").send().await?;
+    assert_eq!(r.status(), 401, "the old session still works");
+    let r = viewer.get(app.url("/api/auth/me")).send().await?;
+    assert_eq!(r.status(), 200, "the viewer was signed out");
+    let r = reqwest::Client::new()
+        .get(app.url("/api/backups/jobs/"))
+        .bearer_auth(&token)
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200, "API tokens are kept");
+    // Signing in again with the new password starts a session that works.
+    app.login("admin", "a-brand-new-password").await?;
+    let r = app.req(Method::GET, "/api/backups/jobs/").send().await?;
+    assert_eq!(r.status(), 200);
+    Ok(())
+}

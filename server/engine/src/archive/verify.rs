@@ -75,7 +75,7 @@ pub struct VerifyReport {
     /// Always true: a failed check is an error, not a report.
     pub ok: bool,
     /// The archive's `manifest.json`.
-    pub manifest: serde_json::Value,
+    pub manifest: wire::Manifest,
     /// Tar entries (files and folders).
     pub entries: u64,
     /// Regular files, including `manifest.json` and `checksums.sha256`.
@@ -446,7 +446,7 @@ struct Walk<'a> {
     entries: u64,
     files: u64,
     declared: u64,
-    manifest: Option<serde_json::Value>,
+    manifest: Option<wire::Manifest>,
     expected_db_sha: String,
     db_sha: Option<String>,
     /// Regular files (except manifest and checksums) and their SHA-256.
@@ -572,10 +572,7 @@ impl<'a> Walk<'a> {
                     .map_err(|e| shared.explain(e, "manifest.json"))?;
                 let manifest = self.check_manifest(&bytes)?;
                 if let Some(x) = extract {
-                    x.needed = manifest
-                        .pointer("/totals/bytes")
-                        .and_then(|b| b.as_u64())
-                        .unwrap_or(0);
+                    x.needed = manifest.totals.bytes;
                 }
                 self.manifest = Some(manifest);
             }
@@ -703,7 +700,9 @@ impl<'a> Walk<'a> {
         Ok(())
     }
 
-    fn check_manifest(&mut self, bytes: &[u8]) -> Result<serde_json::Value> {
+    fn check_manifest(&mut self, bytes: &[u8]) -> Result<wire::Manifest> {
+        // The format and its version first, on the untyped document: a newer format may
+        // have another shape, and deserves "upgrade Backstop" rather than a field error.
         let m: serde_json::Value = serde_json::from_slice(bytes)
             .map_err(|e| Error::rejected(format!("manifest.json is not valid JSON: {e}")))?;
         if m.get("format").and_then(|f| f.as_str()) != Some(MANIFEST_FORMAT) {
@@ -727,31 +726,24 @@ impl<'a> Walk<'a> {
                 "manifest.json has an invalid format_version {version}"
             )));
         }
-        let db = m.get("database");
-        let Some(schema_version) = db
-            .and_then(|d| d.get("schema_version"))
-            .and_then(|v| v.as_i64())
-        else {
-            return Err(Error::rejected(
-                "manifest.json has no database.schema_version",
-            ));
-        };
+        // Then the whole manifest as the typed contract (wire::Manifest, DESIGN section 3).
+        let m: wire::Manifest = serde_json::from_value(m).map_err(|e| {
+            Error::rejected(format!("manifest.json does not follow format v1: {e}"))
+        })?;
+        let schema_version = m.database.schema_version;
         if schema_version > self.schema.schema_version {
             return Err(Error::rejected(format!(
                 "the archive's database schema version {schema_version} is newer than this Backstop's ({}); upgrade Backstop to restore it",
                 self.schema.schema_version
             )));
         }
-        let Some(sha) = db.and_then(|d| d.get("sha256")).and_then(|v| v.as_str()) else {
-            return Err(Error::rejected("manifest.json has no database.sha256"));
-        };
-        self.expected_db_sha = sha.to_ascii_lowercase();
+        self.expected_db_sha = m.database.sha256.to_ascii_lowercase();
         self.manifest_dirs = check_manifest_directories(&m)?;
         Ok(m)
     }
 
     /// The end-of-archive checks; returns (manifest, entries, files, total bytes).
-    fn finish(mut self) -> Result<(serde_json::Value, u64, u64, u64)> {
+    fn finish(mut self) -> Result<(wire::Manifest, u64, u64, u64)> {
         let Some(manifest) = self.manifest.take() else {
             return Err(Error::rejected(
                 "manifest.json is missing: the archive is empty",
@@ -804,31 +796,16 @@ impl<'a> Walk<'a> {
 
 /// The manifest's `directories`: plain, unique names; a built-in one must be one of
 /// [`super::MANAGED_DIRECTORIES`] (DESIGN section 4, data safety 2). Returns the names.
-fn check_manifest_directories(m: &serde_json::Value) -> Result<HashSet<String>> {
+fn check_manifest_directories(m: &wire::Manifest) -> Result<HashSet<String>> {
     let mut names = HashSet::new();
-    let list = match m.get("directories") {
-        None | Some(serde_json::Value::Null) => return Ok(names),
-        Some(serde_json::Value::Array(a)) => a,
-        Some(_) => return Err(Error::rejected("manifest.json: directories is not a list")),
-    };
-    for d in list {
-        let Some(name) = d.get("name").and_then(|n| n.as_str()) else {
-            return Err(Error::rejected(
-                "manifest.json lists a directory without a name",
-            ));
-        };
+    for d in &m.directories {
+        let name = d.name.as_str();
         if !is_plain_name(name) {
             return Err(Error::rejected(format!(
                 "manifest.json names an unsafe directory {name:?}"
             )));
         }
-        let by = d
-            .get("contributed_by")
-            .and_then(|b| b.as_str())
-            .filter(|b| !b.is_empty())
-            .unwrap_or(crate::plugins::BUILTIN_CONTRIBUTOR);
-        if by == crate::plugins::BUILTIN_CONTRIBUTOR && !super::MANAGED_DIRECTORIES.contains(&name)
-        {
+        if d.is_builtin() && !super::MANAGED_DIRECTORIES.contains(&name) {
             return Err(Error::rejected(format!(
                 "the archive lists a directory {name:?}, which a restore may not replace: \
                  only {} (and folders an admin granted to a plugin) are ever restored",

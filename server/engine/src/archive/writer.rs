@@ -18,7 +18,6 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
@@ -64,7 +63,7 @@ pub struct ArchiveOutcome {
     /// Lowercase hex SHA-256 of the archive file.
     pub sha256: String,
     /// The `manifest.json` written as the first entry.
-    pub manifest: serde_json::Value,
+    pub manifest: wire::Manifest,
     /// Things skipped or changed while archiving, for the job's `warnings`.
     pub warnings: Vec<String>,
 }
@@ -256,7 +255,7 @@ fn write_partial(
     partial: &Path,
     cancel: &CancellationToken,
     progress: ProgressFn,
-) -> Result<(gz::Written, serde_json::Value, Vec<String>)> {
+) -> Result<(gz::Written, wire::Manifest, Vec<String>)> {
     let scan = scan(req, cancel)?;
     let manifest = manifest(req, &scan);
     let manifest_bytes = serde_json::to_vec_pretty(&manifest)
@@ -309,19 +308,19 @@ fn write_partial(
 
 /// The manifest: DESIGN section 3. `totals` counts the content files (database, data,
 /// plugin files), not `manifest.json` and `checksums.sha256`.
-fn manifest(req: &ArchiveRequest, scan: &Scan) -> serde_json::Value {
-    let directories: Vec<_> = scan
+fn manifest(req: &ArchiveRequest, scan: &Scan) -> wire::Manifest {
+    let directories = scan
         .directories
         .iter()
         .map(|&(i, files, bytes)| {
             let d = &req.directories[i];
-            json!({
-                "name": d.name,
-                "archive_path": format!("data/{}", d.name),
-                "files": files,
-                "bytes": bytes,
-                "contributed_by": d.contributed_by,
-            })
+            wire::ManifestDirectory {
+                name: d.name.clone(),
+                archive_path: format!("data/{}", d.name),
+                files,
+                bytes,
+                contributed_by: d.contributed_by.clone(),
+            }
         })
         .collect();
     let mut versions: BTreeMap<&str, &str> = req
@@ -332,39 +331,45 @@ fn manifest(req: &ArchiveRequest, scan: &Scan) -> serde_json::Value {
     for id in scan.plugin_totals.keys() {
         versions.entry(id.as_str()).or_insert("");
     }
-    let plugins: Vec<_> = versions
+    let plugins = versions
         .iter()
         .map(|(id, version)| {
             let (files, bytes) = scan.plugin_totals.get(*id).copied().unwrap_or((0, 0));
-            json!({ "id": id, "version": version, "files": files, "bytes": bytes })
+            wire::ManifestPlugin {
+                id: (*id).to_owned(),
+                version: (*version).to_owned(),
+                files,
+                bytes,
+            }
         })
         .collect();
     let data_files: u64 = scan.directories.iter().map(|d| d.1).sum::<u64>()
         + scan.plugin_totals.values().map(|p| p.0).sum::<u64>();
-    json!({
-        "format": MANIFEST_FORMAT,
-        "format_version": FORMAT_VERSION,
-        "created_at": req.created_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-        "app_version": req.app_version,
-        "trigger": req.trigger,
-        "include_recordings": req.include_recordings,
-        "database": {
-            "file": "database.json",
-            "engine": "sqlite",
-            "schema_version": req.schema_version,
-            "tables": req.database.tables,
-            "rows": req.database.rows,
-            "sha256": req.database.sha256,
+    wire::Manifest {
+        format: MANIFEST_FORMAT.to_owned(),
+        format_version: FORMAT_VERSION,
+        created_at: req.created_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        app_version: req.app_version.clone(),
+        trigger: req.trigger.clone(),
+        include_recordings: req.include_recordings,
+        database: wire::ManifestDatabase {
+            file: "database.json".to_owned(),
+            engine: "sqlite".to_owned(),
+            schema_version: req.schema_version,
+            tables: req.database.tables,
+            rows: req.database.rows,
+            sha256: req.database.sha256.clone(),
         },
-        "directories": directories,
-        "missing_directories": scan.missing,
-        "plugins": plugins,
-        "annotations": req.annotations,
-        "totals": {
-            "files": 1 + data_files,
-            "bytes": req.database.bytes + scan.data_bytes,
+        directories,
+        missing_directories: scan.missing.clone(),
+        plugins,
+        annotations: req.annotations.clone(),
+        totals: wire::ManifestTotals {
+            files: 1 + data_files,
+            bytes: req.database.bytes + scan.data_bytes,
         },
-    })
+        extra: BTreeMap::new(),
+    }
 }
 
 /// A single safe path component: what directory names and plugin ids must be.

@@ -104,12 +104,8 @@ impl Engine {
         // Where every directory goes back: built-in ones (the allow-list the verifier already
         // enforced) into the data dir, plugin-made ones where their plugin says, beneath a
         // folder granted with restore access and never over Backstop's own files.
-        // The verifier accepted the manifest; read it as the typed contract (DESIGN section 3).
-        let manifest: wire::Manifest =
-            serde_json::from_value(report.manifest.clone()).map_err(|e| {
-                Error::rejected(format!("manifest.json does not follow format v1: {e}"))
-            })?;
-        let mut input = restore_input(&manifest);
+        let manifest = &report.manifest;
+        let mut input = restore_input(manifest);
         let plan = {
             let (plugins, ctx, input) = (self.plugins().clone(), ctx.clone(), input.clone());
             tokio::task::spawn_blocking(move || plugins.plan_restore(&ctx, &input))

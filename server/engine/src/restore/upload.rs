@@ -62,16 +62,9 @@ impl Engine {
             .verify_file(&target.path, crate::archive::no_progress())
             .await?;
         let on_disk = std::fs::metadata(&target.path).map(|m| m.len()).ok();
-        let (size, sha) = match report.get("archive_bytes").and_then(|v| v.as_u64()) {
+        let (size, sha) = match report.archive_bytes {
             // The verifier hashed every byte of the file on its way through.
-            Some(n) if Some(n) == on_disk => (
-                n,
-                report
-                    .get("sha256")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default()
-                    .to_owned(),
-            ),
+            n if Some(n) == on_disk => (n, report.sha256.clone()),
             _ => {
                 let p = target.path.clone();
                 tokio::task::spawn_blocking(move || file_sha256(&p))
@@ -79,10 +72,7 @@ impl Engine {
                     .map_err(|e| Error::internal("hashing the upload failed", e))??
             }
         };
-        let include_recordings = report
-            .pointer("/manifest/include_recordings")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
+        let include_recordings = report.manifest.include_recordings;
         // Keep only a printable, bounded form of the client's name: it is shown, never used as a path.
         let original = original_filename.map(|n| {
             let base = n.rsplit(['/', '\\']).next().unwrap_or("").to_owned();

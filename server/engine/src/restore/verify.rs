@@ -5,7 +5,7 @@ use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::archive::ProgressFn;
+use crate::archive::{ProgressFn, VerifyReport};
 use crate::jobs::JobId;
 use crate::{Engine, Error, Result};
 
@@ -16,7 +16,7 @@ impl Engine {
     }
 
     /// Reads `manifest.json` of a backup job's archive.
-    pub async fn job_manifest(&self, id: JobId) -> Result<serde_json::Value> {
+    pub async fn job_manifest(&self, id: JobId) -> Result<wire::Manifest> {
         let path = self.archive_path(id).await?;
         tokio::task::spawn_blocking(move || read_manifest(&path))
             .await
@@ -24,26 +24,18 @@ impl Engine {
     }
 
     /// Full integrity check of a job's archive without restoring.
-    pub async fn verify_job(&self, id: JobId) -> Result<serde_json::Value> {
+    pub async fn verify_job(&self, id: JobId) -> Result<VerifyReport> {
         let path = self.archive_path(id).await?;
         let report = self
             .verify_file(&path, crate::archive::no_progress())
             .await?;
-        let size = report
-            .get("archive_bytes")
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0);
-        let sha = report.get("sha256").and_then(|v| v.as_str()).unwrap_or("");
-        self.check_against_record(id, size, sha).await?;
+        self.check_against_record(id, report.archive_bytes, &report.sha256)
+            .await?;
         Ok(report)
     }
 
     /// Full integrity check of any archive file.
-    pub async fn verify_file(
-        &self,
-        path: &Path,
-        progress: ProgressFn,
-    ) -> Result<serde_json::Value> {
+    pub async fn verify_file(&self, path: &Path, progress: ProgressFn) -> Result<VerifyReport> {
         if !path.is_file() {
             return Err(Error::not_found(format!(
                 "{} is not a file",
@@ -58,12 +50,11 @@ impl Engine {
         // the blocking read stops at its next buffer instead of running to the end.
         let cancel = CancellationToken::new();
         let _stop_when_dropped = cancel.clone().drop_guard();
-        let report = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             crate::archive::verify::verify_archive(&path, &limits, &schema, &cancel, progress)
         })
         .await
-        .map_err(|e| Error::internal("verification failed", e))??;
-        serde_json::to_value(&report).map_err(|e| Error::internal("cannot encode the report", e))
+        .map_err(|e| Error::internal("verification failed", e))?
     }
 
     /// Refuses an archive whose bytes (as just read) differ from its record.
@@ -109,7 +100,7 @@ pub fn file_sha256(path: &Path) -> Result<(u64, String)> {
 }
 
 /// Reads `manifest.json` (the first entry) of an archive without reading the rest.
-pub fn read_manifest(path: &Path) -> Result<serde_json::Value> {
+pub fn read_manifest(path: &Path) -> Result<wire::Manifest> {
     use std::io::Read;
     let file = std::fs::File::open(path)
         .map_err(|e| Error::internal(format!("cannot open {}", path.display()), e))?;
@@ -140,6 +131,8 @@ pub fn read_manifest(path: &Path) -> Result<serde_json::Value> {
         .take(16 << 20)
         .read_to_end(&mut buf)
         .map_err(|e| Error::rejected("manifest.json cannot be read").with_source(e))?;
-    serde_json::from_slice(&buf)
-        .map_err(|e| Error::rejected("manifest.json is not valid JSON").with_source(e))
+    let value: serde_json::Value = serde_json::from_slice(&buf)
+        .map_err(|e| Error::rejected("manifest.json is not valid JSON").with_source(e))?;
+    serde_json::from_value(value)
+        .map_err(|e| Error::rejected(format!("manifest.json does not follow format v1: {e}")))
 }
