@@ -322,9 +322,10 @@ async fn backup(
 
     let archive = engine.archive_path(job.id).await?;
     let manifest = engine.job_manifest(job.id).await?;
-    let dir = manifest["directories"]
-        .as_array()
-        .and_then(|d| d.iter().find(|d| d["name"] == "recordings"))
+    let dir = manifest
+        .directories
+        .iter()
+        .find(|d| d.name == "recordings")
         .with_context(|| {
             format!(
                 "{} backup: the manifest lists no recordings directory",
@@ -332,10 +333,10 @@ async fn backup(
             )
         })?;
     ensure!(
-        dir["contributed_by"] == source.contributor(),
+        dir.contributed_by == source.contributor(),
         "{} backup: data/recordings/ was contributed by {}, expected {}",
         source.label(),
-        dir["contributed_by"],
+        dir.contributed_by,
         source.contributor()
     );
     let listed = list_archive(&archive)?;

@@ -793,59 +793,124 @@ fn annotation(plugin: &str, step: &str, text: String) -> Annotation {
     }
 }
 
+/// What every per-plugin loop reports besides its own results: the failures the policy
+/// keeps (`warn`) and the first one that stops the job (`abort`).
+trait Failures {
+    fn failures(&mut self) -> (&mut Vec<String>, &mut Option<String>);
+    /// The loop ends here: a plugin aborted the job (or vetoed it).
+    fn stops(&self) -> bool;
+}
+
+impl Failures for HookReport {
+    fn failures(&mut self) -> (&mut Vec<String>, &mut Option<String>) {
+        (&mut self.warnings, &mut self.abort)
+    }
+    fn stops(&self) -> bool {
+        self.abort.is_some() || self.veto.is_some()
+    }
+}
+
+impl Failures for Contributions {
+    fn failures(&mut self) -> (&mut Vec<String>, &mut Option<String>) {
+        (&mut self.warnings, &mut self.abort)
+    }
+    fn stops(&self) -> bool {
+        self.abort.is_some()
+    }
+}
+
+impl Failures for RestorePlan {
+    fn failures(&mut self) -> (&mut Vec<String>, &mut Option<String>) {
+        (&mut self.warnings, &mut self.abort)
+    }
+    fn stops(&self) -> bool {
+        self.abort.is_some()
+    }
+}
+
+/// What one plugin's turn in a loop came to: nothing to do, done, or a failed call.
+type Turn = Option<std::result::Result<(), CallError>>;
+
+impl PluginHost {
+    /// One call in the sandbox. Its log is kept for the job; a notice that output was dropped
+    /// over the cap becomes a warning.
+    fn call(
+        &self,
+        p: &Ready,
+        setup: CallSetup,
+        request: Request,
+        ctx: &JobContext,
+        warnings: &mut Vec<String>,
+    ) -> std::result::Result<Response, CallError> {
+        let out = self.sandbox.call(p.compiled.clone(), setup, request);
+        if let Some(d) = self.keep_log(ctx.job_id, p, &out) {
+            warnings.push(d);
+        }
+        out.result
+    }
+
+    /// The loop all four steps share: `turn` runs for each plugin in order; a failed turn
+    /// gets that plugin's failure policy ([`PluginHost::fail`]), and the loop ends at the
+    /// first abort or veto.
+    fn each<'a, T, R: Failures>(
+        &self,
+        plugins: impl IntoIterator<Item = (&'a Ready, T)>,
+        step: &str,
+        report: &mut R,
+        mut turn: impl FnMut(&'a Ready, T, &mut R) -> Turn,
+    ) {
+        for (p, item) in plugins {
+            if let Some(Err(e)) = turn(p, item, report) {
+                let (warnings, abort) = report.failures();
+                self.fail(p, step, &e, warnings, abort);
+            }
+            if report.stops() {
+                break;
+            }
+        }
+    }
+}
+
 impl PluginRuntime for PluginHost {
     fn run_hooks(&self, point: HookPoint, ctx: &JobContext) -> HookReport {
         self.refresh_if_dev();
         let step = point.as_str();
         let mut report = HookReport::default();
-        for p in self.ready(Export::Hooks) {
-            let setup = self.setup(&p, self.mounts(&p, None, false), ctx);
+        let ready = self.ready(Export::Hooks);
+        self.each(ready.iter().map(|p| (p, ())), step, &mut report, |p, (), report| {
+            let setup = self.setup(p, self.mounts(p, None, false), ctx);
             let request = Request::Hook(HookContext {
                 point: wit_point(point),
                 job: wit_job(ctx),
             });
-            let out = self.sandbox.call(p.compiled.clone(), setup, request);
-            if let Some(d) = self.keep_log(ctx.job_id, &p, &out) {
-                report.warnings.push(d);
-            }
-            let outcome = match out.result {
+            let outcome = match self.call(p, setup, request, ctx, &mut report.warnings) {
                 Ok(Response::Hook(o)) => o,
-                other => {
-                    let e = other.map_or_else(|e| e, |r| wrong_reply(&r, "hook"));
-                    self.fail(&p, step, &e, &mut report.warnings, &mut report.abort);
-                    if report.abort.is_some() {
-                        break;
-                    }
-                    continue;
-                }
+                Ok(other) => return Some(Err(wrong_reply(&other, "hook"))),
+                Err(e) => return Some(Err(e)),
             };
             match outcome {
                 HookOutcome::Proceed(notes) => {
-                    let too_many = notes.len() > MAX_ANNOTATIONS;
                     let too_long = notes.iter().find(|n| n.len() > MAX_ANNOTATION);
-                    if too_many || too_long.is_some() {
-                        let e = CallError::Output(match too_long {
-                            Some(n) => format!(
-                                "an annotation of {} bytes; the limit is {MAX_ANNOTATION}",
-                                n.len()
-                            ),
-                            None => format!(
-                                "{} annotations; the limit is {MAX_ANNOTATIONS}",
-                                notes.len()
-                            ),
-                        });
-                        self.fail(&p, step, &e, &mut report.warnings, &mut report.abort);
-                    } else {
-                        report
-                            .annotations
-                            .extend(notes.into_iter().map(|t| annotation(&p.id, step, t)));
+                    if let Some(n) = too_long {
+                        return Some(Err(CallError::Output(format!(
+                            "an annotation of {} bytes; the limit is {MAX_ANNOTATION}",
+                            n.len()
+                        ))));
                     }
+                    if notes.len() > MAX_ANNOTATIONS {
+                        return Some(Err(CallError::Output(format!(
+                            "{} annotations; the limit is {MAX_ANNOTATIONS}",
+                            notes.len()
+                        ))));
+                    }
+                    report
+                        .annotations
+                        .extend(notes.into_iter().map(|t| annotation(&p.id, step, t)));
                 }
                 HookOutcome::Veto(reason) => {
                     let reason = cut(&reason, MAX_ANNOTATION);
                     if point.is_gate() && p.veto {
                         report.veto = Some((p.id.clone(), reason));
-                        break;
                     } else if point.is_gate() {
                         report.warnings.push(format!(
                             "plugin {} asked to stop the job at {step} but holds no veto grant; the job went on ({reason})",
@@ -865,10 +930,8 @@ impl PluginRuntime for PluginHost {
                     }
                 }
             }
-            if report.abort.is_some() {
-                break;
-            }
-        }
+            Some(Ok(()))
+        });
         report
     }
 
@@ -877,66 +940,68 @@ impl PluginRuntime for PluginHost {
         let mut c = Contributions::default();
         let mut taken: BTreeSet<String> = BTreeSet::from(["logos".to_owned()]);
         let ready = self.ready(Export::Contributor);
-        for p in &ready {
-            let own = scratch.join(&p.id);
-            let _ = std::fs::remove_dir_all(&own);
-            if let Err(e) = std::fs::create_dir_all(&own) {
-                let e = CallError::Start(format!(
-                    "its scratch folder {} cannot be created: {e}",
-                    own.display()
-                ));
-                self.fail(p, "collect", &e, &mut c.warnings, &mut c.abort);
-                continue;
-            }
-            // A name another enabled plugin `provides` is reserved for it.
-            let mut reserved = taken.clone();
-            for other in ready.iter().filter(|o| o.id != p.id) {
-                reserved.extend(other.manifest.provides.iter().cloned());
-            }
-            let mut preopens = self.mounts(p, Some(Access::Backup), false);
-            preopens.push((own.clone(), "/scratch".into(), FsPerms::ReadWrite));
-            let mut setup = self.setup(p, preopens, ctx);
-            setup.scratch = Some(ScratchCap {
-                dir: own.clone(),
-                mb: p.limits.scratch_mb,
-            });
-            let out = self
-                .sandbox
-                .call(p.compiled.clone(), setup, Request::Collect(wit_job(ctx)));
-            if let Some(d) = self.keep_log(ctx.job_id, p, &out) {
-                c.warnings.push(d);
-            }
-            let result = match out.result {
-                Ok(Response::Collect(Ok(list))) => self
-                    .accept(p, list, &own, scratch, &mut reserved)
-                    .map_err(CallError::Output),
-                Ok(Response::Collect(Err(msg))) => {
-                    Err(CallError::Plugin(cut(&msg, MAX_ANNOTATION)))
+        self.each(
+            ready.iter().map(|p| (p, ())),
+            "collect",
+            &mut c,
+            |p, (), c| {
+                let own = scratch.join(&p.id);
+                let _ = std::fs::remove_dir_all(&own);
+                if let Err(e) = std::fs::create_dir_all(&own) {
+                    return Some(Err(CallError::Start(format!(
+                        "its scratch folder {} cannot be created: {e}",
+                        own.display()
+                    ))));
                 }
-                Ok(other) => Err(wrong_reply(&other, "collect")),
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok((dirs, files)) => {
-                    taken.extend(dirs.iter().map(|d| d.name.clone()));
-                    if !dirs.is_empty() || !files.is_empty() {
-                        c.plugins.push((p.id.clone(), p.manifest.version.clone()));
+                // A name another enabled plugin `provides` is reserved for it.
+                let mut reserved = taken.clone();
+                for other in ready.iter().filter(|o| o.id != p.id) {
+                    reserved.extend(other.manifest.provides.iter().cloned());
+                }
+                let mut preopens = self.mounts(p, Some(Access::Backup), false);
+                preopens.push((own.clone(), "/scratch".into(), FsPerms::ReadWrite));
+                let mut setup = self.setup(p, preopens, ctx);
+                setup.scratch = Some(ScratchCap {
+                    dir: own.clone(),
+                    mb: p.limits.scratch_mb,
+                });
+                let reply = self.call(
+                    p,
+                    setup,
+                    Request::Collect(wit_job(ctx)),
+                    ctx,
+                    &mut c.warnings,
+                );
+                let accepted = match reply {
+                    Ok(Response::Collect(Ok(list))) => self
+                        .accept(p, list, &own, scratch, &mut reserved)
+                        .map_err(CallError::Output),
+                    Ok(Response::Collect(Err(msg))) => {
+                        Err(CallError::Plugin(cut(&msg, MAX_ANNOTATION)))
                     }
-                    c.directories.extend(dirs);
-                    c.files.extend(files);
+                    Ok(other) => Err(wrong_reply(&other, "collect")),
+                    Err(e) => Err(e),
+                };
+                match accepted {
+                    Ok((dirs, files)) => {
+                        taken.extend(dirs.iter().map(|d| d.name.clone()));
+                        if !dirs.is_empty() || !files.is_empty() {
+                            c.plugins.push((p.id.clone(), p.manifest.version.clone()));
+                        }
+                        c.directories.extend(dirs);
+                        c.files.extend(files);
+                        Some(Ok(()))
+                    }
+                    Err(e) => {
+                        // Nothing of a failed call is archived: free its disk now rather than
+                        // at the end of the job (one stopped for filling /scratch holds the
+                        // most).
+                        let _ = std::fs::remove_dir_all(&own);
+                        Some(Err(e))
+                    }
                 }
-                Err(e) => {
-                    // Nothing of a failed call is archived: free its disk now rather than
-                    // at the end of the job (one stopped for filling /scratch holds the
-                    // most).
-                    let _ = std::fs::remove_dir_all(&own);
-                    self.fail(p, "collect", &e, &mut c.warnings, &mut c.abort);
-                }
-            }
-            if c.abort.is_some() {
-                break;
-            }
-        }
+            },
+        );
         c
     }
 
@@ -950,78 +1015,64 @@ impl PluginRuntime for PluginHost {
         self.refresh_if_dev();
         let mut plan = RestorePlan::default();
         let ready = self.ready(Export::Restorer);
-        for p in &ready {
-            let dirs: Vec<String> = input
-                .directories
-                .iter()
-                .filter(|d| d.contributed_by == p.id)
-                .map(|d| d.name.clone())
-                .collect();
-            if dirs.is_empty() {
-                continue;
-            }
-            let archived_version = input
-                .plugins
-                .iter()
-                .find(|a| a.id == p.id)
-                .map(|a| a.version.clone())
-                .unwrap_or_default();
-            let req = RestoreRequest {
-                job: wit_job(ctx),
-                directories: dirs.clone(),
-                archived_version,
-                staged_files: None,
-            };
-            let setup = self.setup(p, self.mounts(p, None, false), ctx);
-            let out = self
-                .sandbox
-                .call(p.compiled.clone(), setup, Request::Plan(req));
-            if let Some(d) = self.keep_log(ctx.job_id, p, &out) {
-                plan.warnings.push(d);
-            }
-            let result = match out.result {
-                Ok(Response::Plan(Ok(placements))) => {
-                    let mut targets = Vec::new();
-                    let mut error = None;
-                    for pl in placements {
-                        if !dirs.contains(&pl.name)
-                            || targets.iter().any(|t: &DirectoryTarget| t.name == pl.name)
-                        {
-                            error = Some(format!(
-                                "a placement for data/{}/, which it did not contribute (or twice)",
-                                pl.name
-                            ));
-                            break;
+        self.each(
+            ready.iter().map(|p| (p, ())),
+            "restore plan",
+            &mut plan,
+            |p, (), plan| {
+                let dirs: Vec<String> = input
+                    .directories
+                    .iter()
+                    .filter(|d| d.contributed_by == p.id)
+                    .map(|d| d.name.clone())
+                    .collect();
+                if dirs.is_empty() {
+                    return None;
+                }
+                let archived_version = input
+                    .plugins
+                    .iter()
+                    .find(|a| a.id == p.id)
+                    .map(|a| a.version.clone())
+                    .unwrap_or_default();
+                let req = RestoreRequest {
+                    job: wit_job(ctx),
+                    directories: dirs.clone(),
+                    archived_version,
+                    staged_files: None,
+                };
+                let setup = self.setup(p, self.mounts(p, None, false), ctx);
+                let placements =
+                    match self.call(p, setup, Request::Plan(req), ctx, &mut plan.warnings) {
+                        Ok(Response::Plan(Ok(placements))) => placements,
+                        Ok(Response::Plan(Err(msg))) => {
+                            return Some(Err(CallError::Plugin(cut(&msg, MAX_ANNOTATION))));
                         }
-                        match self.placement_target(p, &pl.mount, &pl.path) {
-                            Ok(target) => targets.push(DirectoryTarget {
-                                name: pl.name,
-                                plugin: p.id.clone(),
-                                target,
-                            }),
-                            Err(e) => {
-                                error = Some(e);
-                                break;
-                            }
-                        }
+                        Ok(other) => return Some(Err(wrong_reply(&other, "restore plan"))),
+                        Err(e) => return Some(Err(e)),
+                    };
+                // All or nothing: one bad placement refuses the plugin's whole plan.
+                let mut targets: Vec<DirectoryTarget> = Vec::new();
+                for pl in placements {
+                    if !dirs.contains(&pl.name) || targets.iter().any(|t| t.name == pl.name) {
+                        return Some(Err(CallError::Output(format!(
+                            "a placement for data/{}/, which it did not contribute (or twice)",
+                            pl.name
+                        ))));
                     }
-                    match error {
-                        None => Ok(targets),
-                        Some(e) => Err(CallError::Output(e)),
+                    match self.placement_target(p, &pl.mount, &pl.path) {
+                        Ok(target) => targets.push(DirectoryTarget {
+                            name: pl.name,
+                            plugin: p.id.clone(),
+                            target,
+                        }),
+                        Err(e) => return Some(Err(CallError::Output(e))),
                     }
                 }
-                Ok(Response::Plan(Err(msg))) => Err(CallError::Plugin(cut(&msg, MAX_ANNOTATION))),
-                Ok(other) => Err(wrong_reply(&other, "restore plan")),
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(t) => plan.targets.extend(t),
-                Err(e) => self.fail(p, "restore plan", &e, &mut plan.warnings, &mut plan.abort),
-            }
-            if plan.abort.is_some() {
-                break;
-            }
-        }
+                plan.targets.extend(targets);
+                Some(Ok(()))
+            },
+        );
         plan.warnings
             .extend(engine::plugins::unplaced_warnings(input, &plan.targets));
         plan
@@ -1031,16 +1082,18 @@ impl PluginRuntime for PluginHost {
         self.refresh_if_dev();
         let mut report = HookReport::default();
         let ready = self.ready(Export::Restorer);
+        let mut work = Vec::new();
         for a in &input.plugins {
-            let Some(p) = ready.iter().find(|p| p.id == a.id) else {
-                if a.files.is_some() {
-                    report.warnings.push(format!(
-                        "plugins/{}/ in the archive was not restored: plugin {} is not installed, not enabled, or has no restorer",
-                        a.id, a.id
-                    ));
-                }
-                continue;
-            };
+            match ready.iter().find(|p| p.id == a.id) {
+                Some(p) => work.push((p, a)),
+                None if a.files.is_some() => report.warnings.push(format!(
+                    "plugins/{}/ in the archive was not restored: plugin {} is not installed, not enabled, or has no restorer",
+                    a.id, a.id
+                )),
+                None => {}
+            }
+        }
+        self.each(work, "restore", &mut report, |p, a, report| {
             // Restore mounts writable, backup-only mounts read-only, staged files read-only.
             let mut preopens = self.mounts(p, Some(Access::Restore), true);
             for (host, guest, _) in self.mounts(p, Some(Access::Backup), false) {
@@ -1063,13 +1116,7 @@ impl PluginRuntime for PluginHost {
                 staged_files: a.files.as_ref().map(|_| "/staged".to_owned()),
             };
             let setup = self.setup(p, preopens, ctx);
-            let out = self
-                .sandbox
-                .call(p.compiled.clone(), setup, Request::Restore(req));
-            if let Some(d) = self.keep_log(ctx.job_id, p, &out) {
-                report.warnings.push(d);
-            }
-            match out.result {
+            match self.call(p, setup, Request::Restore(req), ctx, &mut report.warnings) {
                 Ok(Response::Restore(Ok(notes))) => {
                     report.annotations.extend(
                         notes
@@ -1077,21 +1124,15 @@ impl PluginRuntime for PluginHost {
                             .take(MAX_ANNOTATIONS)
                             .map(|t| annotation(&p.id, "restore", cut(&t, MAX_ANNOTATION))),
                     );
+                    Some(Ok(()))
                 }
                 Ok(Response::Restore(Err(msg))) => {
-                    let e = CallError::Plugin(cut(&msg, MAX_ANNOTATION));
-                    self.fail(p, "restore", &e, &mut report.warnings, &mut report.abort);
+                    Some(Err(CallError::Plugin(cut(&msg, MAX_ANNOTATION))))
                 }
-                Ok(other) => {
-                    let e = wrong_reply(&other, "restore");
-                    self.fail(p, "restore", &e, &mut report.warnings, &mut report.abort);
-                }
-                Err(e) => self.fail(p, "restore", &e, &mut report.warnings, &mut report.abort),
+                Ok(other) => Some(Err(wrong_reply(&other, "restore"))),
+                Err(e) => Some(Err(e)),
             }
-            if report.abort.is_some() {
-                break;
-            }
-        }
+        });
         report
     }
 
