@@ -17,6 +17,8 @@ impl MeView {
     }
 }
 
+/// The plugin wire types (`/api/backups/plugins/`), shared the same way.
+pub use wire::plugin::{GrantsUpdate, PluginLimits, PluginList, PluginUpdate, PluginView};
 /// The job wire types are the engine's own ([`wire`]): one definition for REST, the event
 /// stream and the server functions, so the browser can never drift from the server.
 pub use wire::{

@@ -1,32 +1,28 @@
 //! The Plugins page: installed plugins, their state, and the admin's controls: enable or
-//! disable, grant each requested folder, grant the veto, edit the settings.
+//! disable, grant each requested folder, grant the veto, edit the settings. It works on the
+//! wire types of the REST API ([`crate::model::PluginView`], [`crate::model::PluginUpdate`]).
 
 use leptos::prelude::*;
 
 use crate::components::auth_gate::AuthGate;
+use crate::model::{GrantsUpdate, PluginLimits, PluginList, PluginUpdate, PluginView};
 
-/// Every installed plugin, as the API lists it (`{"plugins": [...]}`), as JSON text.
+/// Every installed plugin, as `GET /api/backups/plugins/` lists it.
 #[server]
-pub async fn list_plugins() -> Result<String, crate::error::AppError> {
+pub async fn list_plugins() -> Result<PluginList, crate::error::AppError> {
     let (engine, _) = crate::api::ssr::require_admin().await?;
-    let v = engine
-        .plugins_view()
-        .await
-        .map_err(crate::error::AppError::from)?;
-    Ok(v.to_string())
+    Ok(engine.plugins_view().await?)
 }
 
-/// Applies a change (`{"enabled"?, "grants"?, "settings"?}` as JSON text) through the same
-/// engine call as `PUT /api/backups/plugins/{id}/`; returns the plugin as JSON text.
+/// Applies a change through the same engine call as `PUT /api/backups/plugins/{id}/`;
+/// returns the plugin as it is now.
 #[server]
-pub async fn update_plugin(id: String, change: String) -> Result<String, crate::error::AppError> {
+pub async fn update_plugin(
+    id: String,
+    change: PluginUpdate,
+) -> Result<PluginView, crate::error::AppError> {
     let (engine, _) = crate::api::ssr::require_admin().await?;
-    let update: engine::plugins::PluginUpdate = serde_json::from_str(&change)
-        .map_err(|e| crate::error::AppError::new(format!("the change is not valid: {e}")))?;
-    match engine.update_plugin(&id, &update).await {
-        Ok(view) => Ok(serde_json::to_string(&view).unwrap_or_default()),
-        Err(e) => Err(e.into()),
-    }
+    Ok(engine.update_plugin(&id, &change).await?)
 }
 
 #[component]
@@ -49,19 +45,14 @@ fn PluginList() -> impl IntoView {
         <Suspense fallback=|| view! { <p class="empty">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match plugins.await {
-                    Ok(raw) => {
-                        let v: serde_json::Value = serde_json::from_str(&raw).unwrap_or_default();
-                        let list = v.get("plugins").and_then(|p| p.as_array()).cloned().unwrap_or_default();
-                        if list.is_empty() {
-                            view! { <p class="empty">"No plugins are installed. Install one above, or put a plugin folder (plugin.toml + plugin.wasm) in the data dir's plugins/ folder and restart."</p> }.into_any()
-                        } else {
-                            view! {
-                                <div class="plugin-list">
-                                    {list.into_iter().map(|p| view! { <PluginCard plugin=p/> }).collect_view()}
-                                </div>
-                            }.into_any()
-                        }
+                    Ok(PluginList { plugins }) if plugins.is_empty() => {
+                        view! { <p class="empty">"No plugins are installed. Install one above, or put a plugin folder (plugin.toml + plugin.wasm) in the data dir's plugins/ folder and restart."</p> }.into_any()
                     }
+                    Ok(PluginList { plugins }) => view! {
+                        <div class="plugin-list">
+                            {plugins.into_iter().map(|p| view! { <PluginCard plugin=p/> }).collect_view()}
+                        </div>
+                    }.into_any(),
                     Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
                 }
             })}
@@ -69,54 +60,34 @@ fn PluginList() -> impl IntoView {
     }
 }
 
-fn text(v: &serde_json::Value, k: &str) -> String {
-    v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_owned()
-}
-
 #[component]
-fn PluginCard(plugin: serde_json::Value) -> impl IntoView {
-    let id = text(&plugin, "id");
-    let state = RwSignal::new(text(&plugin, "state"));
-    let enabled = RwSignal::new(
-        plugin
-            .get("enabled")
-            .and_then(|e| e.as_bool())
-            .unwrap_or(false),
-    );
-    let requests_veto = plugin
-        .get("requests_veto")
-        .and_then(|e| e.as_bool())
-        .unwrap_or(false);
-    let veto = RwSignal::new(
-        plugin
-            .pointer("/grants/veto")
-            .and_then(|e| e.as_bool())
-            .unwrap_or(false),
-    );
+fn PluginCard(plugin: PluginView) -> impl IntoView {
+    let id = plugin.id.clone();
+    let state = RwSignal::new(plugin.state.clone());
+    let enabled = RwSignal::new(plugin.enabled);
+    let requests_veto = plugin.requests_veto;
+    let veto = RwSignal::new(plugin.grants.veto);
     let mounts: Vec<(String, String, RwSignal<String>)> = plugin
-        .get("requested_mounts")
-        .and_then(|m| m.as_array())
-        .cloned()
-        .unwrap_or_default()
+        .requested_mounts
         .iter()
         .map(|m| {
-            let name = text(m, "name");
             let granted = plugin
-                .pointer(&format!("/grants/mounts/{name}"))
-                .and_then(|g| g.as_str())
-                .unwrap_or("")
-                .to_owned();
-            (name, text(m, "description"), RwSignal::new(granted))
+                .grants
+                .mounts
+                .get(&m.name)
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (
+                m.name.clone(),
+                m.description.clone(),
+                RwSignal::new(granted),
+            )
         })
         .collect();
     let settings = setting_fields(&plugin);
     // Limits the admin grants (empty: the plugin's own, capped by the server); the other
     // granted limits are sent back unchanged.
-    let granted_limits = plugin
-        .pointer("/grants/limits")
-        .and_then(|l| l.as_object())
-        .cloned()
-        .unwrap_or_default();
+    let granted_limits = plugin.grants.limits;
     let limit_fields: Vec<LimitField> = [
         ("timeout_ms", "Time limit per call (ms)"),
         ("memory_mb", "Memory limit (MiB)"),
@@ -125,13 +96,11 @@ fn PluginCard(plugin: serde_json::Value) -> impl IntoView {
     .map(|(key, label)| LimitField {
         key,
         label,
-        effective: plugin
-            .pointer(&format!("/limits/{key}"))
+        effective: limit_value(&plugin.limits, key)
             .map(|v| v.to_string())
             .unwrap_or_default(),
         text: RwSignal::new(
-            granted_limits
-                .get(key)
+            limit_value(&granted_limits, key)
                 .map(|v| v.to_string())
                 .unwrap_or_default(),
         ),
@@ -139,49 +108,40 @@ fn PluginCard(plugin: serde_json::Value) -> impl IntoView {
     })
     .collect();
     let limits_for_save = limit_fields.clone();
-    let last_error = RwSignal::new(
-        plugin
-            .get("last_error")
-            .and_then(|e| e.as_str())
-            .map(str::to_owned),
-    );
+    let last_error = RwSignal::new(plugin.last_error.clone());
     let message = RwSignal::new(None::<(bool, String)>);
     let mounts_for_save = mounts.clone();
     let settings_for_save = settings.clone();
     let id_for_save = id.clone();
     let save = Action::new(move |_: &()| {
-        let mut granted = serde_json::Map::new();
-        for (name, _, value) in &mounts_for_save {
-            let v = value.get_untracked();
-            if !v.trim().is_empty() {
-                granted.insert(name.clone(), serde_json::Value::String(v.trim().to_owned()));
-            }
-        }
+        let granted = mounts_for_save
+            .iter()
+            .filter_map(|(name, _, value)| {
+                let v = value.get_untracked();
+                let v = v.trim();
+                (!v.is_empty()).then(|| (name.clone(), std::path::PathBuf::from(v)))
+            })
+            .collect();
         let settings = collect_settings(&settings_for_save);
-        let limits = collect_limits(&limits_for_save, granted_limits.clone());
+        let limits = collect_limits(&limits_for_save, granted_limits);
         let id = id_for_save.clone();
         async move {
-            let settings = settings?;
-            let limits = limits?;
-            let mut grants = serde_json::json!({ "mounts": granted, "limits": limits });
-            if requests_veto {
-                grants["veto"] = serde_json::Value::Bool(veto.get_untracked());
-            }
-            let change = serde_json::json!({ "enabled": enabled.get_untracked(), "grants": grants, "settings": settings });
-            update_plugin(id, change.to_string())
-                .await
-                .map_err(|e| e.to_string())
+            let change = PluginUpdate {
+                enabled: Some(enabled.get_untracked()),
+                grants: Some(GrantsUpdate {
+                    mounts: Some(granted),
+                    veto: requests_veto.then(|| veto.get_untracked()),
+                    limits: Some(limits?),
+                }),
+                settings: Some(settings?),
+            };
+            update_plugin(id, change).await.map_err(|e| e.to_string())
         }
     });
     Effect::new(move |_| match save.value().get() {
-        Some(Ok(raw)) => {
-            let v: serde_json::Value = serde_json::from_str(&raw).unwrap_or_default();
-            state.set(text(&v, "state"));
-            last_error.set(
-                v.get("last_error")
-                    .and_then(|e| e.as_str())
-                    .map(str::to_owned),
-            );
+        Some(Ok(view)) => {
+            state.set(view.state.clone());
+            last_error.set(view.last_error.clone());
             message.set(Some((true, "Saved.".into())));
         }
         Some(Err(e)) => message.set(Some((false, e))),
@@ -191,12 +151,12 @@ fn PluginCard(plugin: serde_json::Value) -> impl IntoView {
     view! {
         <section class="card plugin" data-plugin=id.clone()>
             <div class="plugin-head">
-                <h2>{text(&plugin, "name")}" "<span class="version">{text(&plugin, "version")}</span></h2>
+                <h2>{plugin.name.clone()}" "<span class="version">{plugin.version.clone()}</span></h2>
                 <span class=move || format!("badge badge-{}", if state.get() == "enabled" { "succeeded" } else if state.get() == "broken" { "failed" } else { "pending" })>
                     {move || state.get()}
                 </span>
             </div>
-            <p class="hint">{format!("id {} · exports {} · on failure: {}", id, plugin.get("exports").and_then(|e| e.as_array()).map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default(), text(&plugin, "failure_policy"))}</p>
+            <p class="hint">{format!("id {} · exports {} · on failure: {}", id, plugin.exports.join(", "), plugin.failure_policy)}</p>
             {move || last_error.get().map(|e| view! { <p class="error">"Last error: "{e}</p> })}
             <form class="plugin-form" novalidate on:submit=move |ev| { ev.prevent_default(); message.set(None); save.dispatch(()); }>
                 <label class="switch">
@@ -235,6 +195,20 @@ fn PluginCard(plugin: serde_json::Value) -> impl IntoView {
     }
 }
 
+/// The limit the form edits under `key`.
+fn limit_slot<'a>(limits: &'a mut PluginLimits, key: &str) -> Option<&'a mut Option<u64>> {
+    match key {
+        "timeout_ms" => Some(&mut limits.timeout_ms),
+        "memory_mb" => Some(&mut limits.memory_mb),
+        _ => None,
+    }
+}
+
+fn limit_value(limits: &PluginLimits, key: &str) -> Option<u64> {
+    let mut copy = *limits;
+    limit_slot(&mut copy, key).and_then(|v| *v)
+}
+
 /// One setting of a plugin's `settings_schema`, as the form edits it.
 #[derive(Clone)]
 struct SettingField {
@@ -249,20 +223,18 @@ struct SettingField {
 
 /// The form fields for a plugin's settings: one per schema entry, holding the current value
 /// (or the default).
-fn setting_fields(plugin: &serde_json::Value) -> Vec<SettingField> {
-    let Some(schema) = plugin.get("settings_schema").and_then(|s| s.as_object()) else {
-        return Vec::new();
-    };
-    schema
+fn setting_fields(plugin: &PluginView) -> Vec<SettingField> {
+    plugin
+        .settings_schema
         .iter()
         .map(|(name, spec)| {
-            let kind = text(spec, "type");
             let value = plugin
-                .pointer(&format!("/settings/{name}"))
-                .or_else(|| spec.get("default"))
+                .settings
+                .get(name)
                 .cloned()
+                .or_else(|| spec.default.clone())
                 .unwrap_or(serde_json::Value::Null);
-            let text_value = match (&value, kind.as_str()) {
+            let text_value = match (&value, spec.kind.as_str()) {
                 (serde_json::Value::Null, _) => String::new(),
                 (serde_json::Value::String(s), "string") => s.clone(),
                 (v, "json") => serde_json::to_string_pretty(v).unwrap_or_default(),
@@ -270,11 +242,11 @@ fn setting_fields(plugin: &serde_json::Value) -> Vec<SettingField> {
             };
             SettingField {
                 name: name.clone(),
-                description: text(spec, "description"),
+                description: spec.description.clone(),
                 checked: RwSignal::new(value.as_bool().unwrap_or(false)),
                 text: RwSignal::new(text_value),
                 error: RwSignal::new(None),
-                kind,
+                kind: spec.kind.clone(),
             }
         })
         .collect()
@@ -379,22 +351,22 @@ struct LimitField {
 
 /// The limits to grant: `base` (the current grant) with each field set, or removed when
 /// empty.
-fn collect_limits(
-    fields: &[LimitField],
-    mut base: serde_json::Map<String, serde_json::Value>,
-) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+fn collect_limits(fields: &[LimitField], mut base: PluginLimits) -> Result<PluginLimits, String> {
     let mut bad = Vec::new();
     for f in fields {
         let raw = f.text.get_untracked();
         let raw = raw.trim();
+        let Some(slot) = limit_slot(&mut base, f.key) else {
+            continue;
+        };
         if raw.is_empty() {
-            base.remove(f.key);
+            *slot = None;
             f.error.set(None);
             continue;
         }
         match raw.parse::<u64>() {
             Ok(n) if n > 0 => {
-                base.insert(f.key.to_owned(), serde_json::Value::from(n));
+                *slot = Some(n);
                 f.error.set(None);
             }
             _ => {

@@ -182,17 +182,21 @@ impl Engine {
         crate::content::summarize(&self.inner.content, sample).await
     }
 
-    /// Installed plugins as the API lists them: `{"plugins": [...]}`.
-    pub async fn plugins_view(&self) -> Result<serde_json::Value> {
-        let plugins = self.inner.plugins.describe();
-        Ok(serde_json::json!({ "plugins": plugins }))
+    /// Installed plugins as the API lists them: `{"plugins": [...]}`. Listing may read
+    /// plugin files (dev reload), so it runs off the async workers.
+    pub async fn plugins_view(&self) -> Result<crate::plugins::PluginList> {
+        let runtime = self.inner.plugins.clone();
+        let plugins = tokio::task::spawn_blocking(move || runtime.describe())
+            .await
+            .map_err(|e| Error::internal("listing plugins failed", e))?;
+        Ok(crate::plugins::PluginList { plugins })
     }
 
     /// One installed plugin as the API shows it.
     pub async fn plugin_view(&self, id: &str) -> Result<crate::plugins::PluginView> {
-        self.inner
+        self.plugins_view()
+            .await?
             .plugins
-            .describe()
             .into_iter()
             .find(|p| p.id == id)
             .ok_or_else(|| Error::not_found(format!("no plugin {id:?} is installed")))

@@ -296,59 +296,10 @@ pub struct PluginLogLine {
     pub at: String,
 }
 
-/// A mount as the plugin requests it in `plugin.toml`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct RequestedMount {
-    pub name: String,
-    pub description: String,
-    /// `backup` and/or `restore`.
-    pub access: Vec<String>,
-}
-
-/// Limits a call runs under. Admin grants may lower or raise them up to the host's ceilings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PluginLimits {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory_mb: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log_kb: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inline_kb: Option<u64>,
-    /// How large the plugin's `/scratch` may grow during a collect call.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scratch_mb: Option<u64>,
-}
-
-/// What the admin granted a plugin: host folders for its mounts, the veto, limits.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PluginGrants {
-    /// Mount name -> absolute host folder.
-    #[serde(default)]
-    pub mounts: std::collections::BTreeMap<String, PathBuf>,
-    #[serde(default)]
-    pub veto: bool,
-    #[serde(default)]
-    pub limits: PluginLimits,
-    /// The permissions the admin approved with `approved_version`: a later version asking
-    /// for more (a new mount, more access, the veto) waits for re-approval.
-    #[serde(default)]
-    pub approved: ApprovedPermissions,
-}
-
-/// The permission set an admin approved.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApprovedPermissions {
-    /// Mount name -> access (`backup`, `restore`).
-    #[serde(default)]
-    pub mounts: std::collections::BTreeMap<String, Vec<String>>,
-    #[serde(default)]
-    pub veto: bool,
-}
+pub use wire::plugin::{
+    ApprovedPermissions, GrantsUpdate, PluginGrants, PluginLimits, PluginList, PluginUpdate,
+    PluginView, RequestedMount, SettingSpec,
+};
 
 /// One row of `plugin_grants`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -358,51 +309,6 @@ pub struct PluginRecord {
     pub approved_version: Option<String>,
     pub grants: PluginGrants,
     pub settings: serde_json::Map<String, serde_json::Value>,
-}
-
-/// An admin's change (`PUT /api/backups/plugins/{id}/`); absent fields stay as they are.
-/// Setting `enabled: true` approves the permissions the installed version requests.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PluginUpdate {
-    pub enabled: Option<bool>,
-    pub grants: Option<GrantsUpdate>,
-    pub settings: Option<serde_json::Map<String, serde_json::Value>>,
-}
-
-/// The grants part of a [`PluginUpdate`]; absent fields stay as they are.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GrantsUpdate {
-    pub mounts: Option<std::collections::BTreeMap<String, PathBuf>>,
-    pub veto: Option<bool>,
-    pub limits: Option<PluginLimits>,
-}
-
-/// An installed plugin as the admin sees it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PluginView {
-    pub id: String,
-    pub name: String,
-    pub version: String,
-    pub description: String,
-    pub api: String,
-    pub exports: Vec<String>,
-    /// `enabled`, `disabled`, `needs-approval` (a new version asks for more) or `broken`.
-    pub state: String,
-    pub enabled: bool,
-    pub approved_version: Option<String>,
-    pub failure_policy: String,
-    pub requested_mounts: Vec<RequestedMount>,
-    pub requests_veto: bool,
-    pub grants: PluginGrants,
-    /// The limits calls run under now (manifest, then grants, capped by the host).
-    pub limits: PluginLimits,
-    pub settings: serde_json::Map<String, serde_json::Value>,
-    /// Setting name -> `{type, description, default}`.
-    pub settings_schema: serde_json::Value,
-    pub last_error: Option<String>,
-    pub last_error_at: Option<String>,
 }
 
 /// Reads every row of `plugin_grants`. A row whose JSON does not parse is logged and read

@@ -630,7 +630,7 @@ mod tests {
             },
             limits: Default::default(),
             settings: Default::default(),
-            settings_schema: Value::Null,
+            settings_schema: Default::default(),
             last_error: None,
             last_error_at: None,
         }

@@ -143,6 +143,17 @@ pub enum SettingType {
     Json,
 }
 
+impl SettingType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SettingType::String => "string",
+            SettingType::Integer => "integer",
+            SettingType::Boolean => "boolean",
+            SettingType::Json => "json",
+        }
+    }
+}
+
 /// Why a `plugin.toml` was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ManifestError {
@@ -242,19 +253,24 @@ impl Manifest {
     }
 
     /// The JSON schema view of the settings (`{name: {type, description, default}}`).
-    pub fn settings_schema(&self) -> serde_json::Value {
-        let mut out = serde_json::Map::new();
-        for (name, s) in &self.settings {
-            let default = s
-                .default
-                .as_ref()
-                .and_then(|d| setting_from_toml(s.kind, d).ok());
-            out.insert(
-                name.clone(),
-                serde_json::json!({ "type": s.kind, "description": s.description, "default": default }),
-            );
-        }
-        serde_json::Value::Object(out)
+    pub fn settings_schema(
+        &self,
+    ) -> std::collections::BTreeMap<String, engine::plugins::SettingSpec> {
+        self.settings
+            .iter()
+            .map(|(name, s)| {
+                let default = s
+                    .default
+                    .as_ref()
+                    .and_then(|d| setting_from_toml(s.kind, d).ok());
+                let spec = engine::plugins::SettingSpec {
+                    kind: s.kind.as_str().to_owned(),
+                    description: s.description.clone(),
+                    default,
+                };
+                (name.clone(), spec)
+            })
+            .collect()
     }
 
     /// The default settings.

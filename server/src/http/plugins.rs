@@ -13,13 +13,10 @@ use super::AppState;
 use super::error::{ApiError, ApiJson, ApiResult};
 
 /// `GET /api/backups/plugins/` -> `{"plugins": [PluginView...]}`.
-pub async fn list_plugins(State(st): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
-    let runtime = st.engine.plugins().clone();
-    // `describe` may read plugin files (dev reload): keep it off the async workers.
-    let plugins = tokio::task::spawn_blocking(move || runtime.describe())
-        .await
-        .map_err(|e| ApiError(Error::internal("listing plugins failed", e)))?;
-    Ok(Json(serde_json::json!({ "plugins": plugins })))
+pub async fn list_plugins(
+    State(st): State<AppState>,
+) -> ApiResult<Json<engine::plugins::PluginList>> {
+    Ok(Json(st.engine.plugins_view().await?))
 }
 
 /// `PUT /api/backups/plugins/{id}/` with a [`PluginUpdate`] body

@@ -7,10 +7,12 @@
 //!   contract spells them (and stored so in the state DB with the `sqlx` feature).
 //! - [`Job`], [`JobProgress`], [`Annotation`], [`JobPage`]: a job as every client sees it.
 //! - [`Manifest`]: `manifest.json` of archive format v1.
+//! - [`plugin`]: plugins as the admin sees and changes them.
 
 mod ids;
 mod job;
 mod manifest;
+pub mod plugin;
 
 pub use ids::{DestinationId, JobId, PluginId};
 pub use job::{
