@@ -176,10 +176,7 @@ async fn check_version(conn: &mut PgConnection) -> Result<()> {
         .map_err(|e| Error::db("cannot read the server version", e))?;
     let n: u32 = v.trim().parse().unwrap_or(0);
     if n < 120_000 {
-        return Err(Error::Unreachable {
-            target: format!("a PostgreSQL server of version {v} (12 or newer is needed)"),
-            source: sqlx::Error::Protocol("server too old".into()),
-        });
+        return Err(Error::Unsupported { version: v });
     }
     Ok(())
 }

@@ -98,6 +98,21 @@ pub async fn dump<W: Write + Send + 'static>(
     ))
 }
 
+/// Checks, without reading any row, that [`dump`] would be allowed to read every user table:
+/// for a clear error when the content database is configured (at start), not at the first
+/// backup.
+pub async fn check_dump_access(conn: &mut PgConnection) -> Result<()> {
+    let mut tx = conn
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await
+        .map_err(|e| Error::db("cannot start a read-only transaction", e))?;
+    let catalog = catalog::read(&mut tx).await?;
+    check_privileges(&mut tx, &catalog).await?;
+    tx.commit()
+        .await
+        .map_err(|e| Error::db("cannot end a read-only transaction", e))
+}
+
 /// Refuses, naming the table, when the role cannot read all of a table.
 async fn check_privileges(conn: &mut PgConnection, catalog: &Catalog) -> Result<()> {
     let oids: Vec<i64> = catalog.tables.iter().map(|t| t.oid).collect();

@@ -46,6 +46,16 @@ pub enum Error {
         object: String,
     },
 
+    /// The server refused an operation for lack of a privilege the checks beforehand did not
+    /// cover; `message` is the server's, which names the object.
+    #[error("{context}: permission denied: {message}")]
+    Denied { context: String, message: String },
+
+    /// The server is older than PostgreSQL 12 (generated columns and the catalog columns
+    /// this crate reads are from 12).
+    #[error("PostgreSQL {version} is not supported (12 or newer is needed)")]
+    Unsupported { version: String },
+
     /// The archive cannot be read, or does not fit this database (missing table or column, a
     /// value the column cannot hold, a foreign key it breaks). Nothing was changed.
     #[error("{message}")]
@@ -100,10 +110,13 @@ pub enum ErrorKind {
 impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::BadUrl { .. } | Error::Archive { .. } | Error::OutsideTable { .. } => {
-                ErrorKind::Invalid
-            }
-            Error::Authentication { .. } | Error::MissingPrivilege { .. } => ErrorKind::Denied,
+            Error::BadUrl { .. }
+            | Error::Archive { .. }
+            | Error::OutsideTable { .. }
+            | Error::Unsupported { .. } => ErrorKind::Invalid,
+            Error::Authentication { .. }
+            | Error::MissingPrivilege { .. }
+            | Error::Denied { .. } => ErrorKind::Denied,
             Error::Unreachable { .. } | Error::MissingDatabase { .. } => ErrorKind::Unavailable,
             Error::Io { .. } | Error::Database { .. } | Error::BeforeCommit(_) => {
                 ErrorKind::Internal
@@ -122,20 +135,25 @@ impl Error {
     pub(crate) fn db(context: impl Into<String>, source: sqlx::Error) -> Error {
         let context = context.into();
         if let sqlx::Error::Database(d) = &source {
-            match d.code().as_deref() {
-                // insufficient_privilege: the server's message names the object.
-                Some("42501") => {
-                    return Error::MissingPrivilege {
-                        user: String::from("(current user)"),
-                        privilege: String::from("required"),
-                        object: format!("{context}: {}", d.message()),
-                    };
+            // The server's message, with its DETAIL and CONTEXT (for COPY: table, line and
+            // column), which say which value was refused.
+            let mut message = d.message().to_owned();
+            if let Some(pg) = d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                if let Some(detail) = pg.detail() {
+                    message = format!("{message} ({detail})");
                 }
+                if let Some(at) = pg.r#where() {
+                    message = format!("{message}, at {at}");
+                }
+            }
+            match d.code().as_deref() {
+                // insufficient_privilege
+                Some("42501") => return Error::Denied { context, message },
                 // Data that does not fit (class 22) or breaks a constraint (class 23): the
-                // archive's fault, said with the server's words (they name the value).
+                // archive's fault.
                 Some(c) if c.starts_with("22") || c.starts_with("23") => {
                     return Error::Archive {
-                        message: format!("{context}: {}; nothing was changed", d.message()),
+                        message: format!("{context}: {message}; nothing was changed"),
                     };
                 }
                 _ => {}

@@ -43,7 +43,7 @@ pub mod load;
 
 pub use archive::{Summary, SummaryTable, scan};
 pub use connect::{Target, connect};
-pub use dump::{DumpStats, dump};
+pub use dump::{DumpStats, check_dump_access, dump};
 pub use error::{Error, ErrorKind, Result};
 pub use load::{LoadStats, load};
 

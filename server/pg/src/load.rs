@@ -17,8 +17,10 @@
 //!    (validated) after the rows are in: that needs ownership of the referencing table, and
 //!    only then. Nothing here needs superuser (`session_replication_role = replica` would,
 //!    and would skip the checks altogether).
-//! 4. **Empty** the archive's tables with `DELETE` (never `TRUNCATE ... CASCADE`), in the
-//!    reverse of the archive's order, children before parents.
+//! 4. **Lock** the archive's tables `IN EXCLUSIVE MODE` (the application's writes wait for the
+//!    commit; its reads see the old rows until then), then **empty** them with `DELETE`
+//!    (never `TRUNCATE ... CASCADE`), in the reverse of the archive's order, children before
+//!    parents.
 //! 5. **COPY** each table `FROM STDIN` in text format, converted row by row on a blocking
 //!    thread ([`archive::read_rows`]) and sent in 1 MiB buffers. COPY writes given values
 //!    into `GENERATED ALWAYS` identity columns (as `OVERRIDING SYSTEM VALUE` would).
@@ -97,6 +99,19 @@ where
     let plan = Plan::new(&summary, &catalog)?;
     check_privileges(&mut tx, &plan).await?;
     check_outside_tables(&mut tx, &plan, &catalog).await?;
+
+    // Writers wait until the commit, readers see the old rows until then (EXCLUSIVE mode;
+    // DELETE, checked above, is the privilege it needs).
+    if !plan.tables.is_empty() {
+        let names: Vec<String> = plan.tables.iter().map(|t| t.table.sql_name()).collect();
+        sqlx::query(&format!(
+            "LOCK TABLE {} IN EXCLUSIVE MODE",
+            names.join(", ")
+        ))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| Error::db("cannot lock the archive's tables", e))?;
+    }
 
     let mut recreated = Vec::new();
     for fk in &plan.recreate {
