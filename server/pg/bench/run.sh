@@ -50,31 +50,38 @@ SELECT 1 + g % 1000, g, 'Channel ' || g || E' \u00e9\t"x"', 'http://example.com/
        jsonb_build_object('epg', 'id' || g, 'hd', g % 2 = 0), ARRAY['a', 'b' || g % 10],
        CASE WHEN g % 10 = 0 THEN decode(md5(g::text), 'hex') END
 FROM generate_series(1, $ROWS) g;
-ANALYZE;
+ANALYZE channel_group; ANALYZE channel;
 SQL
 URL_SRC="postgres://bench:bench@localhost/src?host=$DIR"
 URL_DST="postgres://bench:bench@localhost/dst?host=$DIR"
 empty_dst() { "$BIN/psql" -q -d dst -c "TRUNCATE channel, channel_group"; }
 
-# measure NAME CMD...: best wall time of 3 runs and the peak RSS of the best one.
-measure() {
+# once NAME CMD...: one timed run; keeps the best wall time per NAME (with its peak RSS and
+# the client's CPU seconds). The four commands run in alternation, three rounds, so a busy
+# machine slows all of them alike.
+declare -A T R C
+once() {
     local name=$1; shift
-    local best="" rss=""
-    for _ in 1 2 3; do
-        [ "$name" = load ] || [ "$name" = psql ] && empty_dst
-        /usr/bin/time -v -o "$DIR/time.txt" "$@" >/dev/null 2>"$DIR/err.txt" || { cat "$DIR/err.txt"; exit 1; }
-        local wall kb
-        wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$DIR/time.txt")
-        kb=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$DIR/time.txt")
-        if [ -z "$best" ] || awk "BEGIN{exit !($wall < $best)}"; then best=$wall; rss=$kb; fi
-    done
-    printf '%-8s %8.2f s  %8.1f MiB peak RSS\n' "$name" "$best" "$(awk "BEGIN{print $rss/1024}")"
-    eval "T_$name=$best; R_$name=$rss"
+    case $name in load|psql) empty_dst ;; esac
+    /usr/bin/time -v -o "$DIR/time.txt" "$@" >/dev/null 2>"$DIR/err.txt" || { cat "$DIR/err.txt"; exit 1; }
+    local wall kb cpu
+    wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$DIR/time.txt")
+    kb=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$DIR/time.txt")
+    cpu=$(awk -F': ' '/User time|System time/ {s+=$2} END {print s}' "$DIR/time.txt")
+    if [ -z "${T[$name]:-}" ] || awk "BEGIN{exit !($wall < ${T[$name]})}"; then
+        T[$name]=$wall; R[$name]=$kb; C[$name]=$cpu
+    fi
 }
 
-measure dump "$EX" dump "$URL_SRC" "$DIR/database.json"
-measure pgdump sh -c "'$BIN/pg_dump' --data-only -Fp -d src > '$DIR/data.sql'"
-measure load "$EX" load "$URL_DST" "$DIR/database.json"
-measure psql sh -c "'$BIN/psql' -q -1 -v ON_ERROR_STOP=1 -d dst < '$DIR/data.sql'"
+for _ in 1 2 3; do
+    once dump "$EX" dump "$URL_SRC" "$DIR/database.json"
+    once pgdump sh -c "'$BIN/pg_dump' --data-only -Fp -d src > '$DIR/data.sql'"
+    once load "$EX" load "$URL_DST" "$DIR/database.json"
+    once psql sh -c "'$BIN/psql' -q -1 -v ON_ERROR_STOP=1 -d dst < '$DIR/data.sql'"
+done
+echo "rows: $ROWS (+1000 parents); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+for n in dump pgdump load psql; do
+    printf '%-8s %7.2f s wall  %6.2f s client CPU  %7.1f MiB peak RSS\n' "$n" "${T[$n]}" "${C[$n]}" "$(awk "BEGIN{print ${R[$n]}/1024}")"
+done
 ls -l "$DIR/database.json" "$DIR/data.sql" | awk '{print $5, $9}'
-awk "BEGIN{printf \"dump/pg_dump %.2fx   load/psql %.2fx   (targets <= 1.5x, RSS <= 64 MiB)\n\", $T_dump/$T_pgdump, $T_load/$T_psql}"
+awk "BEGIN{printf \"dump/pg_dump %.2fx   load/psql %.2fx   (targets <= 1.5x, RSS <= 64 MiB)\n\", ${T[dump]}/${T[pgdump]}, ${T[load]}/${T[psql]}}"

@@ -32,6 +32,17 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             eprintln!("loaded {} tables, {} rows", stats.tables, stats.rows);
         }
+        // Diagnostics for the benchmark: the bare COPY stream of table FILE, no conversion.
+        "copy" => {
+            use futures::StreamExt;
+            let mut s = conn.copy_out_raw(&format!("COPY {file} TO STDOUT")).await?;
+            let (mut n, mut bytes) = (0u64, 0u64);
+            while let Some(c) = s.next().await {
+                n += 1;
+                bytes += c?.len() as u64;
+            }
+            eprintln!("{n} messages, {bytes} bytes");
+        }
         _ => bail!("usage: pg-archive dump|load URL FILE"),
     }
     Ok(())

@@ -42,7 +42,8 @@ impl Target {
             .ok_or_else(|| Error::BadUrl {
                 reason: "it must start with postgres:// or postgresql://".into(),
             })?;
-        let mut options = PgConnectOptions::from_str(url).map_err(|e| Error::BadUrl {
+        let fixed = fill_empty_host(url, rest);
+        let mut options = PgConnectOptions::from_str(&fixed).map_err(|e| Error::BadUrl {
             reason: e.to_string(),
         })?;
         let url_password = url_has_password(rest);
@@ -186,6 +187,33 @@ pub async fn connect(url: &str) -> Result<PgConnection> {
     Target::parse(url)?.connect().await
 }
 
+/// libpq accepts an empty host (`postgres://user@/db`, `postgres:///db`), meaning a unix
+/// socket: the `host=` parameter's, else the default directory. The URL parser sqlx uses
+/// refuses an empty host, so one is filled in (`localhost`, which the socket overrides).
+fn fill_empty_host(url: &str, rest: &str) -> String {
+    let scheme = &url[..url.len() - rest.len()];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let (userinfo, host) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    if !host.is_empty() && !host.starts_with(':') {
+        return url.to_owned();
+    }
+    let userinfo = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
+    let mut out = format!("{scheme}{userinfo}localhost{host}{tail}");
+    let has_host_param = tail
+        .split_once('?')
+        .is_some_and(|(_, q)| q.split('&').any(|kv| kv.starts_with("host=")));
+    if !has_host_param {
+        out.push(if tail.contains('?') { '&' } else { '?' });
+        out.push_str("host=");
+        out.push_str(DEFAULT_SOCKET_DIRS[0]);
+    }
+    out
+}
+
 /// Whether the part of the URL after the scheme carries a password (`user:pw@` or
 /// `password=` in the query).
 fn url_has_password(rest: &str) -> bool {
@@ -320,6 +348,25 @@ mod tests {
         );
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         assert_eq!(pgpass_lookup(&f, "other", 1, "x", "v"), None);
+    }
+
+    #[test]
+    fn socket_urls_parse_and_match_pgpass_like_libpq() {
+        let t = Target::parse("postgres://u@/db?host=/run/postgresql").expect("socket url");
+        assert_eq!(
+            t.options().get_socket().map(|p| p.display().to_string()),
+            Some("/run/postgresql".into())
+        );
+        assert_eq!(t.describe(), "/run/postgresql (port 5432) database db");
+        assert_eq!(pgpass_host(t.options()), "localhost");
+        let t = Target::parse("postgres:///db").expect("no user, no host");
+        assert_eq!(t.describe(), "/var/run/postgresql (port 5432) database db");
+        let t = Target::parse("postgres://u:p@/db?host=/tmp/x&port=5433").expect("other dir");
+        assert_eq!(pgpass_host(t.options()), "/tmp/x");
+        assert_eq!(t.options().get_port(), 5433);
+        let t = Target::parse("postgresql://u:p%40ss@db.example:6543/app").expect("tcp url");
+        assert_eq!(t.describe(), "db.example:6543 database app");
+        assert!(t.has_password);
     }
 
     #[test]

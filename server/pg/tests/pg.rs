@@ -245,6 +245,19 @@ async fn dump_is_one_snapshot_under_a_concurrent_writer() {
         Some(rows[1] as usize)
     );
     eprintln!("{during} transactions committed during the dump");
+
+    // The document (several 1 MiB buffers) loads back into a fresh database, all rows.
+    let copy = cluster.database("snapshot_dst").await;
+    let mut d = copy.connect().await;
+    exec(
+        &mut d,
+        "CREATE TABLE a (id serial PRIMARY KEY, pad text);
+         CREATE TABLE b (id serial PRIMARY KEY, pad text);",
+    )
+    .await;
+    let loaded = load(&mut d, &doc).await.expect("load");
+    assert_eq!(loaded.rows, rows[0] + rows[1]);
+    assert_eq!(count(&mut d, "b").await, rows[1] as i64);
 }
 
 /// A self-reference and a cycle between two tables.
