@@ -7,7 +7,8 @@
 //!    generated columns are left out; privileges are checked (the error names the table and
 //!    privilege); a table *outside* the archive whose foreign key would cascade, set null or
 //!    set default when an archive table is emptied stops the load if it has rows
-//!    ([`Error::OutsideTable`]), so nothing outside the dumped tables is ever touched.
+//!    ([`Error::OutsideTable`], checked once the tables are locked, step 4), so nothing
+//!    outside the dumped tables is ever touched.
 //! 3. **Foreign keys**, the strategy: `SET CONSTRAINTS ALL DEFERRED` defers every
 //!    `DEFERRABLE` key (Django's are `DEFERRABLE INITIALLY DEFERRED`) to the end of the load.
 //!    A `NOT DEFERRABLE` key is checked at the end of each statement, so parents-first order
@@ -98,7 +99,6 @@ where
     let catalog = catalog::read(&mut tx).await?;
     let plan = Plan::new(&summary, &catalog)?;
     check_privileges(&mut tx, &plan).await?;
-    check_outside_tables(&mut tx, &plan, &catalog).await?;
 
     // Writers wait until the commit, readers see the old rows until then (EXCLUSIVE mode;
     // DELETE, checked above, is the privilege it needs).
@@ -112,6 +112,9 @@ where
         .await
         .map_err(|e| Error::db("cannot lock the archive's tables", e))?;
     }
+    // After the lock: a new row referencing an archive table would need a key-share lock on
+    // it, so none can appear in an outside table between this check and the DELETEs.
+    check_outside_tables(&mut tx, &plan, &catalog).await?;
 
     let mut recreated = Vec::new();
     for fk in &plan.recreate {
