@@ -745,3 +745,59 @@ async fn partitioned_and_inherited_tables_round_trip_without_double_rows() {
     assert_eq!(copy_all(&mut s).await, copy_all(&mut d).await);
     assert_eq!(count(&mut d, "measure_high").await, 1);
 }
+
+/// Run by [`the_password_file_is_used_when_the_url_has_none`] as a child process with its
+/// own environment (a test cannot change its own environment safely); without that
+/// environment it does nothing.
+#[tokio::test]
+async fn pgpass_child_process() {
+    let Ok(url) = std::env::var("PGPASS_CHILD_URL") else {
+        return;
+    };
+    match content_pg::connect(&url).await {
+        Ok(_) => println!("child: connected"),
+        Err(e) => println!("child: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_password_file_is_used_when_the_url_has_none() {
+    use std::os::unix::fs::PermissionsExt;
+    let cluster = PgCluster::shared();
+    let db = cluster.database("pgpass").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("pgpass");
+    // libpq's rule: for a socket outside the default directory, the host field is the
+    // directory itself.
+    std::fs::write(
+        &file,
+        format!(
+            "# for the test\n{}:5432:pgpass:{}:{}\n",
+            db.socket_dir.display(),
+            db.owner,
+            db.password
+        ),
+    )
+    .expect("write pgpass");
+    let url = format!(
+        "postgres://{}@localhost/pgpass?host={}",
+        db.owner,
+        db.socket_dir.display()
+    );
+    let child = |mode: u32| {
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args(["pgpass_child_process", "--exact", "--nocapture"])
+            .env("PGPASS_CHILD_URL", &url)
+            .env("PGPASSFILE", &file)
+            .env_remove("PGPASSWORD")
+            .output()
+            .expect("child runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = child(0o600);
+    assert!(out.contains("child: connected"), "{out}");
+    // A password file others can read is ignored, as libpq ignores it.
+    let out = child(0o644);
+    assert!(out.contains("no password was given"), "{out}");
+}
