@@ -44,6 +44,6 @@ fi
 # 5. Server (and every host crate, with the same package set as ./test.sh, so features unify
 #    the same way and the test build reuses this one instead of rebuilding the world).
 say "building the server"
-cargo build -p server -p engine -p plugin-host -p wire -p tests
+cargo build -p server -p engine -p content-pg -p plugin-host -p wire -p tests
 
 say "build done: $CARGO_TARGET_DIR/debug/backstop, site in $SITE"

@@ -11,11 +11,13 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 ./build.sh
 
-# Tools the tests call: GNU tar, sha256sum, python3 (tarfile), sqlite3, chromium.
+# Tools the tests call: GNU tar, sha256sum, python3 (tarfile), sqlite3, chromium, PostgreSQL 15.
 need=()
 command -v chromium >/dev/null || need+=(chromium)
 command -v sqlite3 >/dev/null || need+=(sqlite3)
 command -v pigz >/dev/null || need+=(pigz)
+# PostgreSQL 15 for the content-pg tests (they start their own cluster as the postgres user).
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
 if [ ${#need[@]} -gt 0 ]; then
   say "installing ${need[*]} from Debian"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -24,11 +26,11 @@ fi
 
 say "format and lints"
 cargo fmt --all --check
-cargo clippy -p server -p engine -p plugin-host -p wire -p tests -p app --features app/ssr --all-targets -- -D warnings
+cargo clippy -p server -p engine -p content-pg -p plugin-host -p wire -p tests -p app --features app/ssr --all-targets -- -D warnings
 cargo clippy -p app --lib --target wasm32-unknown-unknown --no-default-features --features hydrate -- -D warnings
 
 say "Rust tests"
-cargo test -p server -p engine -p plugin-host -p wire -p tests -p app --features app/ssr
+cargo test -p server -p engine -p content-pg -p plugin-host -p wire -p tests -p app --features app/ssr
 
 say "browser tests"
 (cd tests/browser && { [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund; } && node run.mjs)

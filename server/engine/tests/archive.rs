@@ -1567,3 +1567,47 @@ async fn long_and_unicode_paths_survive_gnu_tar_python_and_verify() {
         .args(["-c", "--strict", "checksums.sha256"])
         .current_dir(&x));
 }
+
+/// Issue 15, item 4: validation is cancellable. A verify canceled at its first progress
+/// report stops part-way with "canceled" (the upload and verify routes cancel it this way
+/// when their client goes away, through a drop guard in `Engine::verify_file`).
+#[tokio::test]
+async fn a_validation_canceled_part_way_stops_before_the_end() {
+    let f = Fixture::new().await;
+    for i in 0..4 {
+        std::fs::write(
+            f.path(&format!("recordings/big{i}.ts")),
+            pseudo_random(16 << 20, i),
+        )
+        .expect("write");
+    }
+    let out = f.backup().await;
+    let cancel = CancellationToken::new();
+    let seen = Arc::new(Mutex::new(Vec::<(u64, u64)>::new()));
+    let progress: archive::ProgressFn = {
+        let (cancel, seen) = (cancel.clone(), Arc::clone(&seen));
+        Arc::new(move |p: archive::Progress| {
+            seen.lock()
+                .expect("lock")
+                .push((p.done_bytes, p.total_bytes));
+            cancel.cancel();
+        })
+    };
+    let (path, schema, c) = (out.path.clone(), f.schema.clone(), cancel.clone());
+    let err = tokio::task::spawn_blocking(move || {
+        archive::verify_archive(&path, &Limits::default(), &schema, &c, progress)
+    })
+    .await
+    .expect("join")
+    .expect_err("canceled");
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert_eq!(err.message(), "canceled");
+    let seen = seen.lock().expect("lock");
+    let &(done, total) = seen.last().expect("progress was reported");
+    assert!(
+        done < total && total >= 64 << 20,
+        "stopped at {done} of {total} bytes"
+    );
+    // The same archive verifies when nobody cancels.
+    assert!(f.verify(&out.path).expect("valid").ok);
+}
