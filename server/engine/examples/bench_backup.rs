@@ -73,7 +73,7 @@ fn check_canceled<T>(
     before: &BTreeSet<String>,
 ) -> Result<(), BoxError> {
     match result {
-        Err(e) if e.kind() == engine::ErrorKind::Conflict && e.message() == "canceled" => {}
+        Err(e) if e.kind() == engine::ErrorKind::Canceled => {}
         Err(e) => {
             return Err(
                 format!("{what}: failed with {:?} instead of canceled", e.detailed()).into(),

@@ -145,7 +145,7 @@ impl Engine {
         self.hooks(HookPoint::PreArchive, &gate_ctx, &mut done)
             .await?;
         if cancel.is_cancelled() {
-            return Err(Error::conflict("canceled"));
+            return Err(Error::canceled());
         }
 
         // 3. Stream tar -> gzip -> sha256 -> .partial -> fsync -> rename. The record claims the
@@ -179,7 +179,7 @@ impl Engine {
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
-                if e.kind() == ErrorKind::Conflict && !cancel.is_cancelled() {
+                if e.kind() == ErrorKind::Conflict {
                     // The name was taken on disk by a file that is not ours: never touch it.
                     self.release_archive_name(row.id).await;
                 }

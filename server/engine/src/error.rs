@@ -22,6 +22,9 @@ pub enum ErrorKind {
     NotFound,
     /// Wrong state for the action (409).
     Conflict,
+    /// The work was canceled on request (409 `canceled`): a cancel is a kind of its own, so
+    /// no caller has to recognise it by its message.
+    Canceled,
     /// Body or archive too large (413).
     TooLarge,
     /// Archive rejected by validation (422).
@@ -43,6 +46,7 @@ impl ErrorKind {
             ErrorKind::Denied => "forbidden",
             ErrorKind::NotFound => "not_found",
             ErrorKind::Conflict => "conflict",
+            ErrorKind::Canceled => "canceled",
             ErrorKind::TooLarge => "too_large",
             ErrorKind::Rejected => "archive_rejected",
             ErrorKind::RateLimited => "rate_limited",
@@ -81,6 +85,11 @@ impl Error {
     }
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Conflict, message)
+    }
+
+    /// The error every canceled operation returns (kind [`ErrorKind::Canceled`]).
+    pub fn canceled() -> Self {
+        Self::new(ErrorKind::Canceled, "canceled")
     }
     pub fn denied(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Denied, message)

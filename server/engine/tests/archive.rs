@@ -485,7 +485,7 @@ async fn canceled_archive_returns_canceled_and_leaves_no_file() {
         .expect("join")
         .expect_err("canceled");
     let returned = Instant::now();
-    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert_eq!(err.kind(), ErrorKind::Canceled);
     assert_eq!(err.message(), "canceled");
     assert!(
         files_in(&f.backups()).is_empty(),
@@ -510,7 +510,7 @@ async fn archive_canceled_before_start_leaves_no_file() {
     let err = archive::write_archive(req, &cancel, no_progress()).expect_err("canceled");
     assert_eq!(
         (err.kind(), err.message()),
-        (ErrorKind::Conflict, "canceled")
+        (ErrorKind::Canceled, "canceled")
     );
     assert!(files_in(&f.backups()).is_empty());
 }
@@ -526,7 +526,7 @@ async fn canceled_dump_returns_canceled_and_removes_its_file() {
         .expect_err("canceled");
     assert_eq!(
         (err.kind(), err.message()),
-        (ErrorKind::Conflict, "canceled")
+        (ErrorKind::Canceled, "canceled")
     );
     assert!(!dest.exists());
 }
@@ -1545,7 +1545,7 @@ async fn verify_of_a_canceled_read_returns_canceled() {
     .expect_err("canceled");
     assert_eq!(
         (err.kind(), err.message()),
-        (ErrorKind::Conflict, "canceled")
+        (ErrorKind::Canceled, "canceled")
     );
 }
 
@@ -1600,7 +1600,7 @@ async fn a_validation_canceled_part_way_stops_before_the_end() {
     .await
     .expect("join")
     .expect_err("canceled");
-    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert_eq!(err.kind(), ErrorKind::Canceled);
     assert_eq!(err.message(), "canceled");
     let seen = seen.lock().expect("lock");
     let &(done, total) = seen.last().expect("progress was reported");

@@ -50,7 +50,7 @@ const QUEUE: usize = 4;
 
 /// Writes the content DB behind `pool` to `dest` as `database.json`.
 ///
-/// On error or cancel (`Error` of kind Conflict, message "canceled"), `dest` is removed.
+/// On error or cancel (`Error` of kind Canceled), `dest` is removed.
 pub async fn dump_database(
     pool: &SqlitePool,
     schema_version: i64,

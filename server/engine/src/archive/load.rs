@@ -54,7 +54,7 @@ pub type BeforeCommit = Box<dyn FnOnce() -> Result<()> + Send + 'static>;
 ///
 /// `schema` is the live content schema ([`super::content_schema`]); the file is expected to
 /// have been validated already ([`super::verify_archive`]) but is checked again row by row.
-/// Cancel returns "canceled" (Conflict) and rolls back.
+/// Cancel returns an error of kind Canceled and rolls back.
 pub async fn load_database(
     pool: &SqlitePool,
     database_json: &Path,

@@ -72,7 +72,7 @@ pub fn no_progress() -> ProgressFn {
 
 /// The error every canceled archive operation returns.
 pub(crate) fn canceled() -> Error {
-    Error::conflict("canceled")
+    Error::canceled()
 }
 
 /// Rate-limits a [`ProgressFn`] to one call per [`Throttle::INTERVAL`].

@@ -103,7 +103,7 @@ pub fn archive_name_avoiding(
 
 /// Writes the archive described by `req`. Blocking.
 ///
-/// Cancel returns an error of kind Conflict with message "canceled" within about a chunk's
+/// Cancel returns an error of kind Canceled within about a chunk's
 /// worth of work and leaves no file behind.
 pub fn write_archive(
     req: ArchiveRequest,

@@ -156,7 +156,7 @@ impl Engine {
         let job = self.get_job(job.id).await?;
         if job.status != JobStatus::Succeeded {
             if parent.is_cancelled() {
-                return Err(Error::conflict("canceled"));
+                return Err(Error::canceled());
             }
             return Err(Error::new(
                 ErrorKind::Internal,
@@ -325,7 +325,7 @@ impl Engine {
             }
             Err(e) => {
                 let now = crate::state::now_rfc3339();
-                let canceled = cancel.is_cancelled() && e.kind() == ErrorKind::Conflict;
+                let canceled = cancel.is_cancelled() && e.kind() == ErrorKind::Canceled;
                 if !canceled {
                     tracing::warn!(job = %id, error = %e.detailed(), "job failed");
                 }

@@ -155,7 +155,7 @@ impl Engine {
         ));
         crate::fault::point("restore.safety-backup");
         if cancel.is_cancelled() {
-            return Err(Error::conflict("canceled"));
+            return Err(Error::canceled());
         }
 
         // 3. Stage directories next to their targets (same filesystem, so the swap is a rename).
@@ -247,7 +247,7 @@ impl Engine {
         self.hooks(HookPoint::PostExtract, &ctx, &mut done).await?;
         self.hooks(HookPoint::PreApply, &ctx, &mut done).await?;
         if cancel.is_cancelled() {
-            return Err(Error::conflict("canceled"));
+            return Err(Error::canceled());
         }
 
         // Only directories the archive holds are swapped; the others stay as they are.
