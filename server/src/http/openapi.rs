@@ -28,7 +28,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, Secur
 use utoipa::openapi::{ContentBuilder, Ref, RefOr};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-/// The JSON error body of DESIGN section 6, as [`super::error::ApiError`] sends it.
+/// The JSON error body of DESIGN section 6, as `ApiError` (`http/error.rs`) sends it.
+/// (These doc comments are the schemas' descriptions in the document.)
 #[derive(ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
@@ -297,6 +298,24 @@ mod tests {
         }
         assert_eq!(path_of.len(), routes.matches("RouteId(").count());
         out
+    }
+
+    #[test]
+    fn the_route_reader_sees_a_route_added_to_the_router() {
+        async fn extra() {}
+        let base = routed(&super::super::api_router(), "/api");
+        let more = routed(
+            &super::super::api_router()
+                .route("/extra/{id}/", axum::routing::put(extra).delete(extra)),
+            "/api",
+        );
+        let added: BTreeSet<_> = more.difference(&base).cloned().collect();
+        assert_eq!(
+            added,
+            ["DELETE /api/extra/{id}/", "PUT /api/extra/{id}/"]
+                .map(String::from)
+                .into()
+        );
     }
 
     fn documented(doc: &Value) -> BTreeSet<String> {
