@@ -230,13 +230,20 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Authenticated {
     }
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LoginBody {
     username: String,
     password: String,
 }
 
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth", security(()),
+    summary = "Sign in; sets the session cookie",
+    request_body = LoginBody,
+    responses((status = 200, description = "the account {id, username, role}", body = serde_json::Value),
+        (status = 401, description = "wrong username or password", body = super::openapi::ErrorBody),
+        (status = 429, description = "too many attempts (Retry-After)", body = super::openapi::ErrorBody),
+        (status = 503, description = "busy checking other attempts (Retry-After)", body = super::openapi::ErrorBody)))]
 /// Signs in. The client is the socket's address: `X-Forwarded-For` is not trusted (nothing
 /// here knows which proxy to believe), so behind a reverse proxy every client shares the
 /// proxy's address budget. Refusals carry `Retry-After` in seconds.
@@ -270,6 +277,9 @@ async fn login(
     Json(account).into_response()
 }
 
+#[utoipa::path(post, path = "/api/auth/logout", tag = "auth", security(()),
+    summary = "Sign out (ends the session)",
+    responses((status = 204, description = "signed out")))]
 async fn logout(session: Session) -> ApiResult<StatusCode> {
     session
         .flush()
@@ -278,16 +288,22 @@ async fn logout(session: Session) -> ApiResult<StatusCode> {
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/api/auth/me", tag = "auth", summary = "The signed-in account",
+    responses((status = 200, description = "{id, username, role}", body = serde_json::Value)))]
 async fn me(Authenticated(account): Authenticated) -> Json<Account> {
     Json(account)
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TokenBody {
     name: String,
 }
 
+#[utoipa::path(post, path = "/api/auth/tokens", tag = "auth",
+    summary = "Create an API token; the secret is shown once",
+    request_body = TokenBody,
+    responses((status = 201, description = "{id, token, name}", body = serde_json::Value)))]
 async fn create_token(
     State(state): State<AppState>,
     Authenticated(account): Authenticated,
@@ -301,6 +317,8 @@ async fn create_token(
     ))
 }
 
+#[utoipa::path(get, path = "/api/auth/tokens", tag = "auth", summary = "Your API tokens",
+    responses((status = 200, description = "{tokens: [{id, name, prefix, ...}]}", body = serde_json::Value)))]
 async fn list_tokens(
     State(state): State<AppState>,
     Authenticated(account): Authenticated,
@@ -309,6 +327,9 @@ async fn list_tokens(
     Ok(Json(serde_json::json!({ "tokens": tokens })))
 }
 
+#[utoipa::path(delete, path = "/api/auth/tokens/{id}", tag = "auth", summary = "Revoke an API token",
+    params(("id" = i64, Path, description = "a token id")),
+    responses((status = 204, description = "revoked")))]
 async fn delete_token(
     State(state): State<AppState>,
     Authenticated(account): Authenticated,

@@ -59,12 +59,21 @@ fn job_id(raw: &str) -> Result<engine::jobs::JobId, ApiError> {
         .ok_or_else(|| ApiError(Error::not_found(format!("no job {raw:?}"))))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// Only jobs of this kind.
+    #[param(value_type = Option<wire::JobKind>)]
     kind: Option<String>,
+    /// Only jobs in this status.
+    #[param(value_type = Option<wire::JobStatus>)]
     status: Option<String>,
+    /// Page size (default 50).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
+    /// Jobs to skip (default 0).
+    #[param(value_type = Option<i64>, minimum = 0)]
     offset: Option<String>,
 }
 
@@ -80,6 +89,10 @@ fn int_param(v: &Option<String>, name: &str, default: i64) -> Result<i64, ApiErr
     }
 }
 
+#[utoipa::path(get, path = "/api/backups/jobs/", tag = "backups",
+    summary = "Jobs newest first",
+    params(ListQuery),
+    responses((status = 200, description = "one page of the history", body = wire::JobPage)))]
 async fn list_jobs(
     State(st): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -96,12 +109,17 @@ async fn list_jobs(
     Ok(Json(serde_json::json!({ "jobs": jobs, "total": total })))
 }
 
-#[derive(serde::Deserialize, Default)]
+#[derive(serde::Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     include_recordings: Option<bool>,
 }
 
+#[utoipa::path(post, path = "/api/backups/jobs/", tag = "backups",
+    summary = "Start a backup",
+    request_body(content = Option<CreateBody>, description = "optional; no body at all is fine"),
+    responses((status = 202, description = "the backup job, queued", body = wire::Job),
+        (status = 409, description = "a job is already running or the backup folder is unsafe", body = super::openapi::ErrorBody)))]
 async fn create_job(
     State(st): State<AppState>,
     Authenticated(who): Authenticated,
@@ -130,6 +148,9 @@ async fn create_job(
     Ok((StatusCode::ACCEPTED, Json(job)).into_response())
 }
 
+#[utoipa::path(get, path = "/api/backups/jobs/{id}/", tag = "backups", summary = "One job",
+    params(("id" = wire::JobId, Path, description = "a job id")),
+    responses((status = 200, description = "the job", body = wire::Job)))]
 async fn get_job(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -137,11 +158,21 @@ async fn get_job(
     Ok(Json(st.engine.get_job(job_id(&id)?).await?))
 }
 
+#[utoipa::path(delete, path = "/api/backups/jobs/{id}/", tag = "backups",
+    summary = "Delete a job's archive file and record",
+    params(("id" = wire::JobId, Path, description = "a job id")),
+    responses((status = 204, description = "deleted"),
+        (status = 409, description = "the job is pending or running", body = super::openapi::ErrorBody)))]
 async fn delete_job(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     st.engine.delete_job(job_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/api/backups/jobs/{id}/cancel/", tag = "backups",
+    summary = "Cancel a pending or running job",
+    params(("id" = wire::JobId, Path, description = "a job id")),
+    responses((status = 200, description = "the job", body = wire::Job),
+        (status = 409, description = "the job is not cancelable", body = super::openapi::ErrorBody)))]
 async fn cancel_job(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -149,6 +180,11 @@ async fn cancel_job(
     Ok(Json(st.engine.cancel_job(job_id(&id)?).await?))
 }
 
+#[utoipa::path(method(get, head), path = "/api/backups/jobs/{id}/download/", tag = "backups",
+    summary = "The archive (attachment; Content-Length and Range supported; HEAD for the headers only)",
+    params(("id" = wire::JobId, Path, description = "a job id")),
+    responses((status = 200, description = "the archive", content_type = "application/gzip", body = super::openapi::Binary),
+        (status = 206, description = "the requested range", content_type = "application/gzip", body = super::openapi::Binary)))]
 /// Streams the archive with `Content-Length`, `HEAD` and `Range` support (tower-http's
 /// `ServeFile` does the range arithmetic and never reads the file into memory).
 async fn download(
@@ -178,6 +214,10 @@ async fn download(
     Ok(res)
 }
 
+#[utoipa::path(get, path = "/api/backups/jobs/{id}/manifest/", tag = "backups",
+    summary = "The archive's manifest.json",
+    params(("id" = wire::JobId, Path, description = "a job id")),
+    responses((status = 200, description = "the manifest", body = wire::Manifest)))]
 async fn manifest(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -185,6 +225,11 @@ async fn manifest(
     Ok(Json(st.engine.job_manifest(job_id(&id)?).await?))
 }
 
+#[utoipa::path(post, path = "/api/backups/jobs/{id}/verify/", tag = "backups",
+    summary = "Full integrity check without restoring",
+    params(("id" = wire::JobId, Path, description = "a job id")),
+    responses((status = 200, description = "the report: ok, the manifest, what was checked", body = serde_json::Value),
+        (status = 422, description = "the archive is damaged (the message says how)", body = super::openapi::ErrorBody)))]
 async fn verify(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -192,6 +237,11 @@ async fn verify(
     Ok(Json(st.engine.verify_job(job_id(&id)?).await?))
 }
 
+#[utoipa::path(post, path = "/api/backups/jobs/{id}/restore/", tag = "backups",
+    summary = "Restore this archive (a safety backup is taken first)",
+    params(("id" = wire::JobId, Path, description = "a job id")),
+    responses((status = 202, description = "the restore job, queued", body = wire::Job),
+        (status = 409, description = "a job is already running", body = super::openapi::ErrorBody)))]
 async fn restore(
     State(st): State<AppState>,
     Authenticated(who): Authenticated,
@@ -204,6 +254,15 @@ async fn restore(
     Ok((StatusCode::ACCEPTED, Json(job)).into_response())
 }
 
+#[utoipa::path(post, path = "/api/backups/upload/", tag = "backups",
+    summary = "Upload an archive; validated and stored under a server-chosen name",
+    request_body(content(
+        (super::openapi::UploadForm = "multipart/form-data"),
+        (super::openapi::Binary = "application/gzip")),
+        description = "multipart field `file`, or the raw archive (optional `X-Filename` header)"),
+    responses((status = 201, description = "the job (kind backup, trigger upload)", body = wire::Job),
+        (status = 413, description = "larger than the upload limit", body = super::openapi::ErrorBody),
+        (status = 422, description = "not a valid archive (the message says why)", body = super::openapi::ErrorBody)))]
 /// Upload: the body (multipart field `file`, or a raw `application/gzip` body) is streamed
 /// to a temporary file in the archive folder, validated, then listed. Never held in memory.
 async fn upload(
@@ -301,10 +360,18 @@ fn too_large(limit: u64) -> ApiError {
     ))
 }
 
+#[utoipa::path(get, path = "/api/backups/settings/", tag = "backups",
+    summary = "Backup settings with next_run_at",
+    responses((status = 200, description = "{path, include_recordings, retention_count, schedule: {enabled, frequency, time, day_of_week, timezone}, next_run_at}", body = serde_json::Value)))]
 async fn get_settings(State(st): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
     Ok(Json(st.engine.settings_view().await?))
 }
 
+#[utoipa::path(put, path = "/api/backups/settings/", tag = "backups",
+    summary = "Save settings (everything is validated before saving)",
+    request_body(content = serde_json::Value, description = "the settings, as GET returns them"),
+    responses((status = 200, description = "the saved settings", body = serde_json::Value),
+        (status = 400, description = "invalid; `fields` says which", body = super::openapi::ErrorBody)))]
 async fn put_settings(
     State(st): State<AppState>,
     ApiJson(body): ApiJson<serde_json::Value>,
@@ -318,6 +385,10 @@ async fn put_settings(
 /// The check is two indexed reads of the state DB, cheap enough every 2 s per stream.
 const EVENTS_RECHECK: Duration = Duration::from_secs(2);
 
+#[utoipa::path(get, path = "/api/backups/events/", tag = "backups",
+    summary = "Server-sent events: `job` (a job snapshot), `deleted` ({id}), `resync`",
+    responses((status = 200, description = "an event stream; each `job` event's data is a Job", content_type = "text/event-stream", body = String),
+        (status = 429, description = "too many event streams open", body = super::openapi::ErrorBody)))]
 /// Server-sent events: one `job` event per job snapshot change, `deleted` when a job goes.
 /// Ends at shutdown and when the caller's credential stops standing ([`EVENTS_RECHECK`]).
 ///

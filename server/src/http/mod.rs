@@ -90,19 +90,6 @@ pub async fn router(state: AppState, secure_cookies: bool) -> Result<Router> {
     let engine_for_ctx = state.engine.clone();
     let leptos_options = state.leptos.clone();
 
-    // The REST API: `Json` bodies are capped by `DefaultBodyLimit`, set here explicitly to
-    // [`JSON_BODY_LIMIT`] (the routes that take archives or plugins set their own, closer to
-    // the route, which wins); `json_length_limit` refuses an oversized JSON body by its
-    // declared length before a byte of it is read.
-    let api = Router::new()
-        .route("/health", get(health))
-        .route("/openapi.json", get(openapi::openapi))
-        .nest("/auth", auth::routes())
-        .nest("/backups", backups::routes())
-        .fallback(api_not_found)
-        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
-        .layer(middleware::from_fn(json_length_limit));
-
     // The Leptos pages and server functions. Server functions read their whole body with no
     // limit of their own (`server_fn` collects it), hence `server_fn_body_limit`.
     let pages = Router::new()
@@ -115,7 +102,7 @@ pub async fn router(state: AppState, secure_cookies: bool) -> Result<Router> {
         .layer(middleware::from_fn(server_fn_body_limit));
 
     let router = Router::new()
-        .nest("/api", api)
+        .nest("/api", api_router())
         .merge(pages)
         .nest_service("/pkg", ServeDir::new(pkg_dir))
         .route("/favicon.ico", get(favicon))
@@ -130,6 +117,24 @@ pub async fn router(state: AppState, secure_cookies: bool) -> Result<Router> {
         .layer(TraceLayer::new_for_http())
         .with_state(state);
     Ok(router)
+}
+
+/// The REST API, nested at `/api` by [`router`]. A function of its own so the OpenAPI test
+/// (`openapi.rs`) can list the routes it really has.
+///
+/// `Json` bodies are capped by `DefaultBodyLimit`, set here explicitly to [`JSON_BODY_LIMIT`]
+/// (the routes that take archives or plugins set their own, closer to the route, which wins);
+/// `json_length_limit` refuses an oversized JSON body by its declared length before a byte of
+/// it is read.
+pub fn api_router() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/openapi.json", get(openapi::openapi))
+        .nest("/auth", auth::routes())
+        .nest("/backups", backups::routes())
+        .fallback(api_not_found)
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(middleware::from_fn(json_length_limit))
 }
 
 /// Largest JSON request body of the REST API: 2 MiB, axum's own default, set explicitly so the

@@ -1,174 +1,605 @@
-//! `GET /api/openapi.json`: the OpenAPI 3 description of every route of DESIGN section 6.
-//! Hand-written (small, and the contract changes rarely); an integration test checks every
-//! route is in it. The `Job` schema is built from the wire types' own enum values, and a
-//! unit test below checks its properties against a real serialized [`Job`], so the document
-//! cannot drift from what the API sends (it had: `source_job_id` and `annotations` were
-//! missing).
+//! `GET /api/openapi.json`: the OpenAPI 3.1 description of every route of DESIGN section 6,
+//! derived by utoipa rather than written out by hand:
+//!
+//! - the schemas of what the API sends (`Job`, `JobPage`, `Manifest`, the job enums, ...)
+//!   come from the wire types themselves (`wire`'s `openapi` feature derives `ToSchema`), so
+//!   a field added to `wire::Job` is in the document at the next build;
+//! - each operation comes from the `#[utoipa::path]` attribute on its handler in `auth.rs`,
+//!   `backups.rs`, `plugins.rs` and here (`/api/health` lives in `mod.rs` and is added by
+//!   [`Common`]);
+//! - [`Common`] adds what every operation shares: the security schemes (the session cookie
+//!   and `Authorization: Bearer`), the JSON error body as every operation's `default`
+//!   response, 401 on every signed-in route and 403 on every admin route.
+//!
+//! Bodies that are still engine types with no schema (accounts, tokens, settings, plugins,
+//! the verify report) are described as objects with the fields named in the description.
+//!
+//! The tests below hold the document to the router: every route `api_router` really has is
+//! documented with the same methods and nothing else is; every `$ref` resolves; the `Job`
+//! schema's properties are a serialized job's keys; the enums' values are the wire `NAMES`;
+//! the error schema is the body `ApiError` really sends.
+
+use std::collections::BTreeMap;
 
 use axum::Json;
-use serde_json::{Value, json};
+use utoipa::openapi::path::{HttpMethod, OperationBuilder};
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr};
+use utoipa::{Modify, OpenApi, ToSchema};
 
-fn op(summary: &str, ok: &str) -> Value {
-    json!({
-        "summary": summary,
-        "responses": {
-            ok: { "description": "success" },
-            "400": { "$ref": "#/components/responses/Error" },
-            "401": { "$ref": "#/components/responses/Error" },
-            "403": { "$ref": "#/components/responses/Error" },
-            "404": { "$ref": "#/components/responses/Error" },
-            "409": { "$ref": "#/components/responses/Error" }
-        }
-    })
+/// The JSON error body of DESIGN section 6, as `ApiError` (`http/error.rs`) sends it.
+/// (These doc comments are the schemas' descriptions in the document.)
+#[derive(ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
 }
 
-fn id_param() -> Value {
-    json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "integer" } }])
+/// What went wrong.
+#[derive(ToSchema)]
+pub struct ErrorDetail {
+    /// A machine-readable code: `invalid`, `unauthenticated`, `forbidden`, `not_found`,
+    /// `conflict`, `too_large`, `archive_rejected`, `rate_limited`, `unavailable`, `internal`.
+    pub code: String,
+    /// A message a person can act on.
+    pub message: String,
+    /// Per-field messages for invalid input (the field's name -> what is wrong).
+    pub fields: BTreeMap<String, String>,
 }
 
-/// The `Job` schema (DESIGN section 4), enum values from the wire types.
-fn job_schema() -> Value {
-    use engine::jobs::{JobKind, JobStatus, JobTrigger};
-    let nullable = |t: &str| json!({ "type": t, "nullable": true });
-    json!({ "type": "object", "properties": {
-        "id": { "type": "integer" },
-        "kind": { "type": "string", "enum": JobKind::NAMES },
-        "status": { "type": "string", "enum": JobStatus::NAMES },
-        "trigger": { "type": "string", "enum": JobTrigger::NAMES },
-        "requested_by": nullable("string"),
-        "archive_name": nullable("string"),
-        "original_filename": nullable("string"),
-        "size_bytes": nullable("integer"),
-        "sha256": nullable("string"),
-        "include_recordings": { "type": "boolean" },
-        "progress": { "type": "object", "properties": {
-            "step": nullable("string"), "done_bytes": { "type": "integer" }, "total_bytes": { "type": "integer" } } },
-        "error": nullable("string"),
-        "warnings": { "type": "array", "items": { "type": "string" } },
-        "annotations": { "type": "array", "items": { "type": "object", "properties": {
-            "plugin": { "type": "string" }, "step": { "type": "string" }, "text": { "type": "string" } } } },
-        "source_job_id": { "type": "integer", "nullable": true, "description": "a restore's source backup" },
-        "created_at": { "type": "string" },
-        "started_at": nullable("string"),
-        "finished_at": nullable("string"),
-        "can_download": { "type": "boolean" },
-        "can_restore": { "type": "boolean" },
-        "can_cancel": { "type": "boolean" },
-        "can_delete": { "type": "boolean" } } })
+/// Raw bytes: an archive.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct Binary(pub Vec<u8>);
+
+/// `POST /api/backups/upload/` as multipart form data.
+#[derive(ToSchema)]
+pub struct UploadForm {
+    /// The archive (`.tar.gz`); its file name is kept as the job's `original_filename`.
+    #[schema(value_type = String, format = Binary)]
+    pub file: Vec<u8>,
 }
 
-/// The document.
-pub fn document() -> Value {
-    let with_id = |v: Value| {
-        let mut v = v;
-        if let Some(o) = v.as_object_mut() {
-            o.insert("parameters".into(), id_param());
-        }
-        v
-    };
-    json!({
-        "openapi": "3.0.3",
-        "info": { "title": "Backstop API", "version": env!("CARGO_PKG_VERSION"),
-                  "description": "Configuration backups. Every /api/backups/ route needs an admin session or an API token (Authorization: Bearer)." },
-        "components": {
-            "securitySchemes": {
-                "cookie": { "type": "apiKey", "in": "cookie", "name": "backstop_session" },
-                "bearer": { "type": "http", "scheme": "bearer" }
-            },
-            "responses": {
-                "Error": { "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
-            },
-            "schemas": {
-                "Error": { "type": "object", "properties": { "error": { "type": "object", "properties": {
-                    "code": { "type": "string" }, "message": { "type": "string" }, "fields": { "type": "object", "additionalProperties": { "type": "string" } } } } } },
-                "Job": job_schema()
+/// `POST /api/backups/plugins/` as multipart form data.
+#[derive(ToSchema)]
+pub struct PluginForm {
+    /// The plugin's `plugin.toml`, as text.
+    pub manifest: String,
+    /// The plugin's WebAssembly component (`plugin.wasm`).
+    #[schema(value_type = String, format = Binary)]
+    pub component: Vec<u8>,
+}
+
+/// The document's derivation: every handler's `#[utoipa::path]`, the wire types' schemas.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Backstop API",
+        description = "Configuration backups. Every /api/backups/ route needs an admin: a session cookie (sign in with POST /api/auth/login) or an API token (Authorization: Bearer). Cookie-authenticated writes must be same-origin."
+    ),
+    paths(
+        openapi,
+        super::auth::login,
+        super::auth::logout,
+        super::auth::me,
+        super::auth::create_token,
+        super::auth::list_tokens,
+        super::auth::delete_token,
+        super::backups::list_jobs,
+        super::backups::create_job,
+        super::backups::get_job,
+        super::backups::delete_job,
+        super::backups::cancel_job,
+        super::backups::download,
+        super::backups::manifest,
+        super::backups::verify,
+        super::backups::restore,
+        super::backups::upload,
+        super::backups::get_settings,
+        super::backups::put_settings,
+        super::backups::events,
+        super::plugins::list_plugins,
+        super::plugins::install_plugin,
+        super::plugins::update_plugin,
+        super::plugins::job_plugin_log,
+    ),
+    components(schemas(
+        ErrorBody,
+        ErrorDetail,
+        wire::Job,
+        wire::JobId,
+        wire::JobKind,
+        wire::JobStatus,
+        wire::JobTrigger,
+        wire::JobProgress,
+        wire::Annotation,
+        wire::JobPage,
+        wire::PluginId,
+        wire::Manifest,
+        wire::ManifestDatabase,
+        wire::ManifestDirectory,
+        wire::ManifestPlugin,
+        wire::ManifestTotals,
+    )),
+    modifiers(&Common),
+    security(("cookie" = []), ("bearer" = []))
+)]
+pub struct ApiDoc;
+
+/// What every operation shares (see the module docs).
+pub struct Common;
+
+impl Modify for Common {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("backstop_session"))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        components.responses.insert(
+            "Error".into(),
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description("the request was refused or failed; the body says why")
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build(),
+            ),
+        );
+
+        // `/api/health` is routed in `http/mod.rs`; it is described here to keep that file
+        // free of documentation.
+        doc.paths.add_path_operation(
+            "/api/health",
+            vec![HttpMethod::Get],
+            OperationBuilder::new()
+                .summary(Some("Liveness (no authentication)"))
+                .tag("meta")
+                .operation_id(Some("health"))
+                .security(utoipa::openapi::security::SecurityRequirement::default())
+                .response(
+                    "200",
+                    ResponseBuilder::new().description("{status: \"ok\", version}"),
+                )
+                .build(),
+        );
+
+        let error = || RefOr::Ref(Ref::from_response_name("Error"));
+        for (path, item) in doc.paths.paths.iter_mut() {
+            // `method(get, head)` gives both one operationId; ids must be unique.
+            if let (Some(get), Some(head)) = (&item.get, &mut item.head)
+                && head.operation_id.is_some()
+                && head.operation_id == get.operation_id
+            {
+                head.operation_id = head.operation_id.take().map(|id| format!("{id}_head"));
             }
-        },
-        "security": [{ "cookie": [] }, { "bearer": [] }],
-        "paths": {
-            "/api/health": { "get": { "summary": "Liveness (no authentication)", "security": [], "responses": { "200": { "description": "ok" } } } },
-            "/api/openapi.json": { "get": { "summary": "This document", "security": [], "responses": { "200": { "description": "ok" } } } },
-            "/api/auth/login": { "post": op("Sign in with {username, password}; sets the session cookie", "200") },
-            "/api/auth/logout": { "post": op("Sign out", "204") },
-            "/api/auth/me": { "get": op("The signed-in account", "200") },
-            "/api/auth/tokens": { "get": op("List your API tokens", "200"), "post": op("Create an API token {name}; the secret is shown once", "201") },
-            "/api/auth/tokens/{id}": { "delete": with_id(op("Revoke an API token", "204")) },
-            "/api/backups/jobs/": {
-                "get": { "summary": "Jobs newest first: {jobs, total}", "parameters": [
-                    { "name": "kind", "in": "query", "schema": { "type": "string", "enum": ["backup", "restore"] } },
-                    { "name": "status", "in": "query", "schema": { "type": "string" } },
-                    { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } },
-                    { "name": "offset", "in": "query", "schema": { "type": "integer", "minimum": 0 } }],
-                    "responses": { "200": { "description": "ok" }, "401": { "$ref": "#/components/responses/Error" } } },
-                "post": op("Start a backup; body optional {include_recordings}", "202")
-            },
-            "/api/backups/jobs/{id}/": { "get": with_id(op("One job", "200")), "delete": with_id(op("Delete archive and record (409 while active)", "204")) },
-            "/api/backups/jobs/{id}/cancel/": { "post": with_id(op("Cancel a pending or running job", "200")) },
-            "/api/backups/jobs/{id}/download/": { "get": with_id(op("The archive (application/gzip; Range supported)", "200")), "head": with_id(op("Archive headers", "200")) },
-            "/api/backups/jobs/{id}/manifest/": { "get": with_id(op("The archive's manifest.json", "200")) },
-            "/api/backups/jobs/{id}/verify/": { "post": with_id(op("Full integrity check without restoring", "200")) },
-            "/api/backups/jobs/{id}/restore/": { "post": with_id(op("Restore this archive (a safety backup is taken first)", "202")) },
-            "/api/backups/upload/": { "post": op("Upload an archive (multipart field file, or raw application/gzip); 413 too large, 422 rejected", "201") },
-            "/api/backups/settings/": { "get": op("Backup settings with next_run_at", "200"), "put": op("Save settings (validated; 400 with fields)", "200") },
-            "/api/backups/events/": { "get": op("text/event-stream of job snapshots (events: job, deleted, resync)", "200") },
-            "/api/backups/plugins/": { "get": op("Plugins with version, state, grants, last error", "200"), "post": op("Install a plugin (multipart: manifest = plugin.toml, component = plugin.wasm); disabled until enabled", "201") },
-            "/api/backups/jobs/{id}/plugin-log/": { "get": with_id(op("What plugins logged during a job (recent jobs only)", "200")) },
-            "/api/backups/plugins/{id}/": { "put": with_id(op("Enable/disable, grants, settings", "200")) }
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ];
+            for op in ops.into_iter().flatten() {
+                let responses = &mut op.responses.responses;
+                responses.entry("default".into()).or_insert_with(error);
+                // `security` unset = the document's (a credential is needed).
+                if op.security.is_none() {
+                    responses.entry("401".into()).or_insert_with(error);
+                }
+                if path.starts_with("/api/backups/") {
+                    responses.entry("403".into()).or_insert_with(error);
+                }
+            }
         }
-    })
+    }
 }
 
-pub async fn openapi() -> Json<Value> {
+/// The document, as served.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+#[utoipa::path(get, path = "/api/openapi.json", tag = "meta", security(()),
+    summary = "This document",
+    responses((status = 200, description = "the OpenAPI 3.1 document", body = serde_json::Value)))]
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(document())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::{Value, json};
+
     use super::*;
 
+    fn doc() -> Value {
+        serde_json::to_value(document()).expect("the document serializes")
+    }
+
+    fn keys(v: &Value) -> BTreeSet<String> {
+        v.as_object()
+            .unwrap_or_else(|| panic!("an object: {v}"))
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// The methods OpenAPI path items can hold (the keys that are operations).
+    const METHODS: [&str; 8] = [
+        "get", "put", "post", "delete", "options", "head", "patch", "trace",
+    ];
+
+    /// Every (METHOD, path) the router has, read from the router itself.
+    ///
+    /// axum has no API to list a router's routes, but its `Debug` output has them: the
+    /// `Node { paths: {RouteId(n): "/path"} }` map, and per route a `MethodRouter` whose
+    /// method fields are `None` where that method is not routed. Nested routers are
+    /// flattened into the parent by `nest`, so these are the full paths. Parsing a Debug
+    /// format is fragile across axum versions; it fails loudly (the checks below) rather
+    /// than quietly finding nothing.
+    fn routed(router: &axum::Router<super::super::AppState>, prefix: &str) -> BTreeSet<String> {
+        let text = format!("{router:?}");
+        let main = text
+            .split(", fallback_router:")
+            .next()
+            .expect("split yields one part");
+        let (routes, paths) = main
+            .split_once("node: Node { paths: {")
+            .expect("axum's Router Debug has `node: Node { paths: {`");
+        let id_of =
+            |s: &str| -> String { s.split(')').next().expect("RouteId(n)").trim().to_owned() };
+        let mut path_of = BTreeMap::new();
+        for entry in paths.split("RouteId(").skip(1) {
+            let id = id_of(entry);
+            let path = entry
+                .split('"')
+                .nth(1)
+                .unwrap_or_else(|| panic!("a quoted path in {entry:?}"));
+            path_of.insert(id, path.to_owned());
+        }
+        let mut out = BTreeSet::new();
+        for entry in routes.split("RouteId(").skip(1) {
+            let id = id_of(entry);
+            let body = entry
+                .split_once("MethodRouter { ")
+                .unwrap_or_else(|| panic!("route {id} is not a MethodRouter: {entry:?}"))
+                .1;
+            let path = &path_of[&id];
+            let mut found = 0;
+            for field in body.split(", ") {
+                let Some((name, value)) = field.split_once(": ") else {
+                    continue;
+                };
+                if METHODS.contains(&name) || name == "connect" {
+                    found += 1;
+                    if value != "None" {
+                        out.insert(format!("{} {prefix}{path}", name.to_uppercase()));
+                    }
+                }
+            }
+            assert_eq!(
+                found, 9,
+                "route {path}: expected 9 method fields in {body:?}"
+            );
+        }
+        assert_eq!(path_of.len(), routes.matches("RouteId(").count());
+        out
+    }
+
     #[test]
-    fn the_job_schema_has_exactly_the_fields_a_serialized_job_has() {
-        let job: engine::jobs::Job = serde_json::from_value(json!({
-            "id": 1, "kind": "restore", "status": "succeeded", "trigger": "manual",
-            "requested_by": null, "archive_name": null, "original_filename": null,
-            "size_bytes": null, "sha256": null, "include_recordings": false,
-            "progress": { "step": null, "done_bytes": 0, "total_bytes": 0 }, "error": null,
-            "warnings": [], "annotations": [], "source_job_id": 2, "created_at": "",
-            "started_at": null, "finished_at": null, "can_download": false,
-            "can_restore": false, "can_cancel": false, "can_delete": true
-        }))
-        .expect("a job");
-        let sent: std::collections::BTreeSet<String> = serde_json::to_value(&job)
-            .unwrap()
-            .as_object()
-            .unwrap()
-            .keys()
-            .cloned()
-            .collect();
-        let schema = job_schema();
-        let described: std::collections::BTreeSet<String> = schema["properties"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .cloned()
-            .collect();
-        assert_eq!(described, sent);
-        let progress: std::collections::BTreeSet<String> =
-            schema["properties"]["progress"]["properties"]
-                .as_object()
-                .unwrap()
-                .keys()
-                .cloned()
-                .collect();
+    fn the_route_reader_sees_a_route_added_to_the_router() {
+        async fn extra() {}
+        let base = routed(&super::super::api_router(), "/api");
+        let more = routed(
+            &super::super::api_router()
+                .route("/extra/{id}/", axum::routing::put(extra).delete(extra)),
+            "/api",
+        );
+        let added: BTreeSet<_> = more.difference(&base).cloned().collect();
         assert_eq!(
-            progress,
-            ["done_bytes", "step", "total_bytes"]
+            added,
+            ["DELETE /api/extra/{id}/", "PUT /api/extra/{id}/"]
                 .map(String::from)
                 .into()
         );
+    }
+
+    fn documented(doc: &Value) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for method in keys(item) {
+                assert!(METHODS.contains(&method.as_str()), "{path}: {method}");
+                out.insert(format!("{} {path}", method.to_uppercase()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_routed_api_route_is_documented_with_its_methods_and_nothing_else() {
+        let routed = routed(&super::super::api_router(), "/api");
+        assert!(
+            routed.len() >= 25,
+            "only {} routes found: {routed:?}",
+            routed.len()
+        );
+        assert!(routed.contains("GET /api/backups/jobs/{id}/download/"));
+        assert!(routed.contains("HEAD /api/backups/jobs/{id}/download/"));
+        let documented = documented(&doc());
+        let undocumented: Vec<_> = routed.difference(&documented).collect();
+        let unrouted: Vec<_> = documented.difference(&routed).collect();
+        assert!(
+            undocumented.is_empty() && unrouted.is_empty(),
+            "routed but not documented: {undocumented:?}\ndocumented but not routed: {unrouted:?}"
+        );
+    }
+
+    /// Every `$ref` in `v`, with where it was found.
+    fn refs(v: &Value, at: &str, out: &mut Vec<(String, String)>) {
+        match v {
+            Value::Object(o) => {
+                for (k, v) in o {
+                    if k == "$ref" {
+                        out.push((at.to_owned(), v.as_str().expect("a string $ref").to_owned()));
+                    } else {
+                        refs(v, &format!("{at}/{k}"), out);
+                    }
+                }
+            }
+            Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    refs(v, &format!("{at}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_document_is_well_formed_openapi_3() {
+        let doc = doc();
+        assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+        assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+        assert!(doc["info"]["title"].is_string());
+        // Every $ref is local and resolves (a JSON pointer into the document).
+        let mut found = Vec::new();
+        refs(&doc, "", &mut found);
+        assert!(found.len() > 30, "only {} $refs", found.len());
+        for (at, target) in &found {
+            let pointer = target
+                .strip_prefix('#')
+                .unwrap_or_else(|| panic!("{at}: non-local $ref {target}"));
+            assert!(
+                doc.pointer(pointer).is_some(),
+                "{at}: $ref {target} resolves to nothing"
+            );
+        }
+        // Every operation: a unique operationId, responses with descriptions, security
+        // requirements naming declared schemes, path parameters that are in the path.
+        let schemes = keys(&doc["components"]["securitySchemes"]);
+        assert_eq!(schemes, ["bearer", "cookie"].map(String::from).into());
+        let mut ids = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            assert!(path.starts_with("/api/"), "{path}");
+            for (method, op) in item.as_object().expect("path item") {
+                let id = op["operationId"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{method} {path}: no operationId"));
+                assert!(ids.insert(id.to_owned()), "operationId {id} twice");
+                let responses = op["responses"].as_object().expect("responses");
+                assert!(!responses.is_empty(), "{method} {path}: no responses");
+                for (status, r) in responses {
+                    assert!(
+                        status == "default"
+                            || status.parse::<u16>().is_ok_and(|s| (100..600).contains(&s)),
+                        "{method} {path}: status {status}"
+                    );
+                    assert!(
+                        r["description"].is_string() || r["$ref"].is_string(),
+                        "{method} {path} {status}"
+                    );
+                }
+                for requirement in op["security"].as_array().into_iter().flatten() {
+                    for scheme in keys(requirement) {
+                        assert!(
+                            schemes.contains(&scheme),
+                            "{method} {path}: scheme {scheme}"
+                        );
+                    }
+                }
+                for p in op["parameters"].as_array().into_iter().flatten() {
+                    let name = p["name"].as_str().expect("parameter name");
+                    match p["in"].as_str() {
+                        Some("path") => assert!(
+                            path.contains(&format!("{{{name}}}")),
+                            "{method} {path}: {name}"
+                        ),
+                        Some("query") => {}
+                        other => panic!("{method} {path}: parameter {name} in {other:?}"),
+                    }
+                }
+                // Every {param} in the path is declared.
+                for segment in path.split('/').filter(|s| s.starts_with('{')) {
+                    let name = segment.trim_matches(['{', '}']);
+                    assert!(
+                        op["parameters"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|p| p["name"] == name),
+                        "{method} {path}: {name} not declared"
+                    );
+                }
+            }
+        }
+        // The public routes need no credential; the rest inherit cookie-or-bearer.
+        assert_eq!(doc["security"], json!([{ "cookie": [] }, { "bearer": [] }]));
+        assert_eq!(doc["paths"]["/api/health"]["get"]["security"], json!([{}]));
+        assert!(
+            doc["paths"]["/api/backups/jobs/"]["get"]
+                .get("security")
+                .is_none()
+        );
+        assert!(doc["paths"]["/api/backups/jobs/"]["get"]["responses"]["403"].is_object());
+    }
+
+    /// A real job, serialized as the API sends it.
+    fn a_serialized_job() -> Value {
+        let job = wire::Job {
+            id: wire::JobId(1),
+            kind: wire::JobKind::Restore,
+            status: wire::JobStatus::Succeeded,
+            trigger: wire::JobTrigger::Manual,
+            requested_by: None,
+            archive_name: None,
+            original_filename: None,
+            size_bytes: None,
+            sha256: None,
+            include_recordings: false,
+            progress: wire::JobProgress::default(),
+            error: None,
+            warnings: vec![],
+            annotations: vec![wire::Annotation {
+                plugin: "p".into(),
+                step: "s".into(),
+                text: "t".into(),
+            }],
+            source_job_id: Some(wire::JobId(2)),
+            created_at: String::new(),
+            started_at: None,
+            finished_at: None,
+            can_download: false,
+            can_restore: false,
+            can_cancel: false,
+            can_delete: true,
+        };
+        serde_json::to_value(job).expect("a job serializes")
+    }
+
+    #[test]
+    fn the_job_schema_has_exactly_the_fields_a_serialized_job_has() {
+        let doc = doc();
+        let schemas = &doc["components"]["schemas"];
+        let job = a_serialized_job();
+        assert_eq!(keys(&schemas["Job"]["properties"]), keys(&job));
         assert_eq!(
-            schema["properties"]["trigger"]["enum"],
+            keys(&schemas["JobProgress"]["properties"]),
+            keys(&job["progress"])
+        );
+        assert_eq!(
+            keys(&schemas["Annotation"]["properties"]),
+            keys(&job["annotations"][0])
+        );
+        assert_eq!(
+            schemas["Job"]["properties"]["progress"]["$ref"],
+            "#/components/schemas/JobProgress"
+        );
+        let page = serde_json::to_value(wire::JobPage {
+            jobs: vec![],
+            total: 0,
+        })
+        .expect("a page serializes");
+        assert_eq!(keys(&schemas["JobPage"]["properties"]), keys(&page));
+    }
+
+    #[test]
+    fn the_job_enums_are_string_enums_of_exactly_their_names() {
+        let doc = doc();
+        let schemas = &doc["components"]["schemas"];
+        for (name, names) in [
+            ("JobKind", wire::JobKind::NAMES),
+            ("JobStatus", wire::JobStatus::NAMES),
+            ("JobTrigger", wire::JobTrigger::NAMES),
+        ] {
+            assert_eq!(schemas[name]["type"], "string", "{name}");
+            assert_eq!(schemas[name]["enum"], json!(names), "{name}");
+        }
+        assert_eq!(
+            schemas["JobTrigger"]["enum"],
             json!(["manual", "scheduled", "upload", "pre-restore", "import"])
         );
+        for field in ["kind", "status", "trigger"] {
+            let r = schemas["Job"]["properties"][field]["$ref"].as_str();
+            assert!(
+                r.is_some_and(|r| r.starts_with("#/components/schemas/Job")),
+                "{field}"
+            );
+        }
+        // The job list's filters take the same values.
+        let params = &doc["paths"]["/api/backups/jobs/"]["get"]["parameters"];
+        let kind = params
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .find(|p| p["name"] == "kind")
+            .expect("a kind parameter");
+        assert!(
+            kind.to_string().contains("#/components/schemas/JobKind"),
+            "{kind}"
+        );
+    }
+
+    #[test]
+    fn the_manifest_schema_has_the_fields_a_written_manifest_has() {
+        let doc = doc();
+        let schemas = &doc["components"]["schemas"];
+        let m: wire::Manifest = serde_json::from_value(json!({
+            "format": "backstop-backup", "format_version": 1,
+            "database": { "schema_version": 3, "sha256": "ab" },
+            "directories": [{ "name": "logos" }],
+            "plugins": [{ "id": "p" }]
+        }))
+        .expect("a manifest");
+        let sent = serde_json::to_value(&m).expect("a manifest serializes");
+        assert_eq!(keys(&schemas["Manifest"]["properties"]), keys(&sent));
+        assert_eq!(
+            keys(&schemas["ManifestDatabase"]["properties"]),
+            keys(&sent["database"])
+        );
+        assert_eq!(
+            keys(&schemas["ManifestDirectory"]["properties"]),
+            keys(&sent["directories"][0])
+        );
+        assert_eq!(
+            keys(&schemas["ManifestPlugin"]["properties"]),
+            keys(&sent["plugins"][0])
+        );
+        assert_eq!(
+            keys(&schemas["ManifestTotals"]["properties"]),
+            keys(&sent["totals"])
+        );
+    }
+
+    #[tokio::test]
+    async fn the_error_schema_is_the_body_an_api_error_sends() {
+        use axum::response::IntoResponse;
+        let e = engine::Error::invalid("bad").with_field("limit", "a whole number");
+        let response = super::super::error::ApiError(e).into_response();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .expect("a body");
+        let body: Value = serde_json::from_slice(&body).expect("JSON");
+        let doc = doc();
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(keys(&schemas["ErrorBody"]["properties"]), keys(&body));
+        assert_eq!(
+            keys(&schemas["ErrorDetail"]["properties"]),
+            keys(&body["error"])
+        );
+        assert_eq!(body["error"]["fields"]["limit"], "a whole number");
     }
 }

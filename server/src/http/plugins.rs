@@ -12,6 +12,9 @@ use engine::plugins::PluginUpdate;
 use super::AppState;
 use super::error::{ApiError, ApiJson, ApiResult};
 
+#[utoipa::path(get, path = "/api/backups/plugins/", tag = "plugins",
+    summary = "Plugins with version, state, grants, last error",
+    responses((status = 200, description = "{plugins: [plugin...]}", body = serde_json::Value)))]
 /// `GET /api/backups/plugins/` -> `{"plugins": [PluginView...]}`.
 pub async fn list_plugins(
     State(st): State<AppState>,
@@ -19,6 +22,13 @@ pub async fn list_plugins(
     Ok(Json(st.engine.plugins_view().await?))
 }
 
+#[utoipa::path(put, path = "/api/backups/plugins/{id}/", tag = "plugins",
+    summary = "Enable/disable a plugin, change its grants or settings",
+    params(("id" = wire::PluginId, Path, description = "a plugin id")),
+    request_body(content = serde_json::Value, description = "{enabled?, grants?: {mounts?, veto?, limits?}, settings?}"),
+    responses((status = 200, description = "the plugin", body = serde_json::Value),
+        (status = 400, description = "bad grants or settings; `fields` says which", body = super::openapi::ErrorBody),
+        (status = 409, description = "the plugin is broken", body = super::openapi::ErrorBody)))]
 /// `PUT /api/backups/plugins/{id}/` with a [`PluginUpdate`] body
 /// (`{"enabled"?, "grants"?: {"mounts"?, "veto"?, "limits"?}, "settings"?}`) -> the plugin.
 /// 404 unknown plugin, 409 broken plugin, 400 with per-field messages for bad grants or
@@ -36,6 +46,10 @@ pub async fn update_plugin(
     })?))
 }
 
+#[utoipa::path(get, path = "/api/backups/jobs/{id}/plugin-log/", tag = "plugins",
+    summary = "What plugins logged during a job",
+    params(("id" = wire::JobId, Path, description = "a job id")),
+    responses((status = 200, description = "{lines: [{plugin, level, ...}]}", body = serde_json::Value)))]
 /// `GET /api/backups/jobs/{id}/plugin-log/` -> `{"lines": [PluginLogLine...]}`: what plugins
 /// logged during one job (live while it runs, kept with the job once it ended); 404 for an
 /// unknown job.
@@ -55,6 +69,11 @@ pub async fn job_plugin_log(
 /// Largest accepted plugin upload (manifest + component).
 pub const MAX_PLUGIN_UPLOAD: usize = 64 << 20;
 
+#[utoipa::path(post, path = "/api/backups/plugins/", tag = "plugins",
+    summary = "Install a plugin; disabled until an admin enables it",
+    request_body(content = super::openapi::PluginForm, content_type = "multipart/form-data"),
+    responses((status = 201, description = "the plugin", body = serde_json::Value),
+        (status = 400, description = "the manifest or component is refused (the message says why)", body = super::openapi::ErrorBody)))]
 /// `POST /api/backups/plugins/` (multipart: `manifest` = the `plugin.toml` text, `component`
 /// = the `.wasm`) -> 201 + the plugin, disabled until an admin enables it. 400 when the
 /// manifest or component is refused (the message says why). Mount it with

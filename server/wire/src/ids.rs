@@ -8,6 +8,7 @@ use std::fmt;
 )]
 #[serde(transparent)]
 #[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(transparent))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobId(pub i64);
 
 impl JobId {
@@ -46,6 +47,7 @@ impl From<i64> for JobId {
 )]
 #[serde(transparent)]
 #[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(transparent))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PluginId(pub String);
 
 impl PluginId {
@@ -66,6 +68,7 @@ impl fmt::Display for PluginId {
 )]
 #[serde(transparent)]
 #[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(transparent))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DestinationId(pub i64);
 
 impl fmt::Display for DestinationId {

@@ -25,8 +25,9 @@ impl fmt::Display for UnknownValue {
 
 impl std::error::Error for UnknownValue {}
 
-/// Declares a contract enum: serde and sqlx spell each variant as given, `as_str` and
-/// `FromStr` use the same spelling, `ALL` lists every value.
+/// Declares a contract enum: serde, sqlx and the OpenAPI schema (`openapi` feature) spell
+/// each variant as given, `as_str` and `FromStr` use the same spelling, `ALL` lists every
+/// value.
 macro_rules! contract_enum {
     ($(#[$doc:meta])* $name:ident, $what:literal, { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$doc])*
@@ -46,6 +47,26 @@ macro_rules! contract_enum {
                 match self {
                     $($name::$variant => $text),+
                 }
+            }
+        }
+
+        // The OpenAPI schema is written from `NAMES` rather than derived: utoipa's derive
+        // does not see a `serde(rename)` whose value is a macro argument, and would spell
+        // the variants as in Rust (`Backup`).
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some(Self::NAMES.iter().copied()))
+                    .into()
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed(stringify!($name))
             }
         }
 
@@ -118,6 +139,7 @@ impl JobTrigger {
 
 /// A job's progress: the step it is at, and bytes done of the step's total (0 = unknown).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobProgress {
     pub step: Option<String>,
     pub done_bytes: u64,
@@ -126,6 +148,7 @@ pub struct JobProgress {
 
 /// A note a plugin attached to a step; stored with the job and written to the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Annotation {
     pub plugin: String,
     pub step: String,
@@ -134,6 +157,7 @@ pub struct Annotation {
 
 /// A job, exactly as the REST API and the event stream send it (DESIGN section 4).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Job {
     pub id: crate::JobId,
     pub kind: JobKind,
@@ -167,6 +191,7 @@ pub struct Job {
 
 /// One page of the history (`GET /api/backups/jobs/`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobPage {
     pub jobs: Vec<Job>,
     pub total: i64,

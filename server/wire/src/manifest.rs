@@ -15,6 +15,7 @@ pub const FORMAT_VERSION: i64 = 1;
 pub const BUILTIN_CONTRIBUTOR: &str = "backstop";
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Manifest {
     pub format: String,
     pub format_version: i64,
@@ -46,6 +47,7 @@ pub struct Manifest {
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ManifestDatabase {
     #[serde(default = "default_db_file")]
     pub file: String,
@@ -71,6 +73,7 @@ fn default_engine() -> String {
 
 /// One `data/<name>/` tree.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ManifestDirectory {
     pub name: String,
     #[serde(default)]
@@ -97,6 +100,7 @@ impl ManifestDirectory {
 
 /// One plugin whose files are under `plugins/<id>/`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ManifestPlugin {
     pub id: String,
     #[serde(default)]
@@ -109,6 +113,7 @@ pub struct ManifestPlugin {
 
 /// Content files (database, data, plugin files; not the manifest and checksums).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ManifestTotals {
     #[serde(default)]
     pub files: u64,

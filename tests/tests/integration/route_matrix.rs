@@ -3,7 +3,9 @@
 //!
 //! The routes come from the OpenAPI document the server itself serves (`/api/openapi.json`),
 //! not from a list in this file; the admin's pass also checks that every documented route is
-//! really routed (no answer from the API's "no such route" fallback). Path parameters are
+//! really routed (no answer from the API's "no such route" fallback). The converse, that
+//! every route the router has is documented, is a unit test next to the document
+//! (`server/src/http/openapi.rs`), which reads the router's own route table. Path parameters are
 //! an id that does not exist, so the admin's calls change nothing but start one backup.
 
 use reqwest::Method;
