@@ -330,7 +330,10 @@ test('uploading an archive shows its manifest, and confirming restores the old d
   await page.waitForSelector('#save-settings');
   await page.setInputFiles('#upload-input', downloaded);
   const summary = page.locator('#manifest-summary');
-  await summary.waitFor({ timeout: 60000 });
+  // The review dialog, or the refusal dialog with the server's reason (said, not timed out).
+  const outcome = page.locator('#manifest-summary, [aria-labelledby="upload-failed-title"]');
+  await outcome.first().waitFor({ timeout: 60000 });
+  assert.ok(await summary.isVisible(), `the upload was refused: ${await outcome.first().textContent()}`);
   const text = await summary.textContent();
   assert.match(text, /Restore this archive\?/);
   assert.match(text, /App version/);

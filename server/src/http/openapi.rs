@@ -11,8 +11,9 @@
 //!   and `Authorization: Bearer`), the JSON error body as every operation's `default`
 //!   response, 401 on every signed-in route and 403 on every admin route.
 //!
-//! Bodies that are still engine types with no schema (accounts, tokens, settings, plugins,
-//! the verify report) are described as objects with the fields named in the description.
+//! Bodies that are still engine types with no schema (accounts, tokens, settings, the plugin
+//! log, the verify report) are described as objects with the fields named in the
+//! description; plugin views are the wire types' own schemas.
 //!
 //! The tests below hold the document to the router: every route `api_router` really has is
 //! documented with the same methods and nothing else is; every `$ref` resolves; the `Job`
@@ -120,6 +121,15 @@ pub struct PluginForm {
         wire::ManifestDirectory,
         wire::ManifestPlugin,
         wire::ManifestTotals,
+        wire::plugin::PluginList,
+        wire::plugin::PluginView,
+        wire::plugin::PluginUpdate,
+        wire::plugin::GrantsUpdate,
+        wire::plugin::PluginGrants,
+        wire::plugin::PluginLimits,
+        wire::plugin::ApprovedPermissions,
+        wire::plugin::RequestedMount,
+        wire::plugin::SettingSpec,
     )),
     modifiers(&Common),
     security(("cookie" = []), ("bearer" = []))

@@ -14,7 +14,7 @@ use super::error::{ApiError, ApiJson, ApiResult};
 
 #[utoipa::path(get, path = "/api/backups/plugins/", tag = "plugins",
     summary = "Plugins with version, state, grants, last error",
-    responses((status = 200, description = "{plugins: [plugin...]}", body = serde_json::Value)))]
+    responses((status = 200, description = "every installed plugin", body = wire::plugin::PluginList)))]
 /// `GET /api/backups/plugins/` -> `{"plugins": [PluginView...]}`.
 pub async fn list_plugins(
     State(st): State<AppState>,
@@ -25,8 +25,8 @@ pub async fn list_plugins(
 #[utoipa::path(put, path = "/api/backups/plugins/{id}/", tag = "plugins",
     summary = "Enable/disable a plugin, change its grants or settings",
     params(("id" = wire::PluginId, Path, description = "a plugin id")),
-    request_body(content = serde_json::Value, description = "{enabled?, grants?: {mounts?, veto?, limits?}, settings?}"),
-    responses((status = 200, description = "the plugin", body = serde_json::Value),
+    request_body(content = wire::plugin::PluginUpdate, description = "absent fields stay as they are"),
+    responses((status = 200, description = "the plugin", body = wire::plugin::PluginView),
         (status = 400, description = "bad grants or settings; `fields` says which", body = super::openapi::ErrorBody),
         (status = 409, description = "the plugin is broken", body = super::openapi::ErrorBody)))]
 /// `PUT /api/backups/plugins/{id}/` with a [`PluginUpdate`] body
@@ -72,7 +72,7 @@ pub const MAX_PLUGIN_UPLOAD: usize = 64 << 20;
 #[utoipa::path(post, path = "/api/backups/plugins/", tag = "plugins",
     summary = "Install a plugin; disabled until an admin enables it",
     request_body(content = super::openapi::PluginForm, content_type = "multipart/form-data"),
-    responses((status = 201, description = "the plugin", body = serde_json::Value),
+    responses((status = 201, description = "the plugin", body = wire::plugin::PluginView),
         (status = 400, description = "the manifest or component is refused (the message says why)", body = super::openapi::ErrorBody)))]
 /// `POST /api/backups/plugins/` (multipart: `manifest` = the `plugin.toml` text, `component`
 /// = the `.wasm`) -> 201 + the plugin, disabled until an admin enables it. 400 when the

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 /// A mount as the plugin requests it in `plugin.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestedMount {
     pub name: String,
     pub description: String,
@@ -15,6 +16,7 @@ pub struct RequestedMount {
 
 /// Limits a call runs under. Admin grants may lower or raise them up to the host's ceilings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PluginLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -32,10 +34,12 @@ pub struct PluginLimits {
 
 /// What the admin granted a plugin: host folders for its mounts, the veto, limits.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PluginGrants {
     /// Mount name -> absolute host folder.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, String>))]
     pub mounts: BTreeMap<String, PathBuf>,
     #[serde(default)]
     pub veto: bool,
@@ -49,6 +53,7 @@ pub struct PluginGrants {
 
 /// The permission set an admin approved.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ApprovedPermissions {
     /// Mount name -> access (`backup`, `restore`).
@@ -61,17 +66,21 @@ pub struct ApprovedPermissions {
 /// An admin's change (`PUT /api/backups/plugins/{id}/`); absent fields stay as they are.
 /// Setting `enabled: true` approves the permissions the installed version requests.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PluginUpdate {
     pub enabled: Option<bool>,
     pub grants: Option<GrantsUpdate>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub settings: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// The grants part of a [`PluginUpdate`]; absent fields stay as they are.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GrantsUpdate {
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<BTreeMap<String, String>>))]
     pub mounts: Option<BTreeMap<String, PathBuf>>,
     pub veto: Option<bool>,
     pub limits: Option<PluginLimits>,
@@ -79,6 +88,7 @@ pub struct GrantsUpdate {
 
 /// An installed plugin as the admin sees it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PluginView {
     pub id: String,
     pub name: String,
@@ -96,6 +106,7 @@ pub struct PluginView {
     pub grants: PluginGrants,
     /// The limits calls run under now (manifest, then grants, capped by the host).
     pub limits: PluginLimits,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub settings: serde_json::Map<String, serde_json::Value>,
     /// Setting name -> its type, description and default.
     pub settings_schema: BTreeMap<String, SettingSpec>,
@@ -105,6 +116,7 @@ pub struct PluginView {
 
 /// One setting a plugin declares in `plugin.toml`, as the settings form shows it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SettingSpec {
     /// `string`, `integer`, `boolean` or `json`.
     #[serde(rename = "type")]
@@ -118,6 +130,7 @@ pub struct SettingSpec {
 
 /// `GET /api/backups/plugins/`: every installed plugin.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PluginList {
     pub plugins: Vec<PluginView>,
 }
