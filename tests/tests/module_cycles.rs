@@ -14,6 +14,8 @@
 //! `mod.rs` calling its child) is containment, not a dependency between siblings, and is not
 //! counted. Every level must be acyclic.
 //!
+//! Edges still to remove are listed in `PENDING`; the list may only shrink.
+//!
 //! Run with `--nocapture` to see every edge.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,29 +26,67 @@ type Module = Vec<String>;
 /// The crates checked, by directory relative to the workspace root.
 const CRATES: &[&str] = &["server/engine", "server", "app"];
 
+/// Top-level edges not yet removed, left out of the cycle check: these engine modules still
+/// hold `impl Engine` blocks (methods not yet moved into the facade in `instance.rs`), so
+/// they name the `Engine` type that `instance` builds from them. The test fails when one of
+/// these edges no longer exists, so the list can only shrink; nothing may be added to it.
+const PENDING: &[(&str, &str, &str)] = &[
+    ("server/engine", "jobs", "instance"),
+    ("server/engine", "plugins", "instance"),
+    ("server/engine", "restore", "instance"),
+];
+
 #[test]
 fn module_graphs_of_engine_server_and_app_have_no_cycles() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut report = String::new();
     let mut cycles = Vec::new();
+    let mut stale = Vec::new();
     for krate in CRATES {
         let src = root.join(krate).join("src");
         let edges = crate_edges(&src);
-        assert!(!edges.is_empty(), "no module edges found under {}", src.display());
+        assert!(
+            !edges.is_empty(),
+            "no module edges found under {}",
+            src.display()
+        );
         report.push_str(&format!("== {krate}\n"));
-        for (level, graph) in levels(&edges) {
+        for (level, mut graph) in levels(&edges) {
+            if level.is_empty() {
+                for (_, from, to) in PENDING.iter().filter(|(k, _, _)| k == krate) {
+                    let removed = graph.get_mut(*from).is_some_and(|tos| tos.remove(*to));
+                    if removed {
+                        report.push_str(&format!("  [crate] {from} -> {to} (pending)\n"));
+                    } else {
+                        stale.push(format!("{krate}: {from} -> {to}"));
+                    }
+                }
+            }
             for (from, tos) in &graph {
                 for to in tos {
                     report.push_str(&format!("  [{}] {from} -> {to}\n", show(&level)));
                 }
             }
             for cycle in find_cycles(&graph) {
-                cycles.push(format!("{krate} [{}]: {}", show(&level), cycle.join(" -> ")));
+                cycles.push(format!(
+                    "{krate} [{}]: {}",
+                    show(&level),
+                    cycle.join(" -> ")
+                ));
             }
         }
     }
     println!("{report}");
-    assert!(cycles.is_empty(), "module import cycles:\n{}", cycles.join("\n"));
+    assert!(
+        cycles.is_empty(),
+        "module import cycles:\n{}",
+        cycles.join("\n")
+    );
+    assert!(
+        stale.is_empty(),
+        "edges in PENDING that are gone (remove them from the list):\n{}",
+        stale.join("\n")
+    );
 }
 
 #[test]
@@ -60,7 +100,14 @@ fn the_scan_sees_use_trees_super_paths_and_inline_modules() {
         mod tests { use super::*; use crate::epsilon::E; }
     "#;
     let known: BTreeSet<Module> = [
-        "alpha", "alpha::two", "beta", "delta", "epsilon", "x", "x::gamma", "x::y",
+        "alpha",
+        "alpha::two",
+        "beta",
+        "delta",
+        "epsilon",
+        "x",
+        "x::gamma",
+        "x::y",
     ]
     .iter()
     .map(|m| m.split("::").map(str::to_owned).collect())
@@ -91,7 +138,11 @@ fn the_scan_sees_use_trees_super_paths_and_inline_modules() {
 }
 
 fn show(module: &[String]) -> String {
-    if module.is_empty() { "crate".into() } else { module.join("::") }
+    if module.is_empty() {
+        "crate".into()
+    } else {
+        module.join("::")
+    }
 }
 
 /// Every file-to-module edge of one crate, with modules as paths from the crate root.
@@ -122,7 +173,10 @@ fn crate_edges(src: &Path) -> BTreeSet<(Module, Module)> {
     for (module, text) in &texts {
         reexports_of(module, text, &known, &mut reexports);
     }
-    texts.iter().flat_map(|(module, text)| file_refs_stripped(module, text, &known, &reexports)).collect()
+    texts
+        .iter()
+        .flat_map(|(module, text)| file_refs_stripped(module, text, &known, &reexports))
+        .collect()
 }
 
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -142,8 +196,10 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 fn module_of(src: &Path, file: &Path) -> Module {
     let rel = file.strip_prefix(src).expect("file under src");
-    let mut parts: Module =
-        rel.iter().map(|p| p.to_string_lossy().trim_end_matches(".rs").to_owned()).collect();
+    let mut parts: Module = rel
+        .iter()
+        .map(|p| p.to_string_lossy().trim_end_matches(".rs").to_owned())
+        .collect();
     if matches!(parts.last().map(String::as_str), Some("mod" | "lib")) {
         parts.pop();
     }
@@ -179,7 +235,10 @@ fn strip(text: &str) -> String {
                 }
             }
             out.push(' ');
-        } else if c == 'r' && (next == Some('#') || next == Some('"')) && !ident_char(b.get(i.wrapping_sub(1))) {
+        } else if c == 'r'
+            && (next == Some('#') || next == Some('"'))
+            && !ident_char(b.get(i.wrapping_sub(1)))
+        {
             // Raw string r#"..."#: find the matching closing quote and hashes.
             let mut j = i + 1;
             let mut hashes = 0;
@@ -325,7 +384,11 @@ fn file_refs_stripped(
             }
             "crate" | "super" if !prev_is_path => {
                 let here = current();
-                let mut base: Module = if t == "crate" { Vec::new() } else { here.clone() };
+                let mut base: Module = if t == "crate" {
+                    Vec::new()
+                } else {
+                    here.clone()
+                };
                 let mut j = i;
                 // `super::super::..` climbs once per `super`.
                 if t == "super" {
@@ -413,8 +476,13 @@ fn use_tree(toks: &[String], mut j: usize, mut prefix: Module, out: &mut Vec<Mod
 fn resolve(path: &Module, known: &BTreeSet<Module>, reexports: &Reexports) -> Option<Module> {
     let mut path = path.clone();
     for _ in 0..8 {
-        let module = (0..=path.len()).rev().map(|n| path[..n].to_vec()).find(|p| known.contains(p))?;
-        let Some(name) = path.get(module.len()) else { return Some(module) };
+        let module = (0..=path.len())
+            .rev()
+            .map(|n| path[..n].to_vec())
+            .find(|p| known.contains(p))?;
+        let Some(name) = path.get(module.len()) else {
+            return Some(module);
+        };
         match reexports.get(&(module.clone(), name.clone())) {
             Some(target) if *target != path[..=module.len()] => {
                 let mut next = target.clone();
@@ -435,11 +503,14 @@ fn reexports_of(module: &Module, text: &str, known: &BTreeSet<Module>, out: &mut
     for i in 0..toks.len() {
         let public = i >= 1
             && toks[i] == "use"
-            && (toks[i - 1] == "pub" || (toks[i - 1] == ")" && toks[..i].iter().rev().take(4).any(|t| t == "pub")));
+            && (toks[i - 1] == "pub"
+                || (toks[i - 1] == ")" && toks[..i].iter().rev().take(4).any(|t| t == "pub")));
         if !public {
             continue;
         }
-        let Some(first) = toks.get(i + 1) else { continue };
+        let Some(first) = toks.get(i + 1) else {
+            continue;
+        };
         let mut base = module.clone();
         let mut j = i + 1;
         match first.as_str() {
@@ -480,7 +551,9 @@ fn insert_reexports(module: &Module, paths: Vec<Module>, out: &mut Reexports) {
 }
 
 /// Groups edges by level: the nearest common ancestor, with both ends lifted to its children.
-fn levels(edges: &BTreeSet<(Module, Module)>) -> BTreeMap<Module, BTreeMap<String, BTreeSet<String>>> {
+fn levels(
+    edges: &BTreeSet<(Module, Module)>,
+) -> BTreeMap<Module, BTreeMap<String, BTreeSet<String>>> {
     let mut out: BTreeMap<Module, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
     for (from, to) in edges {
         let common = from.iter().zip(to).take_while(|(a, b)| a == b).count();
