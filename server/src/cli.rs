@@ -2,7 +2,6 @@
 //! exiting non-zero.
 
 use std::io::{BufRead, IsTerminal};
-use std::path::Path;
 
 use engine::auth::Role;
 use engine::{Engine, Error, Result};
@@ -83,7 +82,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Backup { include_recordings } => {
-            let _lock = crate::cli::exclusive_lock(&engine_config.data_dir)?;
+            let _lock = crate::lock::exclusive_lock(&engine_config.data_dir)?;
             let engine = crate::http::open_with_plugins(engine_config, false).await?;
             let result = engine
                 .run_backup_cli(include_recordings, progress_printer())
@@ -94,7 +93,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Restore { file } => {
-            let _lock = crate::cli::exclusive_lock(&engine_config.data_dir)?;
+            let _lock = crate::lock::exclusive_lock(&engine_config.data_dir)?;
             let engine = crate::http::open_with_plugins(engine_config, false).await?;
             let result = engine.restore_file_cli(&file, progress_printer()).await;
             engine.close().await;
@@ -162,41 +161,4 @@ fn read_password(what: &str) -> Result<String> {
         return Err(Error::invalid("no password given on stdin"));
     }
     Ok(pw)
-}
-
-/// The data-dir lock: held by `serve` for its lifetime, and by CLI commands that change
-/// data, so a CLI backup or restore never races a running server.
-pub fn exclusive_lock(data_dir: &Path) -> Result<std::fs::File> {
-    std::fs::create_dir_all(data_dir).map_err(|e| {
-        Error::invalid(format!(
-            "cannot create the data folder {}",
-            data_dir.display()
-        ))
-        .with_source(e)
-    })?;
-    let path = data_dir.join("backstop.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| {
-            Error::invalid(format!(
-                "cannot open {}: is the data folder writable?",
-                path.display()
-            ))
-            .with_source(e)
-        })?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::conflict(format!(
-            "another Backstop process (a running server?) holds {}; start the job from the web UI or the API \
-             (POST /api/backups/jobs/), or stop the server first",
-            data_dir.display()
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::internal(
-            format!("cannot lock {}", path.display()),
-            e,
-        )),
-    }
 }

@@ -4,11 +4,13 @@
 //! - [`config`]: flags and `BACKSTOP_*` variables, validated at start.
 //! - [`cli`]: every subcommand (`serve`, `backup`, `list`, `user`, `demo` ...).
 //! - [`http`]: the router: REST API, auth, CSRF, sessions, the Leptos pages.
+//! - [`lock`]: the data-dir lock shared by `serve` and the CLI.
 
 pub mod bundled;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod lock;
 
 use config::LogFormat;
 use tracing_subscriber::EnvFilter;

@@ -48,7 +48,7 @@ pub fn UploadButton(
             match crate::api::jobs::restore_job(id).await {
                 Ok(j) => {
                     let rid = j.id;
-                    jobs.update(|l| crate::pages::backups::upsert(l, j));
+                    jobs.update(|l| crate::components::job_table::upsert(l, j));
                     message.set(Some((
                         true,
                         format!("Restore job {rid} queued; a safety backup runs first."),
@@ -210,7 +210,7 @@ mod upload {
             if status == 201 {
                 match serde_json::from_str::<JobView>(&text) {
                     Ok(job) => {
-                        jobs.update(|l| crate::pages::backups::upsert(l, job.clone()));
+                        jobs.update(|l| crate::components::job_table::upsert(l, job.clone()));
                         leptos::task::spawn_local(async move {
                             match crate::api::jobs::job_manifest(job.id).await {
                                 Ok(m) => stage.set(Stage::Review {

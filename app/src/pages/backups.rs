@@ -4,8 +4,8 @@ use leptos::prelude::*;
 
 use crate::components::auth_gate::AuthGate;
 use crate::components::confirm_dialog::{Confirm, ConfirmAction, ConfirmDialog};
-use crate::components::job_table::JobTable;
-use crate::model::{JobStatus, JobView};
+use crate::components::job_table::{JobTable, upsert};
+use crate::model::JobView;
 
 /// Jobs per history page.
 pub const PAGE_SIZE: i64 = 20;
@@ -17,34 +17,6 @@ pub fn BackupsPage() -> impl IntoView {
         <AuthGate admin_only=true>
             <BackupsContent/>
         </AuthGate>
-    }
-}
-
-/// How far a job has got: a snapshot never replaces one that is further along.
-fn stage(status: JobStatus) -> u8 {
-    match status {
-        JobStatus::Pending => 0,
-        JobStatus::Running => 1,
-        _ => 2,
-    }
-}
-
-/// Inserts or replaces a job in a newest-first list.
-///
-/// Snapshots arrive by two roads (the event stream and the answer of the action that
-/// started the job) in no fixed order: a fast job's "failed" event can come before the
-/// "pending" answer of the Run Backup click. So an older status never overwrites a newer one.
-pub fn upsert(list: &mut Vec<JobView>, job: JobView) {
-    if let Some(slot) = list.iter_mut().find(|j| j.id == job.id) {
-        if stage(job.status) >= stage(slot.status) {
-            *slot = job;
-        }
-    } else {
-        let pos = list
-            .iter()
-            .position(|j| j.id < job.id)
-            .unwrap_or(list.len());
-        list.insert(pos, job);
     }
 }
 
@@ -188,7 +160,7 @@ mod live {
                         total.update(|t| *t += 1);
                     }
                     jobs.update(|l| {
-                        super::upsert(l, job);
+                        crate::components::job_table::upsert(l, job);
                         l.truncate(super::PAGE_SIZE as usize);
                     });
                 }
@@ -233,33 +205,5 @@ mod live {
         on_open.forget();
         let es = send_wrapper::SendWrapper::new(es);
         on_cleanup(move || es.close());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn job(id: i64, status: &str) -> JobView {
-        serde_json::from_value(serde_json::json!({
-            "id": id, "kind": "backup", "status": status, "trigger": "manual", "requested_by": null,
-            "archive_name": null, "original_filename": null, "size_bytes": null, "sha256": null,
-            "include_recordings": false, "progress": {"step": null, "done_bytes": 0, "total_bytes": 0},
-            "error": null, "created_at": "2026-01-01T00:00:00Z", "started_at": null, "finished_at": null,
-            "can_download": false, "can_restore": false, "can_cancel": false, "can_delete": false,
-        }))
-        .expect("a valid job")
-    }
-
-    #[test]
-    fn upsert_keeps_newest_first_and_never_goes_back_in_status() {
-        let mut l = vec![job(3, "running"), job(1, "succeeded")];
-        upsert(&mut l, job(2, "pending"));
-        assert_eq!(l.iter().map(|j| j.id.get()).collect::<Vec<_>>(), [3, 2, 1]);
-        upsert(&mut l, job(2, "failed"));
-        upsert(&mut l, job(2, "pending")); // the late answer of the click that started it
-        assert_eq!(l[1].status, JobStatus::Failed);
-        upsert(&mut l, job(3, "succeeded"));
-        assert_eq!(l[0].status, JobStatus::Succeeded);
     }
 }

@@ -213,3 +213,44 @@ pub async fn seed(pool: &SqlitePool, data_dir: &Path, channels: usize) -> Result
         recordings,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_demo_data_summary_masks_every_secret_and_counts_only_has_no_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::content::open_sqlite(
+            &crate::content::sqlite_url(&dir.path().join("app.db")),
+            "content database",
+        )
+        .await
+        .unwrap();
+        crate::content::migrate(&pool).await.unwrap();
+        seed(&pool, dir.path(), 4).await.unwrap();
+
+        let full = crate::content::summarize(&pool, Some(5)).await.unwrap();
+        let text = serde_json::to_string(&full).unwrap();
+        assert!(!text.contains("demo-password"), "{text}");
+        assert!(!text.contains("demo-key-"), "{text}");
+        let table = |n: &str| full.iter().find(|t| t.name == n).unwrap();
+        let m3u = table("m3u_accounts");
+        let pw = m3u.columns.iter().position(|c| c == "password").unwrap();
+        assert_eq!(m3u.sample[0][pw], "NULL");
+        assert_eq!(m3u.sample[1][pw], crate::content::MASK);
+        let users = table("users");
+        let key = users.columns.iter().position(|c| c == "api_key").unwrap();
+        assert!(users.sample.iter().all(|r| r[key] == crate::content::MASK));
+        // Settings keys (a primary key named `key`) stay readable.
+        let settings = table("core_settings");
+        assert!(settings.sample.iter().any(|r| r[0] == "epg-settings"));
+
+        let counts = crate::content::summarize(&pool, None).await.unwrap();
+        assert_eq!(counts.len(), full.len());
+        for (c, f) in counts.iter().zip(&full) {
+            assert_eq!((&c.name, c.rows), (&f.name, f.rows));
+            assert!(c.columns.is_empty() && c.sample.is_empty(), "{}", c.name);
+        }
+    }
+}

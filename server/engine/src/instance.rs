@@ -32,19 +32,14 @@ impl EngineConfig {
     pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
         let data_dir = data_dir.into();
         EngineConfig {
-            content_db_url: sqlite_url(&data_dir.join("app.db")),
-            state_db_url: sqlite_url(&data_dir.join("state.db")),
+            content_db_url: crate::content::sqlite_url(&data_dir.join("app.db")),
+            state_db_url: crate::content::sqlite_url(&data_dir.join("state.db")),
             data_dir,
             demo: true,
             demo_channels: 40,
             app_version: env!("CARGO_PKG_VERSION").to_owned(),
         }
     }
-}
-
-/// `sqlite://` URL for a file path.
-pub fn sqlite_url(path: &Path) -> String {
-    format!("sqlite://{}", path.display())
 }
 
 /// The engine. Clone freely: it is an `Arc` inside.
@@ -88,7 +83,7 @@ impl Engine {
                 .with_source(e)
             })?;
         }
-        check_writable(&config.data_dir)?;
+        crate::dirs::check_writable(&config.data_dir)?;
         let state = crate::state::open(&config.state_db_url).await?;
         crate::plugins::sync_records(&state, &*plugins).await?;
         let content =
@@ -209,50 +204,102 @@ impl Engine {
     }
 }
 
-/// Fails with a clear message when `dir` is not writable by this process.
-///
-/// The probe is an unnamed file (`O_TMPFILE`) where the filesystem supports it, so a crash
-/// during the check leaves nothing behind in a folder that may be the user's; elsewhere a
-/// named `.backstop-write-test-<pid>` file, removed at once (and by the restart sweep).
-pub fn check_writable(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_TMPFILE)
-        .mode(0o600)
-        .open(dir)
-    {
-        Ok(_) => return Ok(()),
-        // Unsupported here (EOPNOTSUPP, EISDIR on old kernels, EINVAL): use a named probe.
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EOPNOTSUPP) | Some(libc::EISDIR) | Some(libc::EINVAL)
-            ) => {}
-        Err(e) => {
-            return Err(Error::new(
-                ErrorKind::Unavailable,
-                format!(
-                    "{} is not writable by the user running Backstop",
-                    dir.display()
-                ),
-            )
-            .with_source(e));
-        }
+/// Settings: what the admin saves, validated, and the schedule it drives.
+impl Engine {
+    /// Settings as the API shows them, with `next_run_at` and a plain-words description.
+    pub async fn settings_view(&self) -> Result<serde_json::Value> {
+        crate::settings::view(self.state()).await
     }
-    let probe = dir.join(format!(".backstop-write-test-{}", std::process::id()));
-    match std::fs::File::create(&probe) {
-        Ok(_) => {
-            let _ = std::fs::remove_file(&probe);
-            Ok(())
-        }
-        Err(e) => Err(Error::new(
-            ErrorKind::Unavailable,
-            format!(
-                "{} is not writable by the user running Backstop",
-                dir.display()
-            ),
-        )
-        .with_source(e)),
+
+    /// Validates every field, saves, and reschedules at once. Nothing invalid is stored.
+    pub async fn save_settings(&self, raw: &serde_json::Value) -> Result<()> {
+        let plugins = self.plugins().clone();
+        let saved =
+            crate::settings::validate_and_save(self.state(), self.data_dir(), raw, move || {
+                crate::restore::targets::restore_targets(&plugins.describe())
+            })
+            .await?;
+        self.schedule_sender().send_replace(saved.schedule);
+        Ok(())
+    }
+
+    /// Why the saved backup folder breaks the layout rule
+    /// ([`crate::settings::check_backup_folder`]), for settings saved before the rule existed
+    /// or made unsafe by a later plugin grant; `None` when it is fine. Backups should refuse
+    /// to run while this is `Some`.
+    pub async fn backup_folder_conflict(&self) -> Result<Option<String>> {
+        let plugins = self.plugins().clone();
+        crate::settings::backup_folder_conflict(self.state(), self.data_dir(), move || {
+            crate::restore::targets::restore_targets(&plugins.describe())
+        })
+        .await
+    }
+
+    /// Starts the in-process scheduler for the saved schedule.
+    pub async fn spawn_scheduler(
+        &self,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Result<tokio::task::JoinHandle<()>> {
+        let s = crate::settings::load(self.state()).await?;
+        self.schedule_sender().send_replace(s.schedule);
+        Ok(crate::schedule::spawn_scheduler(
+            Arc::new(crate::schedule::SystemClock),
+            self.schedule_sender().subscribe(),
+            Arc::new(EngineScheduleStore(self.clone())),
+            shutdown,
+        ))
+    }
+}
+
+/// The state-DB key under which the scheduler records the instant it handled slots through.
+const LAST_SLOT_KEY: &str = "schedule_last_slot";
+
+/// The scheduler's view of the engine: the state DB and the job queue.
+struct EngineScheduleStore(Engine);
+
+impl crate::schedule::ScheduleStore for EngineScheduleStore {
+    fn last_slot(
+        &self,
+    ) -> futures::future::BoxFuture<'_, Result<Option<chrono::DateTime<chrono::Utc>>>> {
+        Box::pin(async move {
+            let v = crate::state::get_setting(self.0.state(), LAST_SLOT_KEY).await?;
+            Ok(v.and_then(|v| {
+                v.as_str()
+                    .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+            })
+            .map(|t| t.with_timezone(&chrono::Utc)))
+        })
+    }
+
+    fn set_last_slot(
+        &self,
+        t: chrono::DateTime<chrono::Utc>,
+    ) -> futures::future::BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            crate::state::put_setting(
+                self.0.state(),
+                LAST_SLOT_KEY,
+                &serde_json::Value::String(t.to_rfc3339()),
+            )
+            .await
+        })
+    }
+
+    fn enqueue_scheduled(
+        &self,
+    ) -> futures::future::BoxFuture<'_, Result<crate::schedule::EnqueueOutcome>> {
+        Box::pin(async move {
+            if self.0.scheduled_pending().await? {
+                return Ok(crate::schedule::EnqueueOutcome::SkippedAlreadyPending);
+            }
+            self.0
+                .start_backup(
+                    crate::jobs::JobTrigger::Scheduled,
+                    Some("scheduler".into()),
+                    None,
+                )
+                .await?;
+            Ok(crate::schedule::EnqueueOutcome::Enqueued)
+        })
     }
 }

@@ -4,6 +4,7 @@
 //! - [`error`]: the one error type and its [`error::ErrorKind`] (mapped to HTTP codes by the server).
 //! - [`content`]: the content DB (the thing that is backed up): open, migrate, inspect.
 //! - [`demo`]: the reference IPTV demo data set.
+//! - [`dirs`]: the writability probe for the data folders.
 //! - [`state`]: Backstop's own state DB (accounts, sessions, tokens, settings, jobs).
 //! - [`auth`]: accounts, password hashing, API tokens.
 //! - [`settings`]: backup settings as the admin saves them, validated.
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod backup;
 pub mod content;
 pub mod demo;
+pub mod dirs;
 pub mod error;
 pub mod fault;
 pub mod instance;

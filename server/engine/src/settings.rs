@@ -183,7 +183,7 @@ pub fn ensure_writable_dir(dir: &Path) -> std::result::Result<(), String> {
     if !dir.is_dir() {
         return Err(format!("backup path {} is not a folder", dir.display()));
     }
-    crate::instance::check_writable(dir)
+    crate::dirs::check_writable(dir)
         .map_err(|_| format!("backup path {} is not writable", dir.display()))
 }
 
@@ -252,26 +252,6 @@ pub struct RestoreTarget {
     pub plugin: String,
     pub mount: String,
     pub path: PathBuf,
-}
-
-/// Every restore target of the installed plugins (enabled or not: a disabled plugin keeps
-/// its grants and may be enabled later without the backup folder being checked again).
-pub fn restore_targets(plugins: &[crate::plugins::PluginView]) -> Vec<RestoreTarget> {
-    plugins
-        .iter()
-        .flat_map(|p| {
-            p.requested_mounts
-                .iter()
-                .filter(|m| m.access.iter().any(|a| a == "restore"))
-                .filter_map(|m| {
-                    p.grants.mounts.get(&m.name).map(|path| RestoreTarget {
-                        plugin: p.id.clone(),
-                        mount: m.name.clone(),
-                        path: path.clone(),
-                    })
-                })
-        })
-        .collect()
 }
 
 const RESTORE_REPLACES: &str = "a restore replaces that folder";
@@ -343,129 +323,67 @@ pub fn check_backup_folder(folder: &Path, layout: &FolderLayout) -> Option<Strin
     })
 }
 
-/// The state-DB key under which the scheduler records the instant it handled slots through.
-const LAST_SLOT_KEY: &str = "schedule_last_slot";
-
-impl crate::Engine {
-    /// Settings as the API shows them, with `next_run_at` and a plain-words description.
-    pub async fn settings_view(&self) -> Result<Value> {
-        let s = load(self.state()).await?;
-        let next = crate::schedule::next_run_after(&s.schedule, chrono::Utc::now())
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-        let mut v =
-            serde_json::to_value(&s).map_err(|e| Error::internal("cannot encode settings", e))?;
-        if let Some(o) = v.as_object_mut() {
-            o.insert(
-                "next_run_at".into(),
-                next.map(Value::String).unwrap_or(Value::Null),
-            );
-            o.insert(
-                "schedule_description".into(),
-                Value::String(crate::schedule::describe(&s.schedule)),
-            );
-        }
-        Ok(v)
+/// Settings as the API shows them, with `next_run_at` and a plain-words description.
+pub async fn view(state: &SqlitePool) -> Result<Value> {
+    let s = load(state).await?;
+    let next = crate::schedule::next_run_after(&s.schedule, chrono::Utc::now())
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    let mut v =
+        serde_json::to_value(&s).map_err(|e| Error::internal("cannot encode settings", e))?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert(
+            "next_run_at".into(),
+            next.map(Value::String).unwrap_or(Value::Null),
+        );
+        o.insert(
+            "schedule_description".into(),
+            Value::String(crate::schedule::describe(&s.schedule)),
+        );
     }
-
-    /// Validates every field, saves, and reschedules at once. Nothing invalid is stored.
-    pub async fn save_settings(&self, raw: &Value) -> Result<()> {
-        let current = load(self.state()).await?;
-        let data_dir = self.data_dir().to_path_buf();
-        let raw_owned = raw.clone();
-        let plugins = self.plugins().clone();
-        // Path checks touch the filesystem (and `describe` may read plugin files): keep
-        // them off the async workers.
-        let parsed = tokio::task::spawn_blocking(move || {
-            let layout = FolderLayout::resolve(&data_dir, &restore_targets(&plugins.describe()));
-            parse(&raw_owned, &current, &data_dir, &layout)
-        })
-        .await
-        .map_err(|e| Error::internal("settings validation failed", e))??;
-        save(self.state(), &parsed).await?;
-        self.schedule_sender().send_replace(parsed.schedule);
-        Ok(())
-    }
-
-    /// Why the saved backup folder breaks the layout rule ([`check_backup_folder`]), for
-    /// settings saved before the rule existed or made unsafe by a later plugin grant; `None`
-    /// when it is fine. Backups should refuse to run while this is `Some`.
-    pub async fn backup_folder_conflict(&self) -> Result<Option<String>> {
-        let settings = load(self.state()).await?;
-        let data_dir = self.data_dir().to_path_buf();
-        let plugins = self.plugins().clone();
-        // Canonicalizing touches the filesystem: off the async workers.
-        tokio::task::spawn_blocking(move || {
-            let layout = FolderLayout::resolve(&data_dir, &restore_targets(&plugins.describe()));
-            check_backup_folder(&resolve_path(&settings.resolved_path(&data_dir)), &layout)
-        })
-        .await
-        .map_err(|e| Error::internal("checking the backup folder failed", e))
-    }
-
-    /// Starts the in-process scheduler for the saved schedule.
-    pub async fn spawn_scheduler(
-        &self,
-        shutdown: tokio_util::sync::CancellationToken,
-    ) -> Result<tokio::task::JoinHandle<()>> {
-        let s = load(self.state()).await?;
-        self.schedule_sender().send_replace(s.schedule);
-        Ok(crate::schedule::spawn_scheduler(
-            std::sync::Arc::new(crate::schedule::SystemClock),
-            self.schedule_sender().subscribe(),
-            std::sync::Arc::new(EngineScheduleStore(self.clone())),
-            shutdown,
-        ))
-    }
+    Ok(v)
 }
 
-/// The scheduler's view of the engine: the state DB and the job queue.
-struct EngineScheduleStore(crate::Engine);
+/// Validates every field and saves; nothing invalid is stored. Returns what was saved (the
+/// caller reschedules). `restore_targets` lists the plugins' restore targets: it is asked
+/// here, with the path checks, because it may read plugin files.
+pub async fn validate_and_save(
+    state: &SqlitePool,
+    data_dir: &Path,
+    raw: &Value,
+    restore_targets: impl FnOnce() -> Vec<RestoreTarget> + Send + 'static,
+) -> Result<BackupSettings> {
+    let current = load(state).await?;
+    let data_dir = data_dir.to_path_buf();
+    let raw_owned = raw.clone();
+    // Path checks touch the filesystem (and `describe` may read plugin files): keep
+    // them off the async workers.
+    let parsed = tokio::task::spawn_blocking(move || {
+        let layout = FolderLayout::resolve(&data_dir, &restore_targets());
+        parse(&raw_owned, &current, &data_dir, &layout)
+    })
+    .await
+    .map_err(|e| Error::internal("settings validation failed", e))??;
+    save(state, &parsed).await?;
+    Ok(parsed)
+}
 
-impl crate::schedule::ScheduleStore for EngineScheduleStore {
-    fn last_slot(
-        &self,
-    ) -> futures::future::BoxFuture<'_, Result<Option<chrono::DateTime<chrono::Utc>>>> {
-        Box::pin(async move {
-            let v = crate::state::get_setting(self.0.state(), LAST_SLOT_KEY).await?;
-            Ok(v.and_then(|v| {
-                v.as_str()
-                    .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-            })
-            .map(|t| t.with_timezone(&chrono::Utc)))
-        })
-    }
-
-    fn set_last_slot(
-        &self,
-        t: chrono::DateTime<chrono::Utc>,
-    ) -> futures::future::BoxFuture<'_, Result<()>> {
-        Box::pin(async move {
-            crate::state::put_setting(
-                self.0.state(),
-                LAST_SLOT_KEY,
-                &Value::String(t.to_rfc3339()),
-            )
-            .await
-        })
-    }
-
-    fn enqueue_scheduled(
-        &self,
-    ) -> futures::future::BoxFuture<'_, Result<crate::schedule::EnqueueOutcome>> {
-        Box::pin(async move {
-            if self.0.scheduled_pending().await? {
-                return Ok(crate::schedule::EnqueueOutcome::SkippedAlreadyPending);
-            }
-            self.0
-                .start_backup(
-                    crate::jobs::JobTrigger::Scheduled,
-                    Some("scheduler".into()),
-                    None,
-                )
-                .await?;
-            Ok(crate::schedule::EnqueueOutcome::Enqueued)
-        })
-    }
+/// Why the saved backup folder breaks the layout rule ([`check_backup_folder`]), for
+/// settings saved before the rule existed or made unsafe by a later plugin grant; `None`
+/// when it is fine. `restore_targets` as for [`validate_and_save`].
+pub async fn backup_folder_conflict(
+    state: &SqlitePool,
+    data_dir: &Path,
+    restore_targets: impl FnOnce() -> Vec<RestoreTarget> + Send + 'static,
+) -> Result<Option<String>> {
+    let settings = load(state).await?;
+    let data_dir = data_dir.to_path_buf();
+    // Canonicalizing touches the filesystem: off the async workers.
+    tokio::task::spawn_blocking(move || {
+        let layout = FolderLayout::resolve(&data_dir, &restore_targets());
+        check_backup_folder(&resolve_path(&settings.resolved_path(&data_dir)), &layout)
+    })
+    .await
+    .map_err(|e| Error::internal("checking the backup folder failed", e))
 }
 
 #[cfg(test)]
@@ -600,72 +518,6 @@ mod tests {
         assert_eq!(check("/mnt/archive"), None);
     }
 
-    fn view(id: &str, mounts: &[(&str, &[&str], Option<&str>)]) -> crate::plugins::PluginView {
-        crate::plugins::PluginView {
-            id: id.into(),
-            name: id.into(),
-            version: "0.1.0".into(),
-            description: String::new(),
-            api: "0.1.0".into(),
-            exports: vec![],
-            state: "disabled".into(),
-            enabled: false,
-            approved_version: None,
-            failure_policy: "warn".into(),
-            requested_mounts: mounts
-                .iter()
-                .map(|(name, access, _)| crate::plugins::RequestedMount {
-                    name: (*name).into(),
-                    description: String::new(),
-                    access: access.iter().map(|a| (*a).into()).collect(),
-                })
-                .collect(),
-            requests_veto: false,
-            grants: crate::plugins::PluginGrants {
-                mounts: mounts
-                    .iter()
-                    .filter_map(|(name, _, p)| p.map(|p| ((*name).to_owned(), PathBuf::from(p))))
-                    .collect(),
-                ..Default::default()
-            },
-            limits: Default::default(),
-            settings: Default::default(),
-            settings_schema: Default::default(),
-            last_error: None,
-            last_error_at: None,
-        }
-    }
-
-    #[test]
-    fn restore_targets_are_granted_mounts_with_restore_access_only() {
-        let views = [
-            view(
-                "a",
-                &[
-                    ("both", &["backup", "restore"], Some("/srv/both")),
-                    ("read", &["backup"], Some("/srv/read")),
-                    ("ungranted", &["restore"], None),
-                ],
-            ),
-            view("b", &[("put", &["restore"], Some("/srv/put"))]),
-        ];
-        assert_eq!(
-            restore_targets(&views),
-            vec![
-                RestoreTarget {
-                    plugin: "a".into(),
-                    mount: "both".into(),
-                    path: "/srv/both".into()
-                },
-                RestoreTarget {
-                    plugin: "b".into(),
-                    mount: "put".into(),
-                    path: "/srv/put".into()
-                },
-            ]
-        );
-    }
-
     #[test]
     fn resolve_path_follows_symlinks_of_the_existing_prefix() {
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -737,18 +589,26 @@ mod tests {
     #[tokio::test]
     async fn saved_backup_folder_conflict_is_reported() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let mut config = crate::EngineConfig::for_data_dir(tmp.path());
-        config.demo = false;
-        let engine = crate::Engine::open(config).await.expect("open");
-        assert_eq!(engine.backup_folder_conflict().await.expect("check"), None);
+        for sub in ["logos", "recordings", "backups", "plugins"] {
+            std::fs::create_dir_all(tmp.path().join(sub)).expect("mkdir");
+        }
+        let state = crate::state::open(&crate::content::sqlite_url(&tmp.path().join("state.db")))
+            .await
+            .expect("open");
+        let no_targets = Vec::new;
+        assert_eq!(
+            backup_folder_conflict(&state, tmp.path(), no_targets)
+                .await
+                .expect("check"),
+            None
+        );
         // Saved before the rule existed: nothing re-checks it at save time.
         let bad = BackupSettings {
             path: "recordings/archives".into(),
             ..BackupSettings::default()
         };
-        save(engine.state(), &bad).await.expect("save");
-        let msg = engine
-            .backup_folder_conflict()
+        save(&state, &bad).await.expect("save");
+        let msg = backup_folder_conflict(&state, tmp.path(), no_targets)
             .await
             .expect("check")
             .expect("a conflict");
@@ -756,6 +616,6 @@ mod tests {
             msg.starts_with("the backup folder may not be inside recordings/"),
             "{msg}"
         );
-        engine.close().await;
+        state.close().await;
     }
 }

@@ -294,7 +294,7 @@ pub async fn serve(
     args: ServeArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let _lock = crate::cli::exclusive_lock(&config.data_dir)?;
+    let _lock = crate::lock::exclusive_lock(&config.data_dir)?;
     let data_dir = config.data_dir.clone();
     let installed = if args.bundled_plugins {
         install_bundled_plugins(&data_dir).await

@@ -35,7 +35,8 @@ pub use dump::{DumpStats, dump_database};
 pub use load::{LoadStats, load_database};
 pub use schema::{ColumnInfo, ForeignKey, SchemaInfo, TableInfo, content_schema};
 pub use verify::{
-    ExtractReport, Limits, StagingTargets, VerifyReport, extract_to_staging, verify_archive,
+    ExtractReport, Limits, StagingTargets, VerifyReport, extract_to_staging, file_sha256,
+    verify_archive,
 };
 pub use writer::{ArchiveOutcome, ArchiveRequest, archive_name, write_archive};
 

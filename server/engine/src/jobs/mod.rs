@@ -467,7 +467,7 @@ impl Engine {
         // The file was touched since it was last hashed (or never stamped): hash it again.
         let (size, sha) = {
             let p = path.clone();
-            tokio::task::spawn_blocking(move || crate::restore::file_sha256(&p))
+            tokio::task::spawn_blocking(move || crate::archive::file_sha256(&p))
                 .await
                 .map_err(|e| Error::internal("hashing the archive failed", e))??
         };

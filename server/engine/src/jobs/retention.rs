@@ -180,7 +180,7 @@ impl Engine {
             remove_leftovers(&dir);
         }
         // A restore journal that could not be repaired still needs its staging folder.
-        if !self.data_dir().join(crate::restore::JOURNAL).exists() {
+        if !self.data_dir().join(crate::dirs::JOURNAL).exists() {
             remove_leftovers(self.data_dir());
         }
         Ok(done.rows_affected())

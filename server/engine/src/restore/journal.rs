@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::dirs::JOURNAL;
 use crate::jobs::{JobId, JobStatus};
 use crate::{Engine, Error, ErrorKind, Result};
 
@@ -26,9 +27,6 @@ pub(crate) struct SwapJournal {
     /// (target dir, staged new content, where the old content is parked)
     pub(crate) moves: Vec<(PathBuf, PathBuf, PathBuf)>,
 }
-
-/// The restore journal's file name in the data dir.
-pub(crate) const JOURNAL: &str = ".restore-swap.json";
 
 /// The phases of a restore's journal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -283,7 +281,7 @@ pub(crate) fn preflight_swap(moves: &[(PathBuf, PathBuf, PathBuf)]) -> Result<()
             }
         }
         for dir in [tparent, parked.parent().unwrap_or(parked)] {
-            if dir.exists() && crate::instance::check_writable(dir).is_err() {
+            if dir.exists() && crate::dirs::check_writable(dir).is_err() {
                 return Err(Error::invalid(format!(
                     "cannot restore {}: {} is not writable; nothing was changed",
                     target.display(),

@@ -13,18 +13,17 @@
 //! restore may write.
 
 mod journal;
-mod targets;
+pub(crate) mod targets;
 mod upload;
 mod verify;
 
-pub(crate) use journal::JOURNAL;
 use journal::{
     JournalCleanup, JournalPhase, SwapJournal, crash_after_moves, preflight_swap, roll_back,
     swap_failed_error, swap_in,
 };
 use targets::target_conflict;
 pub use upload::UploadTarget;
-pub use verify::{file_sha256, read_manifest};
+pub use verify::read_manifest;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

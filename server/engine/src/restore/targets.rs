@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::settings::RestoreTarget;
 use crate::{Engine, Result};
 
 impl Engine {
@@ -98,6 +99,26 @@ pub(crate) fn canonical_lenient(path: &Path) -> PathBuf {
     }
 }
 
+/// Every restore target of the installed plugins (enabled or not: a disabled plugin keeps
+/// its grants and may be enabled later without the backup folder being checked again).
+pub fn restore_targets(plugins: &[crate::plugins::PluginView]) -> Vec<RestoreTarget> {
+    plugins
+        .iter()
+        .flat_map(|p| {
+            p.requested_mounts
+                .iter()
+                .filter(|m| m.access.iter().any(|a| a == "restore"))
+                .filter_map(|m| {
+                    p.grants.mounts.get(&m.name).map(|path| RestoreTarget {
+                        plugin: p.id.clone(),
+                        mount: m.name.clone(),
+                        path: path.clone(),
+                    })
+                })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,5 +167,71 @@ mod tests {
         let link = t.path().join("link-to-data");
         std::os::unix::fs::symlink(&data, &link).unwrap();
         assert_eq!(c(&link).as_deref(), Some("is Backstop's data dir"));
+    }
+
+    fn view(id: &str, mounts: &[(&str, &[&str], Option<&str>)]) -> crate::plugins::PluginView {
+        crate::plugins::PluginView {
+            id: id.into(),
+            name: id.into(),
+            version: "0.1.0".into(),
+            description: String::new(),
+            api: "0.1.0".into(),
+            exports: vec![],
+            state: "disabled".into(),
+            enabled: false,
+            approved_version: None,
+            failure_policy: "warn".into(),
+            requested_mounts: mounts
+                .iter()
+                .map(|(name, access, _)| crate::plugins::RequestedMount {
+                    name: (*name).into(),
+                    description: String::new(),
+                    access: access.iter().map(|a| (*a).into()).collect(),
+                })
+                .collect(),
+            requests_veto: false,
+            grants: crate::plugins::PluginGrants {
+                mounts: mounts
+                    .iter()
+                    .filter_map(|(name, _, p)| p.map(|p| ((*name).to_owned(), PathBuf::from(p))))
+                    .collect(),
+                ..Default::default()
+            },
+            limits: Default::default(),
+            settings: Default::default(),
+            settings_schema: Default::default(),
+            last_error: None,
+            last_error_at: None,
+        }
+    }
+
+    #[test]
+    fn restore_targets_are_granted_mounts_with_restore_access_only() {
+        let views = [
+            view(
+                "a",
+                &[
+                    ("both", &["backup", "restore"], Some("/srv/both")),
+                    ("read", &["backup"], Some("/srv/read")),
+                    ("ungranted", &["restore"], None),
+                ],
+            ),
+            view("b", &[("put", &["restore"], Some("/srv/put"))]),
+        ];
+        assert_eq!(
+            restore_targets(&views),
+            vec![
+                RestoreTarget {
+                    plugin: "a".into(),
+                    mount: "both".into(),
+                    path: "/srv/both".into()
+                },
+                RestoreTarget {
+                    plugin: "b".into(),
+                    mount: "put".into(),
+                    path: "/srv/put".into()
+                },
+            ]
+        );
     }
 }

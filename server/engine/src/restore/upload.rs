@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::file_sha256;
 use crate::archive::ProgressFn;
+use crate::archive::file_sha256;
 use crate::jobs::{Job, JobKind, JobTrigger, NewJob};
 use crate::{Engine, Error, ErrorKind, Result};
 

@@ -77,28 +77,6 @@ impl Engine {
     }
 }
 
-/// Size and SHA-256 of a file, streamed.
-pub fn file_sha256(path: &Path) -> Result<(u64, String)> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let mut f =
-        std::fs::File::open(path).map_err(|e| Error::internal("cannot read the archive", e))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = f
-            .read(&mut buf)
-            .map_err(|e| Error::internal("cannot read the archive", e))?;
-        if k == 0 {
-            break;
-        }
-        n += k as u64;
-        h.update(&buf[..k]);
-    }
-    Ok((n, hex::encode(h.finalize())))
-}
-
 /// Reads `manifest.json` (the first entry) of an archive without reading the rest.
 pub fn read_manifest(path: &Path) -> Result<wire::Manifest> {
     use std::io::Read;
