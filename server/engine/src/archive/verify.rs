@@ -693,6 +693,15 @@ impl<'a> Walk<'a> {
                 )));
             }
             if !self.dirs.contains(ancestor) {
+                // Implied folders are kept too: count them, or one deep path (2000 levels in
+                // 4 KiB) would store ~4 MiB of ancestors past the limit (found by fuzzing).
+                self.path_bytes += ancestor.len() as u64;
+                if self.path_bytes > self.limits.max_total_path_bytes {
+                    return Err(Error::rejected(format!(
+                        "the archive's entry names add up to more than {} MiB; it is refused",
+                        self.limits.max_total_path_bytes >> 20
+                    )));
+                }
                 self.dirs.insert(ancestor.to_owned());
             }
             end += i + 1;
