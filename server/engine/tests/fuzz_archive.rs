@@ -978,3 +978,64 @@ proptest! {
         prop_assert!(verify(&gz, &schema()).is_err());
     }
 }
+
+/// What the generator had to avoid, shown on Backstop's own writer: a file whose name holds a
+/// line break, in a path too long for a plain tar header, is written with a PAX `path`
+/// record; the tar crate the verifier reads with splits PAX records at line breaks, so it
+/// falls back to the truncated header name and the verifier refuses Backstop's own backup
+/// (GNU tar reads it fine). Ignored until the writer handles such names (skip them with a
+/// warning, as it does for non-UTF-8 names, or write a GNU long name).
+#[test]
+#[ignore = "known bug found by fuzzing: the writer's PAX path with a line break is unreadable by the verifier"]
+fn backstop_verifies_its_own_archive_of_a_long_name_with_a_line_break() {
+    use engine::archive::{ArchiveRequest, archive_name, dump_database, write_archive};
+    use engine::plugins::DirectoryContribution;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (stats, schema) = rt.block_on(async {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(tmp.path().join("app.db"))
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.expect("db");
+        sqlx::raw_sql("CREATE TABLE t (s TEXT);").execute(&pool).await.expect("schema");
+        let stats = dump_database(&pool, 0, &tmp.path().join("database.json"), &CancellationToken::new())
+            .await
+            .expect("dump");
+        (stats, archive::content_schema(&pool).await.expect("schema"))
+    });
+    let logos = tmp.path().join("logos");
+    std::fs::create_dir(&logos).expect("mkdir");
+    std::fs::write(logos.join(format!("{}\nlogo.svg", "a".repeat(120))), b"<svg/>").expect("write");
+    std::fs::create_dir(tmp.path().join("backups")).expect("mkdir");
+    let now = chrono::Utc::now();
+    let out = write_archive(
+        ArchiveRequest {
+            dest_dir: tmp.path().join("backups"),
+            file_name: archive_name(now, &tmp.path().join("backups")),
+            created_at: now,
+            app_version: "test".into(),
+            trigger: "manual".into(),
+            include_recordings: false,
+            annotations: vec![],
+            schema_version: 0,
+            database_json: tmp.path().join("database.json"),
+            database: stats,
+            directories: vec![DirectoryContribution {
+                name: "logos".into(),
+                path: logos,
+                contributed_by: "core".into(),
+            }],
+            missing_directories: vec![],
+            plugin_files: vec![],
+            plugins: vec![],
+        },
+        &CancellationToken::new(),
+        archive::no_progress(),
+    )
+    .expect("archive written");
+    archive::verify_archive(&out.path, &Limits::default(), &schema, &CancellationToken::new(), archive::no_progress())
+        .expect("Backstop accepts the archive it wrote");
+}
