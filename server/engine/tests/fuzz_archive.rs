@@ -228,11 +228,19 @@ fn spec() -> impl Strategy<Value = Spec> {
             let mut seen = BTreeSet::new();
             for name in builtin {
                 seen.insert(name.to_string());
-                out.push((name.to_string(), "backstop".to_string(), trees.pop().unwrap_or_default()));
+                out.push((
+                    name.to_string(),
+                    "backstop".to_string(),
+                    trees.pop().unwrap_or_default(),
+                ));
             }
             for name in plugin {
                 if seen.insert(name.clone()) {
-                    out.push((name, "custom-dirs".to_string(), trees.pop().unwrap_or_default()));
+                    out.push((
+                        name,
+                        "custom-dirs".to_string(),
+                        trees.pop().unwrap_or_default(),
+                    ));
                 }
             }
             out
@@ -251,14 +259,30 @@ fn spec() -> impl Strategy<Value = Spec> {
         proptest::option::of(("[a-z_]{1,10}", ".{0,20}")),
     )
         .prop_map(
-            |(channels, settings, mut dirs, mut plugins, folders, long_names, level, members, extra)| {
+            |(
+                channels,
+                settings,
+                mut dirs,
+                mut plugins,
+                folders,
+                long_names,
+                level,
+                members,
+                extra,
+            )| {
                 if let LongNames::Pax = long_names {
                     // The tar crate splits PAX records at newlines, so it cannot read back a
                     // PAX path holding one (GNU tar can); keep such names to GNU long names.
                     let strip = |files: &mut BTreeMap<String, Vec<u8>>, root: usize| {
                         *files = std::mem::take(files)
                             .into_iter()
-                            .map(|(p, d)| if root + p.len() > 90 { (p.replace('\n', " "), d) } else { (p, d) })
+                            .map(|(p, d)| {
+                                if root + p.len() > 90 {
+                                    (p.replace('\n', " "), d)
+                                } else {
+                                    (p, d)
+                                }
+                            })
                             .collect();
                     };
                     for (name, _, files) in &mut dirs {
@@ -268,7 +292,17 @@ fn spec() -> impl Strategy<Value = Spec> {
                         strip(files, id.len() + 9);
                     }
                 }
-                Spec { channels, settings, dirs, plugins, folders, long_names, level, members, extra }
+                Spec {
+                    channels,
+                    settings,
+                    dirs,
+                    plugins,
+                    folders,
+                    long_names,
+                    level,
+                    members,
+                    extra,
+                }
             },
         )
 }
@@ -311,16 +345,29 @@ impl Spec {
             .enumerate()
             .map(|(i, v)| vec![Value::Text(format!("key{i}")), v.clone()])
             .collect();
-        let cols = |c: &[(&str, &str)]| c.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
+        let cols = |c: &[(&str, &str)]| {
+            c.iter()
+                .map(|(n, t)| (n.to_string(), t.to_string()))
+                .collect()
+        };
         dbjson::write(&Doc {
             schema_version: 3,
             tables: vec![
                 (
                     "channels".into(),
-                    cols(&[("id", "INTEGER"), ("name", "TEXT"), ("logo", "BLOB"), ("number", "REAL")]),
+                    cols(&[
+                        ("id", "INTEGER"),
+                        ("name", "TEXT"),
+                        ("logo", "BLOB"),
+                        ("number", "REAL"),
+                    ]),
                     channels,
                 ),
-                ("settings".into(), cols(&[("key", "TEXT"), ("value", "")]), settings),
+                (
+                    "settings".into(),
+                    cols(&[("key", "TEXT"), ("value", "")]),
+                    settings,
+                ),
             ],
         })
     }
@@ -336,7 +383,10 @@ impl Spec {
         };
         let mut seen = BTreeSet::new();
         let mut total = (1u64, db.len() as u64);
-        let mut tree = |out: &mut Vec<Entry>, seen: &mut BTreeSet<String>, root: String, files: &BTreeMap<String, Vec<u8>>| {
+        let mut tree = |out: &mut Vec<Entry>,
+                        seen: &mut BTreeSet<String>,
+                        root: String,
+                        files: &BTreeMap<String, Vec<u8>>| {
             folder(out, seen, &root);
             for (rel, data) in files {
                 let parts: Vec<&str> = rel.split('/').collect();
@@ -479,7 +529,10 @@ fn tar_bytes(entries: &[Entry], long: LongNames) -> Vec<u8> {
 
 /// Gzip, cut into members at the given fractions of the input (as the parallel writer does).
 fn gzip(data: &[u8], level: u32, cuts: &[f64]) -> Vec<u8> {
-    let mut at: Vec<usize> = cuts.iter().map(|f| (f * data.len() as f64) as usize).collect();
+    let mut at: Vec<usize> = cuts
+        .iter()
+        .map(|f| (f * data.len() as f64) as usize)
+        .collect();
     at.push(data.len());
     at.sort_unstable();
     let mut out = Vec::new();
@@ -501,42 +554,128 @@ fn gzip(data: &[u8], level: u32, cuts: &[f64]) -> Vec<u8> {
 #[derive(Debug, Clone)]
 enum Mutation {
     // Refused whatever the rest of the archive holds.
-    DotDot { entry: usize, at: usize },
-    Absolute { entry: usize },
-    Special { entry: usize, kind: u8, link: &'static str },
-    HugePath { entry: usize, len: usize },
-    Duplicate { entry: usize },
-    MoveManifestOrChecksums { last: bool, to: usize },
-    RemoveFile { file: usize },
-    FlipContent { file: usize, at: usize, xor: u8 },
-    AppendContent { file: usize, bytes: Vec<u8> },
-    WrongChecksum { line: usize, digit: usize },
+    DotDot {
+        entry: usize,
+        at: usize,
+    },
+    Absolute {
+        entry: usize,
+    },
+    Special {
+        entry: usize,
+        kind: u8,
+        link: &'static str,
+    },
+    HugePath {
+        entry: usize,
+        len: usize,
+    },
+    Duplicate {
+        entry: usize,
+    },
+    MoveManifestOrChecksums {
+        last: bool,
+        to: usize,
+    },
+    RemoveFile {
+        file: usize,
+    },
+    FlipContent {
+        file: usize,
+        at: usize,
+        xor: u8,
+    },
+    AppendContent {
+        file: usize,
+        bytes: Vec<u8>,
+    },
+    WrongChecksum {
+        line: usize,
+        digit: usize,
+    },
     WrongDatabaseSha,
-    Unlisted { path: &'static str },
-    InsideFile { file: usize },
+    Unlisted {
+        path: &'static str,
+    },
+    InsideFile {
+        file: usize,
+    },
     FileOverFolder,
-    BadName { entry: usize, name: &'static [u8] },
-    ManifestRefused { edit: usize },
-    TrailingTarGarbage { bytes: Vec<u8> },
-    SizeTooLarge { entry: usize, size: u64 },
+    BadName {
+        entry: usize,
+        name: &'static [u8],
+    },
+    ManifestRefused {
+        edit: usize,
+    },
+    TrailingTarGarbage {
+        bytes: Vec<u8>,
+    },
+    SizeTooLarge {
+        entry: usize,
+        size: u64,
+    },
     // Anything may happen; if accepted, the covered content must be intact.
-    Swap { a: usize, b: usize },
-    RemoveAny { entry: usize },
-    Kind { entry: usize, kind: u8 },
-    Nul { entry: usize, at: usize },
-    SizeAny { entry: usize, size: u64 },
-    ManifestAny { key: String, value: String },
-    FlipChecksums { at: usize, xor: u8 },
-    FlipManifest { at: usize, xor: u8 },
-    TarFlip { at: usize, xor: u8 },
-    TarCut { at: usize },
-    TarInsert { at: usize, bytes: Vec<u8> },
-    GzFlip { at: usize, xor: u8 },
-    GzCut { at: usize },
-    GzAppend { bytes: Vec<u8> },
-    ManyDeep { count: usize, depth: usize },
+    Swap {
+        a: usize,
+        b: usize,
+    },
+    RemoveAny {
+        entry: usize,
+    },
+    Kind {
+        entry: usize,
+        kind: u8,
+    },
+    Nul {
+        entry: usize,
+        at: usize,
+    },
+    SizeAny {
+        entry: usize,
+        size: u64,
+    },
+    ManifestAny {
+        key: String,
+        value: String,
+    },
+    FlipChecksums {
+        at: usize,
+        xor: u8,
+    },
+    FlipManifest {
+        at: usize,
+        xor: u8,
+    },
+    TarFlip {
+        at: usize,
+        xor: u8,
+    },
+    TarCut {
+        at: usize,
+    },
+    TarInsert {
+        at: usize,
+        bytes: Vec<u8>,
+    },
+    GzFlip {
+        at: usize,
+        xor: u8,
+    },
+    GzCut {
+        at: usize,
+    },
+    GzAppend {
+        bytes: Vec<u8>,
+    },
+    ManyDeep {
+        count: usize,
+        depth: usize,
+    },
     // Must still be accepted.
-    DeepValid { depth: usize },
+    DeepValid {
+        depth: usize,
+    },
 }
 
 impl Mutation {
@@ -575,8 +714,14 @@ const MANIFEST_REFUSED: &[(&str, &str)] = &[
     ("/directories", "{}"),
     ("/directories", "[{\"name\":\"../etc\"}]"),
     ("/directories", "[{\"name\":\"backups\"}]"),
-    ("/directories", "[{\"name\":\".hidden\",\"contributed_by\":\"p\"}]"),
-    ("/directories", "[{\"name\":\"logos\"},{\"name\":\"logos\"}]"),
+    (
+        "/directories",
+        "[{\"name\":\".hidden\",\"contributed_by\":\"p\"}]",
+    ),
+    (
+        "/directories",
+        "[{\"name\":\"logos\"},{\"name\":\"logos\"}]",
+    ),
     ("/directories", "[{\"contributed_by\":\"p\"}]"),
 ];
 
@@ -586,7 +731,11 @@ fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         (i(), i()).prop_map(|(entry, at)| Mutation::DotDot { entry, at }),
         i().prop_map(|entry| Mutation::Absolute { entry }),
-        (i(), prop::sample::select(vec![b'1', b'2', b'3', b'4', b'6']), prop::sample::select(vec!["/etc/passwd", "../../x", "data/logos", ""]))
+        (
+            i(),
+            prop::sample::select(vec![b'1', b'2', b'3', b'4', b'6']),
+            prop::sample::select(vec!["/etc/passwd", "../../x", "data/logos", ""])
+        )
             .prop_map(|(entry, kind, link)| Mutation::Special { entry, kind, link }),
         (i(), 4097usize..12000).prop_map(|(entry, len)| Mutation::HugePath { entry, len }),
         i().prop_map(|entry| Mutation::Duplicate { entry }),
@@ -596,24 +745,63 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         (i(), bytes(20)).prop_map(|(file, bytes)| Mutation::AppendContent { file, bytes }),
         (i(), 0usize..64).prop_map(|(line, digit)| Mutation::WrongChecksum { line, digit }),
         Just(Mutation::WrongDatabaseSha),
-        prop::sample::select(vec!["data/logos/new.svg", "data/unlisted/x", "etc/passwd", "x", "data/x", "plugins/p", "manifest.json/x"])
-            .prop_map(|path| Mutation::Unlisted { path }),
+        prop::sample::select(vec![
+            "data/logos/new.svg",
+            "data/unlisted/x",
+            "etc/passwd",
+            "x",
+            "data/x",
+            "plugins/p",
+            "manifest.json/x"
+        ])
+        .prop_map(|path| Mutation::Unlisted { path }),
         i().prop_map(|file| Mutation::InsideFile { file }),
         Just(Mutation::FileOverFolder),
-        (i(), prop::sample::select(vec![&b"data/logos/\xff\xfe"[..], b"data//logos/x", b"./manifest.json", b"data/./x", b"", b"/", b"data/logos/../../etc"]))
+        (
+            i(),
+            prop::sample::select(vec![
+                &b"data/logos/\xff\xfe"[..],
+                b"data//logos/x",
+                b"./manifest.json",
+                b"data/./x",
+                b"",
+                b"/",
+                b"data/logos/../../etc"
+            ])
+        )
             .prop_map(|(entry, name)| Mutation::BadName { entry, name }),
         (0..MANIFEST_REFUSED.len()).prop_map(|edit| Mutation::ManifestRefused { edit }),
-        bytes(600).prop_filter("not all zero", |b| b.iter().any(|&x| x != 0))
+        bytes(600)
+            .prop_filter("not all zero", |b| b.iter().any(|&x| x != 0))
             .prop_map(|bytes| Mutation::TrailingTarGarbage { bytes }),
-        (i(), prop_oneof![1u64 << 20..1 << 33, Just(u64::MAX >> 1), Just(8u64 << 30)])
+        (
+            i(),
+            prop_oneof![1u64 << 20..1 << 33, Just(u64::MAX >> 1), Just(8u64 << 30)]
+        )
             .prop_map(|(entry, size)| Mutation::SizeTooLarge { entry, size }),
         (i(), i()).prop_map(|(a, b)| Mutation::Swap { a, b }),
         i().prop_map(|entry| Mutation::RemoveAny { entry }),
         (i(), any::<u8>()).prop_map(|(entry, kind)| Mutation::Kind { entry, kind }),
         (i(), i()).prop_map(|(entry, at)| Mutation::Nul { entry, at }),
         (i(), 0u64..5000).prop_map(|(entry, size)| Mutation::SizeAny { entry, size }),
-        ("[a-z_]{1,12}", prop::sample::select(vec!["null", "1", "-1", "\"x\"", "[]", "{}", "1e999", "18446744073709551616", "[{\"name\":\"logos\"}]"]))
-            .prop_map(|(key, value)| Mutation::ManifestAny { key, value: value.into() }),
+        (
+            "[a-z_]{1,12}",
+            prop::sample::select(vec![
+                "null",
+                "1",
+                "-1",
+                "\"x\"",
+                "[]",
+                "{}",
+                "1e999",
+                "18446744073709551616",
+                "[{\"name\":\"logos\"}]"
+            ])
+        )
+            .prop_map(|(key, value)| Mutation::ManifestAny {
+                key,
+                value: value.into()
+            }),
         (i(), 1u8..).prop_map(|(at, xor)| Mutation::FlipChecksums { at, xor }),
         (i(), 1u8..).prop_map(|(at, xor)| Mutation::FlipManifest { at, xor }),
         (i(), 1u8..).prop_map(|(at, xor)| Mutation::TarFlip { at, xor }),
@@ -651,7 +839,8 @@ fn edit_manifest(entries: &mut [Entry], pointer: &str, value: serde_json::Value)
     m.data = serde_json::to_vec(&doc).expect("json");
 }
 
-/// `data/logos<top>/d/d/.../f`, `depth` levels deep.
+/// `data/logos<top>/d/d/.../f`, `depth` levels deep (`top` holds a `#`, which generated
+/// names never do, so it cannot clash with a generated file).
 fn deep_path(top: &str, depth: usize) -> String {
     let mut path = format!("data/logos{top}");
     for _ in 0..depth {
@@ -664,7 +853,11 @@ fn deep_path(top: &str, depth: usize) -> String {
 /// Makes `data/logos/` a listed directory (the only one, when the spec had none).
 fn ensure_logos(spec: &Spec, entries: &mut Vec<Entry>) {
     if !spec.dirs.iter().any(|d| d.0 == "logos") {
-        edit_manifest(entries, "/directories", serde_json::json!([{"name": "logos"}]));
+        edit_manifest(
+            entries,
+            "/directories",
+            serde_json::json!([{"name": "logos"}]),
+        );
         // Other directories are no longer listed: drop their entries.
         entries.retain(|e| !e.path.starts_with(b"data/") || e.path.starts_with(b"data/logos/"));
     }
@@ -686,7 +879,8 @@ fn build(spec: &Spec, m: Option<&Mutation>) -> Built {
         match m {
             Mutation::DotDot { entry, at } => {
                 let e = &mut entries[pick(*entry)];
-                let mut parts: Vec<Vec<u8>> = e.path.split(|&b| b == b'/').map(<[u8]>::to_vec).collect();
+                let mut parts: Vec<Vec<u8>> =
+                    e.path.split(|&b| b == b'/').map(<[u8]>::to_vec).collect();
                 let at = at % (parts.len() + 1);
                 parts.insert(at, b"..".to_vec());
                 e.path = parts.join(&b'/');
@@ -741,7 +935,9 @@ fn build(spec: &Spec, m: Option<&Mutation>) -> Built {
                 }
             }
             Mutation::AppendContent { file, bytes } => {
-                entries[files[file % files.len()]].data.extend_from_slice(bytes);
+                entries[files[file % files.len()]]
+                    .data
+                    .extend_from_slice(bytes);
             }
             Mutation::WrongChecksum { line, digit } => {
                 let c = entries.last_mut().expect("checksums");
@@ -754,7 +950,11 @@ fn build(spec: &Spec, m: Option<&Mutation>) -> Built {
                 c.data[at] = if old == b'0' { b'1' } else { b'0' };
             }
             Mutation::WrongDatabaseSha => {
-                edit_manifest(&mut entries, "/database/sha256", serde_json::json!(sha(b"other")));
+                edit_manifest(
+                    &mut entries,
+                    "/database/sha256",
+                    serde_json::json!(sha(b"other")),
+                );
             }
             Mutation::Unlisted { path } => {
                 entries.insert(n - 1, Entry::file(path, b"hello".to_vec()));
@@ -777,7 +977,11 @@ fn build(spec: &Spec, m: Option<&Mutation>) -> Built {
             }
             Mutation::ManifestRefused { edit } => {
                 let (pointer, value) = MANIFEST_REFUSED[*edit];
-                edit_manifest(&mut entries, pointer, serde_json::from_str(value).expect("json"));
+                edit_manifest(
+                    &mut entries,
+                    pointer,
+                    serde_json::from_str(value).expect("json"),
+                );
             }
             Mutation::SizeTooLarge { entry, size } => {
                 let i = pick(*entry);
@@ -797,7 +1001,11 @@ fn build(spec: &Spec, m: Option<&Mutation>) -> Built {
             }
             Mutation::SizeAny { entry, size } => entries[pick(*entry)].size = Some(*size),
             Mutation::ManifestAny { key, value } => {
-                edit_manifest(&mut entries, &format!("/{key}"), serde_json::from_str(value).unwrap_or_default());
+                edit_manifest(
+                    &mut entries,
+                    &format!("/{key}"),
+                    serde_json::from_str(value).unwrap_or_default(),
+                );
             }
             Mutation::FlipChecksums { at, xor } => {
                 let c = entries.last_mut().expect("checksums");
@@ -813,21 +1021,30 @@ fn build(spec: &Spec, m: Option<&Mutation>) -> Built {
             Mutation::DeepValid { depth } => {
                 ensure_logos(spec, &mut entries);
                 let at = entries.len() - 1;
-                entries.insert(at, Entry::file(&deep_path("", *depth), b"deep".to_vec()));
+                entries.insert(
+                    at,
+                    Entry::file(&deep_path("/#deep", *depth), b"deep".to_vec()),
+                );
                 fix_checksums(&mut entries);
             }
             Mutation::ManyDeep { count, depth } => {
                 ensure_logos(spec, &mut entries);
                 for i in 0..*count {
                     let at = entries.len() - 1;
-                    entries.insert(at, Entry::file(&deep_path(&format!("/{i}"), *depth), vec![]));
+                    entries.insert(
+                        at,
+                        Entry::file(&deep_path(&format!("/#deep{i}"), *depth), vec![]),
+                    );
                 }
                 fix_checksums(&mut entries);
             }
-            Mutation::TrailingTarGarbage { .. } | Mutation::TarFlip { .. } | Mutation::TarCut { .. } | Mutation::TarInsert { .. } => {
-                tar_edit = Some(m)
+            Mutation::TrailingTarGarbage { .. }
+            | Mutation::TarFlip { .. }
+            | Mutation::TarCut { .. }
+            | Mutation::TarInsert { .. } => tar_edit = Some(m),
+            Mutation::GzFlip { .. } | Mutation::GzCut { .. } | Mutation::GzAppend { .. } => {
+                gz_edit = Some(m)
             }
-            Mutation::GzFlip { .. } | Mutation::GzCut { .. } | Mutation::GzAppend { .. } => gz_edit = Some(m),
         }
     }
     let mut tar = tar_bytes(&entries, spec.long_names);
@@ -880,7 +1097,9 @@ fn verify(gz: &[u8], schema: &SchemaInfo) -> engine::Result<archive::VerifyRepor
     std::fs::write(&path, gz).expect("write archive");
     let decompressed = {
         let mut out = Vec::new();
-        let _ = flate2::read::MultiGzDecoder::new(gz).take(64 << 20).read_to_end(&mut out);
+        let _ = flate2::read::MultiGzDecoder::new(gz)
+            .take(64 << 20)
+            .read_to_end(&mut out);
         out.len()
     };
     let _watch = fuzz_support::watch(CASE_LIMIT, "fuzz_archive", gz);
@@ -894,7 +1113,9 @@ fn verify(gz: &[u8], schema: &SchemaInfo) -> engine::Result<archive::VerifyRepor
         )
     });
     assert!(
-        peak <= 4 * decompressed.max(gz.len()) + 4 * limits().max_total_path_bytes as usize + HEAP_SLACK,
+        peak <= 4 * decompressed.max(gz.len())
+            + 4 * limits().max_total_path_bytes as usize
+            + HEAP_SLACK,
         "verifying an archive of {} bytes ({decompressed} decompressed) held {peak} bytes of heap",
         gz.len()
     );
@@ -1000,15 +1221,27 @@ fn backstop_verifies_its_own_archive_of_a_long_name_with_a_line_break() {
             .filename(tmp.path().join("app.db"))
             .create_if_missing(true);
         let pool = sqlx::SqlitePool::connect_with(options).await.expect("db");
-        sqlx::raw_sql("CREATE TABLE t (s TEXT);").execute(&pool).await.expect("schema");
-        let stats = dump_database(&pool, 0, &tmp.path().join("database.json"), &CancellationToken::new())
+        sqlx::raw_sql("CREATE TABLE t (s TEXT);")
+            .execute(&pool)
             .await
-            .expect("dump");
+            .expect("schema");
+        let stats = dump_database(
+            &pool,
+            0,
+            &tmp.path().join("database.json"),
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("dump");
         (stats, archive::content_schema(&pool).await.expect("schema"))
     });
     let logos = tmp.path().join("logos");
     std::fs::create_dir(&logos).expect("mkdir");
-    std::fs::write(logos.join(format!("{}\nlogo.svg", "a".repeat(120))), b"<svg/>").expect("write");
+    std::fs::write(
+        logos.join(format!("{}\nlogo.svg", "a".repeat(120))),
+        b"<svg/>",
+    )
+    .expect("write");
     std::fs::create_dir(tmp.path().join("backups")).expect("mkdir");
     let now = chrono::Utc::now();
     let out = write_archive(
@@ -1036,6 +1269,12 @@ fn backstop_verifies_its_own_archive_of_a_long_name_with_a_line_break() {
         archive::no_progress(),
     )
     .expect("archive written");
-    archive::verify_archive(&out.path, &Limits::default(), &schema, &CancellationToken::new(), archive::no_progress())
-        .expect("Backstop accepts the archive it wrote");
+    archive::verify_archive(
+        &out.path,
+        &Limits::default(),
+        &schema,
+        &CancellationToken::new(),
+        archive::no_progress(),
+    )
+    .expect("Backstop accepts the archive it wrote");
 }

@@ -87,9 +87,10 @@ fn same(a: &Doc, b: &Doc) -> bool {
             s.0 == t.0
                 && s.1 == t.1
                 && s.2.len() == t.2.len()
-                && s.2.iter().zip(&t.2).all(|(r, q)| {
-                    r.len() == q.len() && r.iter().zip(q).all(|(x, y)| v(x, y))
-                })
+                && s.2
+                    .iter()
+                    .zip(&t.2)
+                    .all(|(r, q)| r.len() == q.len() && r.iter().zip(q).all(|(x, y)| v(x, y)))
         })
 }
 
@@ -136,7 +137,8 @@ fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         (any::<usize>(), 1u8..).prop_map(|(at, xor)| Mutation::Flip { at, xor }),
         any::<usize>().prop_map(|at| Mutation::Truncate { at }),
-        (any::<usize>(), 0..SNIPPETS.len()).prop_map(|(at, snippet)| Mutation::Splice { at, snippet }),
+        (any::<usize>(), 0..SNIPPETS.len())
+            .prop_map(|(at, snippet)| Mutation::Splice { at, snippet }),
         (any::<usize>(), 1usize..16).prop_map(|(at, len)| Mutation::Delete { at, len }),
         (any::<usize>(), 1usize..64).prop_map(|(at, len)| Mutation::Duplicate { at, len }),
     ]
@@ -234,7 +236,8 @@ async fn open(path: &Path) -> SqlitePool {
 }
 
 /// A table with one column of each affinity (and one without a type).
-const SCHEMA: &str = "CREATE TABLE t (id INTEGER PRIMARY KEY, i INTEGER, r REAL, s TEXT, b BLOB, a);";
+const SCHEMA: &str =
+    "CREATE TABLE t (id INTEGER PRIMARY KEY, i INTEGER, r REAL, s TEXT, b BLOB, a);";
 
 async fn schema_db(path: &Path) -> SqlitePool {
     let pool = open(path).await;
@@ -368,15 +371,25 @@ fn a_row_at_the_cap_reads_and_one_byte_over_is_refused_naming_table_and_row() {
         )
     );
     // The second row of a table is counted from the separator after the first.
-    let two = String::from_utf8(doc.clone()).expect("utf8").replacen("\"]]}", "\"],\n[\"yy\"]]}", 1);
+    let two =
+        String::from_utf8(doc.clone())
+            .expect("utf8")
+            .replacen("\"]]}", "\"],\n[\"yy\"]]}", 1);
     let err = dbjson::read_capped(two.as_bytes(), 7, 4096).expect_err("row 1 is over 7");
     assert!(err.message().contains("row 1 "), "{}", err.message());
     let small = one_row_doc(1).0;
-    let two = String::from_utf8(small).expect("utf8").replacen("\"]]}", "\"],\n[\"yyyy\"]]}", 1);
+    let two = String::from_utf8(small)
+        .expect("utf8")
+        .replacen("\"]]}", "\"],\n[\"yyyy\"]]}", 1);
     // Row 1 is `\n["x"]` (6 bytes), row 2 `,\n["yyyy"]` (10 bytes).
     dbjson::read_capped(two.as_bytes(), 10, 4096).expect("rows of 6 and 10 bytes read under 10");
     let err = dbjson::read_capped(two.as_bytes(), 9, 4096).expect_err("row 2 is 10 bytes");
-    assert!(err.message().contains("table \"t\" row 2 in database.json is larger than 9 bytes"), "{}", err.message());
+    assert!(
+        err.message()
+            .contains("table \"t\" row 2 in database.json is larger than 9 bytes"),
+        "{}",
+        err.message()
+    );
 }
 
 #[test]
@@ -395,21 +408,32 @@ fn a_header_over_its_cap_is_refused_naming_the_table() {
         r#"{{"format":"backstop-database","engine":"sqlite","schema_version":1,"junk":"{long}","tables":[]}}"#
     );
     let err = dbjson::read_capped(doc.as_bytes(), 100, 4096).expect_err("over");
-    assert!(err.message().starts_with("database.json has a field outside its tables larger than 4096 bytes"), "{}", err.message());
+    assert!(
+        err.message()
+            .starts_with("database.json has a field outside its tables larger than 4096 bytes"),
+        "{}",
+        err.message()
+    );
 }
 
 #[test]
 fn a_row_with_more_values_than_sqlite_allows_is_refused() {
     let mut doc = br#"{"format":"backstop-database","engine":"sqlite","schema_version":1,"tables":[{"name":"t","columns":[],"rows":[["#.to_vec();
     let values = vec!["0"; MAX_ROW_VALUES];
-    let at_max = [doc.clone(), values.join(",").into_bytes(), b"]]}]}".to_vec()].concat();
+    let at_max = [
+        doc.clone(),
+        values.join(",").into_bytes(),
+        b"]]}]}".to_vec(),
+    ]
+    .concat();
     let d = dbjson::read(&at_max).expect("32767 values read");
     assert_eq!(d.tables[0].2[0].len(), MAX_ROW_VALUES);
     doc.extend_from_slice(values.join(",").as_bytes());
     doc.extend_from_slice(b",0]]}]}");
     let err = dbjson::read(&doc).expect_err("one value over");
     assert!(
-        err.message().contains("row 1 has more than 32767 values, the most SQLite allows"),
+        err.message()
+            .contains("row 1 has more than 32767 values, the most SQLite allows"),
         "{}",
         err.message()
     );
@@ -444,9 +468,21 @@ fn an_endless_value_is_refused_after_the_cap_without_being_read() {
     let (err, peak) = fuzz_support::peak_heap(|| {
         dbjson::read_capped(std::io::BufReader::new(&mut src), cap, 4096).expect_err("refused")
     });
-    assert!(err.message().starts_with("table \"t\" row 1 in database.json is larger than 8 MiB"), "{}", err.message());
-    assert!(src.served < cap + (1 << 20), "read {} bytes for a cap of {cap}", src.served);
-    assert!(peak < 3 * cap as usize, "held {peak} bytes for a cap of {cap}");
+    assert!(
+        err.message()
+            .starts_with("table \"t\" row 1 in database.json is larger than 8 MiB"),
+        "{}",
+        err.message()
+    );
+    assert!(
+        src.served < cap + (1 << 20),
+        "read {} bytes for a cap of {cap}",
+        src.served
+    );
+    assert!(
+        peak < 3 * cap as usize,
+        "held {peak} bytes for a cap of {cap}"
+    );
 }
 
 /// The production cap, both sides, through `load_database` on a real database: a row just
@@ -490,4 +526,52 @@ fn load_takes_a_row_just_under_64_mib_and_refuses_one_over_changing_nothing() {
         let rows: Vec<String> = sqlx::query_scalar("SELECT s FROM t").fetch_all(&pool).await.expect("rows");
         assert_eq!(rows, ["before"], "a refused load changes nothing");
     });
+}
+
+/// Throughput of the capped reader against serde_json skipping the same text (the floor for
+/// any reader on top of it), on ~50 MiB of typical rows (the collecting sink keeps them, so this overstates the reader). Run in release:
+/// `cargo test --release ... --test fuzz_dbjson -- --ignored --nocapture reader_throughput`.
+#[test]
+#[ignore = "a measurement, not a check; run in release"]
+fn reader_throughput() {
+    let row = vec![
+        Value::Int(123456),
+        Value::Text("BBC One HD (backup stream) http://example.com/live/123.m3u8".into()),
+        Value::Real(1.5),
+        Value::Null,
+        Value::Blob(vec![7; 60]),
+    ];
+    let doc = Doc {
+        schema_version: 1,
+        tables: vec![(
+            "t".into(),
+            (0..5).map(|i| (format!("c{i}"), String::new())).collect(),
+            vec![row; 300_000],
+        )],
+    };
+    let text = dbjson::write(&doc);
+    drop(doc);
+    let time = |f: &dyn Fn()| {
+        let t = std::time::Instant::now();
+        f();
+        t.elapsed().as_secs_f64()
+    };
+    let mut best = (f64::MAX, f64::MAX);
+    for _ in 0..3 {
+        best.0 = best.0.min(time(&|| {
+            let r = std::io::BufReader::new(&text[..]);
+            let _: serde::de::IgnoredAny = serde_json::from_reader(r).expect("json");
+        }));
+        best.1 = best.1.min(time(&|| {
+            dbjson::read_capped(std::io::BufReader::new(&text[..]), MAX_ROW_BYTES, 4 << 20)
+                .expect("read");
+        }));
+    }
+    let mib = text.len() as f64 / (1 << 20) as f64;
+    println!(
+        "{mib:.0} MiB: serde_json skip {:.0} MiB/s, dbjson::read {:.0} MiB/s ({:.2}x the skip's time)",
+        mib / best.0,
+        mib / best.1,
+        best.1 / best.0
+    );
 }

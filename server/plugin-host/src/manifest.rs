@@ -489,7 +489,11 @@ default = "[]"
         );
         let err = Manifest::parse(&GOOD.replacen("name = \"Custom directories\"", "name = 42", 1))
             .expect_err("a number for text");
-        assert!(err.to_string().contains("line 3, at name: invalid type: integer `42`"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("line 3, at name: invalid type: integer `42`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -33,7 +33,9 @@ fn quote(s: &str) -> String {
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -111,7 +113,10 @@ fn name() -> impl Strategy<Value = String> {
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
-    let exports = proptest::sample::subsequence(vec![Export::Contributor, Export::Restorer, Export::Hooks], 1..=3);
+    let exports = proptest::sample::subsequence(
+        vec![Export::Contributor, Export::Restorer, Export::Hooks],
+        1..=3,
+    );
     let policy = proptest::option::of(prop_oneof![
         Just(FailurePolicy::Ignore),
         Just(FailurePolicy::Warn),
@@ -133,30 +138,54 @@ fn spec() -> impl Strategy<Value = Spec> {
         ),
         exports,
         policy,
-        proptest::collection::vec(name().prop_filter("logos is built in", |n| n != "logos"), 0..3),
+        proptest::collection::vec(
+            name().prop_filter("logos is built in", |n| n != "logos"),
+            0..3,
+        ),
         proptest::collection::btree_map(name(), (".{0,20}", access), 0..3),
         proptest::option::of(any::<bool>()),
-        (proptest::option::of(1u64..10_000), proptest::option::of(1u64..1_000_000)),
+        (
+            proptest::option::of(1u64..10_000),
+            proptest::option::of(1u64..1_000_000),
+        ),
         proptest::collection::btree_map(name(), (setting_type, any::<bool>()), 0..3),
     )
-        .prop_map(|((id, name, version, api), exports, policy, provides, mounts, veto, (memory_mb, timeout_ms), settings)| Spec {
-            id,
-            name,
-            version,
-            api: api.to_owned(),
-            exports,
-            policy,
-            provides,
-            mounts: mounts.into_iter().map(|(n, (d, a))| (n, d, a)).collect(),
-            veto,
-            memory_mb,
-            timeout_ms,
-            settings: settings.into_iter().map(|(n, (t, d))| (n, t, d)).collect(),
-        })
+        .prop_map(
+            |(
+                (id, name, version, api),
+                exports,
+                policy,
+                provides,
+                mounts,
+                veto,
+                (memory_mb, timeout_ms),
+                settings,
+            )| Spec {
+                id,
+                name,
+                version,
+                api: api.to_owned(),
+                exports,
+                policy,
+                provides,
+                mounts: mounts.into_iter().map(|(n, (d, a))| (n, d, a)).collect(),
+                veto,
+                memory_mb,
+                timeout_ms,
+                settings: settings.into_iter().map(|(n, (t, d))| (n, t, d)).collect(),
+            },
+        )
 }
 
 fn list<T>(items: &[T], f: impl Fn(&T) -> &'static str) -> String {
-    format!("[{}]", items.iter().map(|i| quote(f(i))).collect::<Vec<_>>().join(", "))
+    format!(
+        "[{}]",
+        items
+            .iter()
+            .map(|i| quote(f(i)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 impl Spec {
@@ -166,28 +195,77 @@ impl Spec {
             line(None, "name", quote(&self.name), Kind::Str, true),
             line(None, "version", quote(&self.version), Kind::Str, true),
             line(None, "api", quote(&self.api), Kind::Str, true),
-            line(None, "exports", list(&self.exports, |e| e.as_str()), Kind::Array, true),
+            line(
+                None,
+                "exports",
+                list(&self.exports, |e| e.as_str()),
+                Kind::Array,
+                true,
+            ),
         ];
         if let Some(p) = self.policy {
-            out.push(line(None, "failure_policy", quote(p.as_str()), Kind::Str, false));
+            out.push(line(
+                None,
+                "failure_policy",
+                quote(p.as_str()),
+                Kind::Str,
+                false,
+            ));
         }
         if !self.provides.is_empty() {
-            let p = format!("[{}]", self.provides.iter().map(|p| quote(p)).collect::<Vec<_>>().join(", "));
+            let p = format!(
+                "[{}]",
+                self.provides
+                    .iter()
+                    .map(|p| quote(p))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
             out.push(line(None, "provides", p, Kind::Array, false));
         }
         if let Some(v) = self.veto {
-            out.push(line(Some("permissions"), "veto", v.to_string(), Kind::Bool, false));
+            out.push(line(
+                Some("permissions"),
+                "veto",
+                v.to_string(),
+                Kind::Bool,
+                false,
+            ));
         }
         if let Some(m) = self.memory_mb {
-            out.push(line(Some("limits"), "memory_mb", m.to_string(), Kind::Int, false));
+            out.push(line(
+                Some("limits"),
+                "memory_mb",
+                m.to_string(),
+                Kind::Int,
+                false,
+            ));
         }
         if let Some(t) = self.timeout_ms {
-            out.push(line(Some("limits"), "timeout_ms", t.to_string(), Kind::Int, false));
+            out.push(line(
+                Some("limits"),
+                "timeout_ms",
+                t.to_string(),
+                Kind::Int,
+                false,
+            ));
         }
         for (name, description, access) in &self.mounts {
             let t = format!("mounts.{}", quote(name));
-            out.push(line(Some(&t), "description", quote(description), Kind::Str, false));
-            out.push(line(Some(&t), "access", list(access, |a| a.as_str()), Kind::Array, true));
+            out.push(line(
+                Some(&t),
+                "description",
+                quote(description),
+                Kind::Str,
+                false,
+            ));
+            out.push(line(
+                Some(&t),
+                "access",
+                list(access, |a| a.as_str()),
+                Kind::Array,
+                true,
+            ));
         }
         for (name, kind, default) in &self.settings {
             let t = format!("settings.{}", quote(name));
@@ -261,7 +339,11 @@ fn wrong(kind: Kind, pick: usize) -> String {
         ("1.5", Kind::Int),
         ("1979-05-27T07:32:00Z", Kind::Int),
     ];
-    let others: Vec<&str> = all.iter().filter(|(_, k)| *k != kind).map(|(v, _)| *v).collect();
+    let others: Vec<&str> = all
+        .iter()
+        .filter(|(_, k)| *k != kind)
+        .map(|(v, _)| *v)
+        .collect();
     others[pick % others.len()].to_owned()
 }
 
@@ -301,7 +383,11 @@ fn broken(spec: &Spec, b: &Break) -> Option<(String, String)> {
     match *b {
         Break::Misspell(i) => {
             let l = &mut lines[i % n];
-            l.key = if l.key.contains('_') { l.key.replace('_', "-") } else { format!("{}s", l.key) };
+            l.key = if l.key.contains('_') {
+                l.key.replace('_', "-")
+            } else {
+                format!("{}s", l.key)
+            };
             Some((render(&lines), lines[i % n].key.clone()))
         }
         Break::Mistype(i, p) => {
@@ -324,7 +410,9 @@ fn broken(spec: &Spec, b: &Break) -> Option<(String, String)> {
             Some((render(&lines), key))
         }
         Break::Refused(i) => {
-            let candidates: Vec<usize> = (0..n).filter(|&j| refused_value(&lines[j].key, 0).is_some()).collect();
+            let candidates: Vec<usize> = (0..n)
+                .filter(|&j| refused_value(&lines[j].key, 0).is_some())
+                .collect();
             let j = candidates[i % candidates.len()];
             lines[j].value = refused_value(&lines[j].key, i).expect("candidate");
             let key = lines[j].key.clone();
@@ -338,7 +426,10 @@ fn parse_checked(text: &str) -> Result<Manifest, String> {
         Ok(m) => Ok(m),
         Err(e) => {
             let msg = e.to_string();
-            assert!(msg.len() > "plugin.toml: ".len(), "an error without a message: {msg:?}");
+            assert!(
+                msg.len() > "plugin.toml: ".len(),
+                "an error without a message: {msg:?}"
+            );
             Err(msg)
         }
     }

@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use serde_json::Value;
-use wire::{Annotation, Manifest, ManifestDatabase, ManifestDirectory, ManifestPlugin, ManifestTotals};
+use wire::{
+    Annotation, Manifest, ManifestDatabase, ManifestDirectory, ManifestPlugin, ManifestTotals,
+};
 
 fn config() -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
@@ -64,15 +66,24 @@ const KNOWN: &[&str] = &[
 ];
 
 fn manifest() -> impl Strategy<Value = Manifest> {
-    let database = (".{0,12}", ".{0,8}", any::<i64>(), any::<u64>(), any::<u64>(), "[0-9a-f]{64}|.{0,10}")
-        .prop_map(|(file, engine, schema_version, tables, rows, sha256)| ManifestDatabase {
-            file,
-            engine,
-            schema_version,
-            tables,
-            rows,
-            sha256,
-        });
+    let database = (
+        ".{0,12}",
+        ".{0,8}",
+        any::<i64>(),
+        any::<u64>(),
+        any::<u64>(),
+        "[0-9a-f]{64}|.{0,10}",
+    )
+        .prop_map(
+            |(file, engine, schema_version, tables, rows, sha256)| ManifestDatabase {
+                file,
+                engine,
+                schema_version,
+                tables,
+                rows,
+                sha256,
+            },
+        );
     let directory = (".{0,12}", ".{0,12}", any::<u64>(), any::<u64>(), ".{0,10}").prop_map(
         |(name, archive_path, files, bytes, contributed_by)| ManifestDirectory {
             name,
@@ -82,16 +93,33 @@ fn manifest() -> impl Strategy<Value = Manifest> {
             contributed_by,
         },
     );
-    let plugin = (".{0,12}", ".{0,8}", any::<u64>(), any::<u64>())
-        .prop_map(|(id, version, files, bytes)| ManifestPlugin { id, version, files, bytes });
-    let annotation = (".{0,8}", ".{0,8}", ".{0,20}").prop_map(|(plugin, step, text)| Annotation { plugin, step, text });
+    let plugin = (".{0,12}", ".{0,8}", any::<u64>(), any::<u64>()).prop_map(
+        |(id, version, files, bytes)| ManifestPlugin {
+            id,
+            version,
+            files,
+            bytes,
+        },
+    );
+    let annotation = (".{0,8}", ".{0,8}", ".{0,20}").prop_map(|(plugin, step, text)| Annotation {
+        plugin,
+        step,
+        text,
+    });
     let extra = proptest::collection::btree_map(
         "[a-z_]{1,12}".prop_filter("not a known field", |k| !KNOWN.contains(&k.as_str())),
         json(),
         0..3,
     );
     (
-        (".{0,16}", any::<i64>(), ".{0,25}", ".{0,10}", ".{0,12}", any::<bool>()),
+        (
+            ".{0,16}",
+            any::<i64>(),
+            ".{0,25}",
+            ".{0,10}",
+            ".{0,12}",
+            any::<bool>(),
+        ),
         database,
         proptest::collection::vec(directory, 0..3),
         proptest::collection::vec(".{0,10}", 0..3),
@@ -131,10 +159,12 @@ fn manifest() -> impl Strategy<Value = Manifest> {
 /// Whatever reads must write and read back to the same manifest.
 fn round_trips(m: &Manifest) -> Result<(), TestCaseError> {
     let text = serde_json::to_string(m).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let back: Manifest = serde_json::from_str(&text).map_err(|e| TestCaseError::fail(format!("{e} in {text}")))?;
+    let back: Manifest =
+        serde_json::from_str(&text).map_err(|e| TestCaseError::fail(format!("{e} in {text}")))?;
     prop_assert_eq!(&back, m);
     let value = serde_json::to_value(m).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let back: Manifest = serde_json::from_value(value).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let back: Manifest =
+        serde_json::from_value(value).map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(&back, m);
     Ok(())
 }
@@ -274,8 +304,16 @@ fn a_manifest_with_a_mistyped_field_is_refused_naming_it() {
         r#"{"format":"backstop-backup","format_version":1,"database":{"schema_version":"3","sha256":"ab"}}"#,
     )
     .expect_err("schema_version is text");
-    assert!(err.to_string().contains("invalid type: string \"3\", expected i64"), "{err}");
-    let err = serde_json::from_str::<Manifest>(r#"{"format":"backstop-backup","format_version":1}"#)
-        .expect_err("no database");
-    assert!(err.to_string().contains("missing field `database`"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("invalid type: string \"3\", expected i64"),
+        "{err}"
+    );
+    let err =
+        serde_json::from_str::<Manifest>(r#"{"format":"backstop-backup","format_version":1}"#)
+            .expect_err("no database");
+    assert!(
+        err.to_string().contains("missing field `database`"),
+        "{err}"
+    );
 }

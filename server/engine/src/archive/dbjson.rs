@@ -550,7 +550,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
 
 /// `64 MiB` for whole MiB, else `1000 bytes`.
 fn show_bytes(n: u64) -> String {
-    if n >= 1 << 20 && n % (1 << 20) == 0 {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
         format!("{} MiB", n >> 20)
     } else {
         format!("{n} bytes")
@@ -583,7 +583,8 @@ pub mod fuzzing {
             Ok(())
         }
         fn table(&mut self, name: &str, columns: &[(String, String)]) -> Result<()> {
-            self.tables.push((name.into(), columns.to_vec(), Vec::new()));
+            self.tables
+                .push((name.into(), columns.to_vec(), Vec::new()));
             Ok(())
         }
         fn row(&mut self, row: &mut Vec<Value>) -> Result<()> {

@@ -566,7 +566,7 @@ impl<'a> Walk<'a> {
                 if size > self.limits.max_manifest_bytes {
                     return Err(Error::rejected("manifest.json is too large"));
                 }
-                let mut bytes = Vec::with_capacity(size as usize);
+                let mut bytes = Vec::with_capacity(size.min(64 << 10) as usize);
                 entry
                     .read_to_end(&mut bytes)
                     .map_err(|e| shared.explain(e, "manifest.json"))?;
@@ -583,7 +583,9 @@ impl<'a> Walk<'a> {
                 if size > self.limits.max_checksums_bytes {
                     return Err(Error::rejected("checksums.sha256 is too large"));
                 }
-                let mut bytes = Vec::with_capacity(size as usize);
+                // Grown as bytes arrive: the header's size may lie (a 5 KiB archive claiming
+                // 200 MiB reserved it all up front; found by fuzzing).
+                let mut bytes = Vec::with_capacity(size.min(64 << 10) as usize);
                 entry
                     .read_to_end(&mut bytes)
                     .map_err(|e| shared.explain(e, "checksums.sha256"))?;

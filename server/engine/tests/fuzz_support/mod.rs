@@ -129,12 +129,11 @@ pub fn watch(limit: Duration, what: &str, input: &[u8]) -> Watch {
             loop {
                 std::thread::sleep(Duration::from_millis(500));
                 let w = WATCHED.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(map) = w.as_ref() {
-                    for (what, input) in map
+                if let Some(map) = w.as_ref()
+                    && let Some((_, what, input)) = map
                         .values()
-                        .filter(|(deadline, ..)| Instant::now() > *deadline)
-                        .map(|(_, what, input)| (what, input))
-                    {
+                        .find(|(deadline, ..)| Instant::now() > *deadline)
+                {
                         let file = std::env::temp_dir().join("backstop-fuzz-hang.bin");
                         let _ = std::fs::write(&file, input);
                         eprintln!(
@@ -142,7 +141,6 @@ pub fn watch(limit: Duration, what: &str, input: &[u8]) -> Watch {
                             file.display()
                         );
                         std::process::abort();
-                    }
                 }
             }
         });
