@@ -167,7 +167,7 @@ impl Manifest {
     /// Parses and validates a `plugin.toml`.
     pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
         let m: Manifest =
-            toml::from_str(text).map_err(|e| ManifestError::Syntax(e.message().to_owned()))?;
+            toml::from_str(text).map_err(|e| ManifestError::Syntax(located(text, &e)))?;
         m.validate()?;
         Ok(m)
     }
@@ -341,6 +341,35 @@ fn setting_from_toml(kind: SettingType, v: &toml::Value) -> Result<serde_json::V
     }
 }
 
+/// toml's message with the line and the key it is about (`line 9, at limits.memory_mb:
+/// invalid type: string "8", expected u64`): toml's message alone does not name the key of a
+/// mistyped or refused value, which left the author guessing (found by fuzzing).
+fn located(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().trim_end();
+    let Some(before) = e.span().and_then(|s| text.get(..s.start)) else {
+        return msg.to_owned();
+    };
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let key = text[line_start..]
+        .lines()
+        .next()
+        .and_then(|l| l.split_once('='))
+        .map(|(k, _)| k.trim())
+        .filter(|k| !k.is_empty() && !k.starts_with(['[', '#']));
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(['[', ']']).trim());
+    match (table, key) {
+        (Some(t), Some(k)) => format!("line {line}, at {t}.{k}: {msg}"),
+        (None, Some(k)) => format!("line {line}, at {k}: {msg}"),
+        _ => format!("line {line}: {msg}"),
+    }
+}
+
 /// Same major.minor as [`API_VERSION`] (0.x: minor bumps may break, patches may not).
 fn api_compatible(api: &str) -> bool {
     let ours: Vec<&str> = API_VERSION.split('.').collect();
@@ -462,6 +491,23 @@ default = "[]"
             Manifest::parse(&GOOD.replacen("\"abort\"", "\"explode\"", 1)).expect_err("policy");
         assert!(
             err.to_string().contains("unknown variant `explode`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_mistyped_value_is_refused_naming_its_line_and_key() {
+        let err = Manifest::parse(&GOOD.replacen("memory_mb = 8", "memory_mb = \"8\"", 1))
+            .expect_err("text for a number");
+        assert_eq!(
+            err.to_string(),
+            "plugin.toml is not valid: line 17, at limits.memory_mb: invalid type: string \"8\", expected u64"
+        );
+        let err = Manifest::parse(&GOOD.replacen("name = \"Custom directories\"", "name = 42", 1))
+            .expect_err("a number for text");
+        assert!(
+            err.to_string()
+                .contains("line 3, at name: invalid type: integer `42`"),
             "{err}"
         );
     }

@@ -4,9 +4,17 @@
 //!
 //! The reader requires the order the dump writes: `format`, `engine` and `schema_version`
 //! before `tables`, and in each table `name` and `columns` before `rows`.
+//!
+//! Memory is bounded whatever the document holds: serde_json buffers a whole string (or a
+//! whole row's values) before the visitor sees it, so the reader counts the bytes it takes
+//! from the file between two marks (the start of each row, of each table header, of the
+//! document) and stops the read once a stretch passes its cap ([`MAX_ROW_BYTES`],
+//! [`MAX_HEADER_BYTES`]); a row may also hold at most [`MAX_ROW_VALUES`] values.
 
+use std::cell::Cell;
 use std::fmt;
-use std::io::Read;
+use std::io::{self, Read};
+use std::rc::Rc;
 
 use base64::Engine as _;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -14,9 +22,28 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use super::DATABASE_FORMAT;
 use crate::{Error, Result};
 
+/// The most bytes of `database.json` one row may span: its JSON text from the separator
+/// after the previous row to its closing `]`. A longer row (say a 2 GiB string in one cell)
+/// is refused with its table and row number as soon as the read passes the cap, before it
+/// is in memory. Parsing a row holds about three times its text at worst (serde_json's
+/// string buffer, the decoded value, base64's copy), so a reader stays under ~200 MiB. 64
+/// MiB is far above what the application stores in one row (logos of a few hundred KiB)
+/// and matches the largest blob many SQLite tools handle comfortably.
+pub const MAX_ROW_BYTES: u64 = 64 << 20;
+
+/// The most bytes of a table's header (its name, columns and any other field before
+/// `rows`) and of the top-level fields outside `tables`. A header is names only: 32767
+/// columns (SQLite's hard maximum) with 100-byte names are ~3.5 MiB, and its parsed form
+/// takes about five times its text.
+pub const MAX_HEADER_BYTES: u64 = 4 << 20;
+
+/// The most values one row may hold: SQLite's hard maximum number of columns. Without it a
+/// row of 64 MiB of `0,` would become 32M parsed values (1 GiB).
+pub const MAX_ROW_VALUES: usize = 32_767;
+
 /// One SQLite value as read from `database.json`.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Value {
+pub enum Value {
     Null,
     Int(i64),
     Real(f64),
@@ -55,13 +82,44 @@ pub(crate) trait Sink {
 /// Parses `reader` as `database.json`, feeding `sink`. Malformed documents are rejected with
 /// a message saying where; errors from the sink are returned as they are.
 pub(crate) fn read(reader: impl Read, sink: &mut dyn Sink) -> Result<()> {
-    let mut state = State { sink, error: None };
+    read_capped(reader, sink, MAX_ROW_BYTES, MAX_HEADER_BYTES)
+}
+
+/// [`read`] with other caps (the tests use small ones).
+pub(crate) fn read_capped(
+    reader: impl Read,
+    sink: &mut dyn Sink,
+    row_cap: u64,
+    header_cap: u64,
+) -> Result<()> {
+    let budget = Rc::new(Budget {
+        used: Cell::new(0),
+        cap: Cell::new(header_cap),
+        tripped: Cell::new(false),
+    });
+    let reader = Capped {
+        inner: reader,
+        budget: Rc::clone(&budget),
+    };
+    let mut state = State {
+        sink,
+        error: None,
+        budget,
+        row_cap,
+        header_cap,
+        place: Place::Document,
+        table_name: None,
+        tables: 0,
+    };
     let mut de = serde_json::Deserializer::from_reader(reader);
     let parsed = DocSeed { state: &mut state }
         .deserialize(&mut de)
         .and_then(|()| de.end());
     if let Some(e) = state.error.take() {
         return Err(e);
+    }
+    if state.budget.tripped.get() {
+        return Err(state.too_large());
     }
     parsed.map_err(|e| {
         if e.is_io() {
@@ -73,13 +131,96 @@ pub(crate) fn read(reader: impl Read, sink: &mut dyn Sink) -> Result<()> {
     })
 }
 
+/// Bytes taken from the file since the last mark, against the cap of the current stretch.
+struct Budget {
+    used: Cell<u64>,
+    cap: Cell<u64>,
+    /// The read was stopped by the cap (the io error serde_json reports is this).
+    tripped: Cell<bool>,
+}
+
+impl Budget {
+    fn mark(&self, cap: u64) {
+        self.used.set(0);
+        self.cap.set(cap);
+    }
+}
+
+/// Counts and caps what the parser reads (see [`Budget`]). It sits above the caller's
+/// buffered reader because serde_json reads byte by byte: the count is exact.
+struct Capped<R> {
+    inner: R,
+    budget: Rc<Budget>,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let (used, cap) = (self.budget.used.get(), self.budget.cap.get());
+        if used >= cap {
+            self.budget.tripped.set(true);
+            return Err(io::Error::other("database.json: over the size cap"));
+        }
+        let room = usize::try_from(cap - used).unwrap_or(usize::MAX);
+        let len = buf.len().min(room);
+        let n = self.inner.read(&mut buf[..len])?;
+        self.budget.used.set(used + n as u64);
+        Ok(n)
+    }
+}
+
+/// Where the parser is, for the message when a stretch is over its cap.
+#[derive(Clone, Copy)]
+enum Place {
+    Document,
+    TableHeader,
+    /// 1-based row number within the current table.
+    Row(u64),
+}
+
 struct State<'s> {
     sink: &'s mut dyn Sink,
     /// The sink's error, kept aside while serde unwinds with a placeholder.
     error: Option<Error>,
+    budget: Rc<Budget>,
+    row_cap: u64,
+    header_cap: u64,
+    place: Place,
+    /// The current table's name once read, and how many tables have begun.
+    table_name: Option<String>,
+    tables: u64,
 }
 
 impl State<'_> {
+    fn enter(&mut self, place: Place) {
+        self.place = place;
+        self.budget.mark(match place {
+            Place::Row(_) => self.row_cap,
+            Place::Document | Place::TableHeader => self.header_cap,
+        });
+    }
+
+    /// The refusal for a stretch over its cap (or a row with too many values).
+    fn too_large(&self) -> Error {
+        let table = match &self.table_name {
+            Some(name) => format!("table {name:?}"),
+            None => format!("table number {}", self.tables),
+        };
+        Error::rejected(match self.place {
+            Place::Row(n) => format!(
+                "{table} row {n} in database.json is larger than {}, the most one row may take; the archive is refused",
+                show_bytes(self.row_cap)
+            ),
+            Place::TableHeader => format!(
+                "the header of {table} in database.json (its name and columns) is larger than {}; the archive is refused",
+                show_bytes(self.header_cap)
+            ),
+            Place::Document => format!(
+                "database.json has a field outside its tables larger than {}; the archive is refused",
+                show_bytes(self.header_cap)
+            ),
+        })
+    }
+
     fn call<E: de::Error>(&mut self, r: Result<()>) -> std::result::Result<(), E> {
         r.map_err(|e| {
             self.error = Some(e);
@@ -136,7 +277,10 @@ impl<'de> Visitor<'de> for DocSeed<'_, '_> {
                     };
                     let r = self.state.sink.header(v);
                     self.state.call(r)?;
-                    map.next_value_seed(TablesSeed { state: self.state })?;
+                    map.next_value_seed(TablesSeed {
+                        state: &mut *self.state,
+                    })?;
+                    self.state.enter(Place::Document);
                     tables = true;
                 }
                 _ => {
@@ -204,12 +348,19 @@ impl<'de> Visitor<'de> for TableSeed<'_, '_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        self.state.tables += 1;
+        self.state.table_name = None;
+        self.state.enter(Place::TableHeader);
         let mut name: Option<String> = None;
         let mut columns: Option<Vec<(String, String)>> = None;
         let mut rows = false;
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
-                "name" => name = Some(map.next_value()?),
+                "name" => {
+                    let n: String = map.next_value()?;
+                    self.state.table_name = Some(n.clone());
+                    name = Some(n);
+                }
                 "columns" => {
                     let cols: Vec<Column> = map.next_value()?;
                     columns = Some(
@@ -230,6 +381,7 @@ impl<'de> Visitor<'de> for TableSeed<'_, '_> {
                         state: &mut *self.state,
                         row: Vec::new(),
                     })?;
+                    self.state.enter(Place::TableHeader);
                     let r = self.state.sink.end_table();
                     self.state.call(r)?;
                     rows = true;
@@ -268,10 +420,19 @@ impl<'de> Visitor<'de> for RowsSeed<'_, '_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> std::result::Result<(), A::Error> {
-        while seq
-            .next_element_seed(RowSeed { row: &mut self.row })?
-            .is_some()
-        {
+        let mut n = 0;
+        loop {
+            n += 1;
+            self.state.enter(Place::Row(n));
+            if seq
+                .next_element_seed(RowSeed {
+                    row: &mut self.row,
+                    n,
+                })?
+                .is_none()
+            {
+                break;
+            }
             let r = self.state.sink.row(&mut self.row);
             self.state.call(r)?;
         }
@@ -281,6 +442,8 @@ impl<'de> Visitor<'de> for RowsSeed<'_, '_> {
 
 struct RowSeed<'a> {
     row: &'a mut Vec<Value>,
+    /// The row's number in its table, for the error.
+    n: u64,
 }
 
 impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
@@ -299,6 +462,12 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
         self.row.clear();
         while let Some(v) = seq.next_element::<Value>()? {
+            if self.row.len() == MAX_ROW_VALUES {
+                return Err(de::Error::custom(format!(
+                    "row {} has more than {MAX_ROW_VALUES} values, the most SQLite allows",
+                    self.n
+                )));
+            }
             self.row.push(v);
         }
         Ok(())
@@ -376,6 +545,123 @@ impl<'de> Visitor<'de> for ValueVisitor {
             (1, Some(v)) => v,
             _ => Value::Unsupported("an object"),
         })
+    }
+}
+
+/// `64 MiB` for whole MiB, else `1000 bytes`.
+fn show_bytes(n: u64) -> String {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{} MiB", n >> 20)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+/// Entry points for the property-based fuzz targets (`tests/fuzz_dbjson.rs`), not an API:
+/// the reader with a collecting sink, and a writer using the dump's own value encoders.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::Sink;
+    pub use super::Value;
+    use crate::Result;
+
+    pub use super::{MAX_HEADER_BYTES, MAX_ROW_BYTES, MAX_ROW_VALUES};
+
+    /// A parsed document: the schema version and (name, columns, rows) per table.
+    #[derive(Debug, Default, Clone, PartialEq)]
+    pub struct Doc {
+        pub schema_version: i64,
+        pub tables: Vec<Table>,
+    }
+
+    /// One table: name, (column name, declared type) pairs, rows.
+    pub type Table = (String, Vec<(String, String)>, Vec<Vec<Value>>);
+
+    impl Sink for Doc {
+        fn header(&mut self, schema_version: i64) -> Result<()> {
+            self.schema_version = schema_version;
+            Ok(())
+        }
+        fn table(&mut self, name: &str, columns: &[(String, String)]) -> Result<()> {
+            self.tables
+                .push((name.into(), columns.to_vec(), Vec::new()));
+            Ok(())
+        }
+        fn row(&mut self, row: &mut Vec<Value>) -> Result<()> {
+            if let Some(t) = self.tables.last_mut() {
+                t.2.push(std::mem::take(row));
+            }
+            Ok(())
+        }
+        fn end_table(&mut self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Parses with the production caps.
+    pub fn read(bytes: &[u8]) -> Result<Doc> {
+        let mut doc = Doc::default();
+        super::read(bytes, &mut doc)?;
+        Ok(doc)
+    }
+
+    /// Parses with other caps.
+    pub fn read_capped(reader: impl std::io::Read, row_cap: u64, header_cap: u64) -> Result<Doc> {
+        let mut doc = Doc::default();
+        super::read_capped(reader, &mut doc, row_cap, header_cap)?;
+        Ok(doc)
+    }
+
+    /// Writes `doc` in the layout of the dump, with the dump's value encoders.
+    pub fn write(doc: &Doc) -> Vec<u8> {
+        use crate::archive::dump::{write_blob, write_f64, write_i64, write_str};
+        let mut out = Vec::new();
+        out.extend_from_slice(b"{\"format\":\"");
+        out.extend_from_slice(crate::archive::DATABASE_FORMAT.as_bytes());
+        out.extend_from_slice(b"\",\"engine\":\"sqlite\",\"schema_version\":");
+        write_i64(&mut out, doc.schema_version);
+        out.extend_from_slice(b",\"tables\":[");
+        for (ti, (name, columns, rows)) in doc.tables.iter().enumerate() {
+            if ti > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"\n{\"name\":");
+            write_str(&mut out, name);
+            out.extend_from_slice(b",\"columns\":[");
+            for (ci, (col, ty)) in columns.iter().enumerate() {
+                if ci > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"{\"name\":");
+                write_str(&mut out, col);
+                out.extend_from_slice(b",\"type\":");
+                write_str(&mut out, ty);
+                out.push(b'}');
+            }
+            out.extend_from_slice(b"],\"rows\":[");
+            for (ri, row) in rows.iter().enumerate() {
+                if ri > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"\n[");
+                for (vi, v) in row.iter().enumerate() {
+                    if vi > 0 {
+                        out.push(b',');
+                    }
+                    match v {
+                        Value::Null | Value::Unsupported(_) => out.extend_from_slice(b"null"),
+                        Value::Int(i) => write_i64(&mut out, *i),
+                        Value::Real(f) => write_f64(&mut out, *f),
+                        Value::Text(s) => write_str(&mut out, s),
+                        Value::Blob(b) => write_blob(&mut out, b),
+                    }
+                }
+                out.push(b']');
+            }
+            out.extend_from_slice(b"]}");
+        }
+        out.extend_from_slice(b"\n]}\n");
+        out
     }
 }
 

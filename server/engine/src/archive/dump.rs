@@ -383,7 +383,7 @@ fn errmsg(db: RawDb) -> String {
     }
 }
 
-fn write_blob(buf: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn write_blob(buf: &mut Vec<u8>, bytes: &[u8]) {
     buf.extend_from_slice(b"{\"$base64\":\"");
     let start = buf.len();
     buf.resize(start + bytes.len().div_ceil(3) * 4, 0);

@@ -36,6 +36,10 @@ const MAX_PARAMS: usize = 32_766;
 const MAX_BATCH: usize = 500;
 /// Batches in flight between the parser and the inserter.
 const QUEUE: usize = 4;
+/// A batch is sent once its values hold this many bytes, whatever its row count: with rows
+/// of up to [`super::MAX_ROW_BYTES`], 500-row batches alone would let the queue hold
+/// gigabytes. Memory in flight stays below (QUEUE + 2) x (this + one row).
+const MAX_BATCH_BYTES: usize = 8 << 20;
 
 enum Msg {
     /// A table begins: its name and the archive's columns (names as in the schema).
@@ -92,6 +96,7 @@ pub async fn load_database_then(
             out: tx_msgs,
             batch: Vec::new(),
             batch_size: 1,
+            batch_bytes: 0,
         };
         dbjson::read(BufReader::with_capacity(1 << 20, file), &mut sink)?;
         Ok::<u64, Error>(sink.check.rows)
@@ -219,6 +224,8 @@ struct LoadSink<'a> {
     out: mpsc::Sender<Msg>,
     batch: Vec<Vec<Value>>,
     batch_size: usize,
+    /// Bytes of text and blobs (plus 8 per value) in `batch`.
+    batch_bytes: usize,
 }
 
 impl LoadSink<'_> {
@@ -234,6 +241,7 @@ impl LoadSink<'_> {
             return Ok(());
         }
         let rows = std::mem::replace(&mut self.batch, Vec::with_capacity(self.batch_size));
+        self.batch_bytes = 0;
         self.send(Msg::Rows(rows))
     }
 }
@@ -263,8 +271,16 @@ impl Sink for LoadSink<'_> {
 
     fn row(&mut self, row: &mut Vec<Value>) -> Result<()> {
         self.check.row(row)?;
+        self.batch_bytes += row
+            .iter()
+            .map(|v| match v {
+                Value::Text(s) => s.len() + 8,
+                Value::Blob(b) => b.len() + 8,
+                _ => 8,
+            })
+            .sum::<usize>();
         self.batch.push(std::mem::take(row));
-        if self.batch.len() >= self.batch_size {
+        if self.batch.len() >= self.batch_size || self.batch_bytes >= MAX_BATCH_BYTES {
             self.flush()?;
         }
         Ok(())

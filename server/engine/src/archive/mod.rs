@@ -31,6 +31,10 @@ mod tarfmt;
 pub mod verify;
 pub mod writer;
 
+/// The `database.json` reader's entry points for the fuzz targets; not an API.
+#[doc(hidden)]
+pub use dbjson::fuzzing as dbjson_fuzzing;
+pub use dbjson::{MAX_HEADER_BYTES, MAX_ROW_BYTES, MAX_ROW_VALUES};
 pub use dump::{DumpStats, dump_database};
 pub use load::{LoadStats, load_database};
 pub use schema::{ColumnInfo, ForeignKey, SchemaInfo, TableInfo, content_schema};

@@ -566,7 +566,7 @@ impl<'a> Walk<'a> {
                 if size > self.limits.max_manifest_bytes {
                     return Err(Error::rejected("manifest.json is too large"));
                 }
-                let mut bytes = Vec::with_capacity(size as usize);
+                let mut bytes = Vec::with_capacity(size.min(64 << 10) as usize);
                 entry
                     .read_to_end(&mut bytes)
                     .map_err(|e| shared.explain(e, "manifest.json"))?;
@@ -580,7 +580,9 @@ impl<'a> Walk<'a> {
                 if size > self.limits.max_checksums_bytes {
                     return Err(Error::rejected("checksums.sha256 is too large"));
                 }
-                let mut bytes = Vec::with_capacity(size as usize);
+                // Grown as bytes arrive: the header's size may lie (a 5 KiB archive claiming
+                // 200 MiB reserved it all up front; found by fuzzing).
+                let mut bytes = Vec::with_capacity(size.min(64 << 10) as usize);
                 entry
                     .read_to_end(&mut bytes)
                     .map_err(|e| shared.explain(e, "checksums.sha256"))?;
@@ -690,6 +692,15 @@ impl<'a> Walk<'a> {
                 )));
             }
             if !self.dirs.contains(ancestor) {
+                // Implied folders are kept too: count them, or one deep path (2000 levels in
+                // 4 KiB) would store ~4 MiB of ancestors past the limit (found by fuzzing).
+                self.path_bytes += ancestor.len() as u64;
+                if self.path_bytes > self.limits.max_total_path_bytes {
+                    return Err(Error::rejected(format!(
+                        "the archive's entry names add up to more than {} MiB; it is refused",
+                        self.limits.max_total_path_bytes >> 20
+                    )));
+                }
                 self.dirs.insert(ancestor.to_owned());
             }
             end += i + 1;
