@@ -82,6 +82,16 @@ pub(crate) fn append_header(
     out.extend_from_slice(h.as_bytes());
 }
 
+/// Whether [`header`] can write `path` without a PAX `path` record. A PAX record holding a
+/// line break is not read back by the tar crate (it splits records at line breaks), so the
+/// writer skips such names rather than write an archive its own verifier refuses.
+pub(crate) fn fits_ustar(path: &str, is_dir: bool) -> bool {
+    if is_dir && !path.ends_with('/') {
+        return split_ustar(&format!("{path}/")).is_some();
+    }
+    split_ustar(path).is_some()
+}
+
 /// Splits `name` into ustar (prefix, name) fields (155 and 100 bytes), at a `/`.
 fn split_ustar(name: &str) -> Option<(&str, &str)> {
     if name.len() <= 100 {

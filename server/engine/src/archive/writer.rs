@@ -576,6 +576,15 @@ fn walk(
         };
         let archive_path = format!("{prefix}/{name}");
         let path = entry.path();
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if archive_path.contains(['\n', '\r']) && !tarfmt::fits_ustar(&archive_path, is_dir) {
+            // Found by fuzzing: tar's PAX records cannot carry a line break back to the
+            // verifier, so such an entry would make the whole archive unrestorable.
+            scan.warnings.push(format!(
+                "skipped {archive_path:?}: a name with a line break in a path this long cannot be archived"
+            ));
+            continue;
+        }
         // symlink_metadata: a symlink is reported as itself, never followed.
         let meta = match std::fs::symlink_metadata(&path) {
             Ok(m) => m,
