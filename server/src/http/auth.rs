@@ -241,9 +241,9 @@ struct LoginBody {
     summary = "Sign in; sets the session cookie",
     request_body = LoginBody,
     responses((status = 200, description = "the account {id, username, role}", body = serde_json::Value),
-        (status = 401, description = "wrong username or password", body = super::openapi::ErrorBody),
-        (status = 429, description = "too many attempts (Retry-After)", body = super::openapi::ErrorBody),
-        (status = 503, description = "busy checking other attempts (Retry-After)", body = super::openapi::ErrorBody)))]
+        (status = 401, description = "wrong username or password", body = super::schemas::ErrorBody),
+        (status = 429, description = "too many attempts (Retry-After)", body = super::schemas::ErrorBody),
+        (status = 503, description = "busy checking other attempts (Retry-After)", body = super::schemas::ErrorBody)))]
 /// Signs in. The client is the socket's address: `X-Forwarded-For` is not trusted (nothing
 /// here knows which proxy to believe), so behind a reverse proxy every client shares the
 /// proxy's address budget. Refusals carry `Retry-After` in seconds.

@@ -119,7 +119,7 @@ struct CreateBody {
     summary = "Start a backup",
     request_body(content = Option<CreateBody>, description = "optional; no body at all is fine"),
     responses((status = 202, description = "the backup job, queued", body = wire::Job),
-        (status = 409, description = "a job is already running or the backup folder is unsafe", body = super::openapi::ErrorBody)))]
+        (status = 409, description = "a job is already running or the backup folder is unsafe", body = super::schemas::ErrorBody)))]
 async fn create_job(
     State(st): State<AppState>,
     Authenticated(who): Authenticated,
@@ -162,7 +162,7 @@ async fn get_job(
     summary = "Delete a job's archive file and record",
     params(("id" = wire::JobId, Path, description = "a job id")),
     responses((status = 204, description = "deleted"),
-        (status = 409, description = "the job is pending or running", body = super::openapi::ErrorBody)))]
+        (status = 409, description = "the job is pending or running", body = super::schemas::ErrorBody)))]
 async fn delete_job(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     st.engine.delete_job(job_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -172,7 +172,7 @@ async fn delete_job(State(st): State<AppState>, Path(id): Path<String>) -> ApiRe
     summary = "Cancel a pending or running job",
     params(("id" = wire::JobId, Path, description = "a job id")),
     responses((status = 200, description = "the job", body = wire::Job),
-        (status = 409, description = "the job is not cancelable", body = super::openapi::ErrorBody)))]
+        (status = 409, description = "the job is not cancelable", body = super::schemas::ErrorBody)))]
 async fn cancel_job(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -183,8 +183,8 @@ async fn cancel_job(
 #[utoipa::path(method(get, head), path = "/api/backups/jobs/{id}/download/", tag = "backups",
     summary = "The archive (attachment; Content-Length and Range supported; HEAD for the headers only)",
     params(("id" = wire::JobId, Path, description = "a job id")),
-    responses((status = 200, description = "the archive", content_type = "application/gzip", body = super::openapi::Binary),
-        (status = 206, description = "the requested range", content_type = "application/gzip", body = super::openapi::Binary)))]
+    responses((status = 200, description = "the archive", content_type = "application/gzip", body = super::schemas::Binary),
+        (status = 206, description = "the requested range", content_type = "application/gzip", body = super::schemas::Binary)))]
 /// Streams the archive with `Content-Length`, `HEAD` and `Range` support (tower-http's
 /// `ServeFile` does the range arithmetic and never reads the file into memory).
 async fn download(
@@ -229,7 +229,7 @@ async fn manifest(
     summary = "Full integrity check without restoring",
     params(("id" = wire::JobId, Path, description = "a job id")),
     responses((status = 200, description = "the report: ok, the manifest, what was checked", body = serde_json::Value),
-        (status = 422, description = "the archive is damaged (the message says how)", body = super::openapi::ErrorBody)))]
+        (status = 422, description = "the archive is damaged (the message says how)", body = super::schemas::ErrorBody)))]
 async fn verify(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -241,7 +241,7 @@ async fn verify(
     summary = "Restore this archive (a safety backup is taken first)",
     params(("id" = wire::JobId, Path, description = "a job id")),
     responses((status = 202, description = "the restore job, queued", body = wire::Job),
-        (status = 409, description = "a job is already running", body = super::openapi::ErrorBody)))]
+        (status = 409, description = "a job is already running", body = super::schemas::ErrorBody)))]
 async fn restore(
     State(st): State<AppState>,
     Authenticated(who): Authenticated,
@@ -257,12 +257,12 @@ async fn restore(
 #[utoipa::path(post, path = "/api/backups/upload/", tag = "backups",
     summary = "Upload an archive; validated and stored under a server-chosen name",
     request_body(content(
-        (super::openapi::UploadForm = "multipart/form-data"),
-        (super::openapi::Binary = "application/gzip")),
+        (super::schemas::UploadForm = "multipart/form-data"),
+        (super::schemas::Binary = "application/gzip")),
         description = "multipart field `file`, or the raw archive (optional `X-Filename` header)"),
     responses((status = 201, description = "the job (kind backup, trigger upload)", body = wire::Job),
-        (status = 413, description = "larger than the upload limit", body = super::openapi::ErrorBody),
-        (status = 422, description = "not a valid archive (the message says why)", body = super::openapi::ErrorBody)))]
+        (status = 413, description = "larger than the upload limit", body = super::schemas::ErrorBody),
+        (status = 422, description = "not a valid archive (the message says why)", body = super::schemas::ErrorBody)))]
 /// Upload: the body (multipart field `file`, or a raw `application/gzip` body) is streamed
 /// to a temporary file in the archive folder, validated, then listed. Never held in memory.
 async fn upload(
@@ -371,7 +371,7 @@ async fn get_settings(State(st): State<AppState>) -> ApiResult<Json<serde_json::
     summary = "Save settings (everything is validated before saving)",
     request_body(content = serde_json::Value, description = "the settings, as GET returns them"),
     responses((status = 200, description = "the saved settings", body = serde_json::Value),
-        (status = 400, description = "invalid; `fields` says which", body = super::openapi::ErrorBody)))]
+        (status = 400, description = "invalid; `fields` says which", body = super::schemas::ErrorBody)))]
 async fn put_settings(
     State(st): State<AppState>,
     ApiJson(body): ApiJson<serde_json::Value>,
@@ -388,7 +388,7 @@ const EVENTS_RECHECK: Duration = Duration::from_secs(2);
 #[utoipa::path(get, path = "/api/backups/events/", tag = "backups",
     summary = "Server-sent events: `job` (a job snapshot), `deleted` ({id}), `resync`",
     responses((status = 200, description = "an event stream; each `job` event's data is a Job", content_type = "text/event-stream", body = String),
-        (status = 429, description = "too many event streams open", body = super::openapi::ErrorBody)))]
+        (status = 429, description = "too many event streams open", body = super::schemas::ErrorBody)))]
 /// Server-sent events: one `job` event per job snapshot change, `deleted` when a job goes.
 /// Ends at shutdown and when the caller's credential stops standing ([`EVENTS_RECHECK`]).
 ///

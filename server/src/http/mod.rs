@@ -15,6 +15,7 @@ pub mod backups;
 pub mod error;
 pub mod openapi;
 pub mod plugins;
+pub mod schemas;
 
 use std::collections::HashMap;
 use std::future::Future;

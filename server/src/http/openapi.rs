@@ -20,56 +20,14 @@
 //! schema's properties are a serialized job's keys; the enums' values are the wire `NAMES`;
 //! the error schema is the body `ApiError` really sends.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder};
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
-/// The JSON error body of DESIGN section 6, as `ApiError` (`http/error.rs`) sends it.
-/// (These doc comments are the schemas' descriptions in the document.)
-#[derive(ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-/// What went wrong.
-#[derive(ToSchema)]
-pub struct ErrorDetail {
-    /// A machine-readable code: `invalid`, `unauthenticated`, `forbidden`, `not_found`,
-    /// `conflict`, `too_large`, `archive_rejected`, `rate_limited`, `unavailable`, `internal`.
-    pub code: String,
-    /// A message a person can act on.
-    pub message: String,
-    /// Per-field messages for invalid input (the field's name -> what is wrong).
-    pub fields: BTreeMap<String, String>,
-}
-
-/// Raw bytes: an archive.
-#[derive(ToSchema)]
-#[schema(value_type = String, format = Binary)]
-pub struct Binary(pub Vec<u8>);
-
-/// `POST /api/backups/upload/` as multipart form data.
-#[derive(ToSchema)]
-pub struct UploadForm {
-    /// The archive (`.tar.gz`); its file name is kept as the job's `original_filename`.
-    #[schema(value_type = String, format = Binary)]
-    pub file: Vec<u8>,
-}
-
-/// `POST /api/backups/plugins/` as multipart form data.
-#[derive(ToSchema)]
-pub struct PluginForm {
-    /// The plugin's `plugin.toml`, as text.
-    pub manifest: String,
-    /// The plugin's WebAssembly component (`plugin.wasm`).
-    #[schema(value_type = String, format = Binary)]
-    pub component: Vec<u8>,
-}
+pub use super::schemas::{Binary, ErrorBody, ErrorDetail, PluginForm, UploadForm};
 
 /// The document's derivation: every handler's `#[utoipa::path]`, the wire types' schemas.
 #[derive(OpenApi)]
@@ -235,6 +193,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use std::collections::BTreeMap;
 
     fn doc() -> Value {
         serde_json::to_value(document()).expect("the document serializes")

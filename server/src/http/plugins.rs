@@ -27,8 +27,8 @@ pub async fn list_plugins(
     params(("id" = wire::PluginId, Path, description = "a plugin id")),
     request_body(content = wire::plugin::PluginUpdate, description = "absent fields stay as they are"),
     responses((status = 200, description = "the plugin", body = wire::plugin::PluginView),
-        (status = 400, description = "bad grants or settings; `fields` says which", body = super::openapi::ErrorBody),
-        (status = 409, description = "the plugin is broken", body = super::openapi::ErrorBody)))]
+        (status = 400, description = "bad grants or settings; `fields` says which", body = super::schemas::ErrorBody),
+        (status = 409, description = "the plugin is broken", body = super::schemas::ErrorBody)))]
 /// `PUT /api/backups/plugins/{id}/` with a [`PluginUpdate`] body
 /// (`{"enabled"?, "grants"?: {"mounts"?, "veto"?, "limits"?}, "settings"?}`) -> the plugin.
 /// 404 unknown plugin, 409 broken plugin, 400 with per-field messages for bad grants or
@@ -71,9 +71,9 @@ pub const MAX_PLUGIN_UPLOAD: usize = 64 << 20;
 
 #[utoipa::path(post, path = "/api/backups/plugins/", tag = "plugins",
     summary = "Install a plugin; disabled until an admin enables it",
-    request_body(content = super::openapi::PluginForm, content_type = "multipart/form-data"),
+    request_body(content = super::schemas::PluginForm, content_type = "multipart/form-data"),
     responses((status = 201, description = "the plugin", body = wire::plugin::PluginView),
-        (status = 400, description = "the manifest or component is refused (the message says why)", body = super::openapi::ErrorBody)))]
+        (status = 400, description = "the manifest or component is refused (the message says why)", body = super::schemas::ErrorBody)))]
 /// `POST /api/backups/plugins/` (multipart: `manifest` = the `plugin.toml` text, `component`
 /// = the `.wasm`) -> 201 + the plugin, disabled until an admin enables it. 400 when the
 /// manifest or component is refused (the message says why). Mount it with
