@@ -988,9 +988,9 @@ fn a_broken_plugin_is_listed_with_its_reason_and_never_runs() {
         .expect("listed");
     assert_eq!(echo.state, "broken");
     assert!(
-        echo.last_error.as_deref().is_some_and(
-            |e| e.starts_with("plugin.toml is not valid: unknown field `failure-policy`")
-        ),
+        echo.last_error.as_deref().is_some_and(|e| e.starts_with(
+            "plugin.toml is not valid: line 7, at failure-policy: unknown field `failure-policy`"
+        )),
         "{:?}",
         echo.last_error
     );
