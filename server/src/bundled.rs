@@ -22,15 +22,56 @@ use sha2::{Digest, Sha256};
 
 include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
 
-/// Ids of the plugins this binary carries.
-pub fn ids() -> Vec<&'static str> {
-    BUNDLED.iter().map(|(id, _, _)| *id).collect()
-}
-
 /// Installs or upgrades the bundled plugins in `plugins_dir` by the rules above; returns
 /// the ids written now (installed for the first time or upgraded).
 pub fn install(plugins_dir: &Path) -> io::Result<Vec<&'static str>> {
     install_from(plugins_dir, BUNDLED)
+}
+
+/// [`install`] into the data dir's plugins folder, off the async workers. A failure is
+/// logged, never fatal: the server starts without them.
+pub async fn install_in_data_dir(data_dir: &std::path::Path) -> Vec<&'static str> {
+    let dir = plugin_host::HostConfig::for_data_dir(data_dir).plugins_dir;
+    match tokio::task::spawn_blocking(move || install(&dir)).await {
+        Ok(Ok(ids)) => {
+            if !ids.is_empty() {
+                tracing::info!(plugins = ?ids, "installed the bundled first-party plugins (disabled until enabled)");
+            }
+            ids
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot install the bundled plugins; the server starts without them");
+            Vec::new()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "installing the bundled plugins failed");
+            Vec::new()
+        }
+    }
+}
+
+/// The recordings plugin's one mount defaults to `<data>/recordings/` when nothing is
+/// granted yet, so enabling it is one click. Granting goes through the same checks as an
+/// admin's change ([`engine::Engine::update_plugin`]); the plugin stays disabled.
+pub async fn grant_recordings_folder(engine: &engine::Engine, data_dir: &std::path::Path) {
+    let granted = engine
+        .plugin_view("recordings")
+        .await
+        .map(|v| !v.grants.mounts.is_empty())
+        .unwrap_or(true);
+    if granted {
+        return;
+    }
+    let update = engine::plugins::PluginUpdate {
+        grants: Some(engine::plugins::GrantsUpdate {
+            mounts: Some([("recordings".to_owned(), data_dir.join("recordings"))].into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    if let Err(e) = engine.update_plugin("recordings", &update).await {
+        tracing::warn!(error = %e, "cannot grant the recordings plugin its default folder");
+    }
 }
 
 fn install_from(

@@ -243,23 +243,6 @@ async fn check_password(
     })
 }
 
-/// Looks an account up by id (sessions store only the id).
-pub async fn account(pool: &SqlitePool, id: i64) -> Result<Option<Account>> {
-    let row: Option<(i64, String, String)> =
-        sqlx::query_as("SELECT id, username, role FROM accounts WHERE id = ?")
-            .bind(id)
-            .fetch_optional(pool)
-            .await?;
-    row.map(|(id, username, role)| {
-        Ok(Account {
-            id,
-            username,
-            role: Role::parse(&role)?,
-        })
-    })
-    .transpose()
-}
-
 /// Number of admin accounts.
 pub async fn admin_count(pool: &SqlitePool) -> Result<i64> {
     Ok(

@@ -196,9 +196,13 @@ impl Fixture {
     }
 
     fn verify(&self, path: &Path) -> engine::Result<archive::VerifyReport> {
+        self.verify_with(path, &Limits::default())
+    }
+
+    fn verify_with(&self, path: &Path, limits: &Limits) -> engine::Result<archive::VerifyReport> {
         archive::verify_archive(
             path,
-            &Limits::default(),
+            limits,
             &self.schema,
             &CancellationToken::new(),
             no_progress(),
@@ -1393,14 +1397,7 @@ async fn verify_refuses_an_archive_over_the_size_limit_from_its_headers() {
         max_total_bytes: 100_000,
         ..Limits::default()
     };
-    let err = archive::verify_archive(
-        &out.path,
-        &limits,
-        &f.schema,
-        &CancellationToken::new(),
-        no_progress(),
-    )
-    .expect_err("too big");
+    let err = f.verify_with(&out.path, &limits).expect_err("too big");
     assert_eq!(err.kind(), ErrorKind::Rejected);
     assert!(
         err.message().contains("more than 100000 bytes"),
@@ -1412,14 +1409,7 @@ async fn verify_refuses_an_archive_over_the_size_limit_from_its_headers() {
         max_total_bytes: 10_000_000,
         ..Limits::default()
     };
-    archive::verify_archive(
-        &out.path,
-        &limits,
-        &f.schema,
-        &CancellationToken::new(),
-        no_progress(),
-    )
-    .expect("within limits");
+    f.verify_with(&out.path, &limits).expect("within limits");
 }
 
 #[tokio::test]
@@ -1430,14 +1420,7 @@ async fn verify_enforces_the_entry_count_and_path_length_limits() {
         max_entries: 10,
         ..Limits::default()
     };
-    let err = archive::verify_archive(
-        &out.path,
-        &few,
-        &f.schema,
-        &CancellationToken::new(),
-        no_progress(),
-    )
-    .expect_err("too many");
+    let err = f.verify_with(&out.path, &few).expect_err("too many");
     assert!(
         err.message().contains("more than 10 entries"),
         "{}",
@@ -1447,14 +1430,7 @@ async fn verify_enforces_the_entry_count_and_path_length_limits() {
         max_path_bytes: 20,
         ..Limits::default()
     };
-    let err = archive::verify_archive(
-        &out.path,
-        &short,
-        &f.schema,
-        &CancellationToken::new(),
-        no_progress(),
-    )
-    .expect_err("too long");
+    let err = f.verify_with(&out.path, &short).expect_err("too long");
     assert!(
         err.message().contains("longer than 20 bytes"),
         "{}",
@@ -1497,26 +1473,13 @@ async fn verify_bounds_the_memory_of_entry_names_both_ways() {
         max_total_path_bytes: names,
         ..Limits::default()
     };
-    archive::verify_archive(
-        &out.path,
-        &exact,
-        &f.schema,
-        &CancellationToken::new(),
-        no_progress(),
-    )
-    .expect("names exactly at the limit are fine");
+    f.verify_with(&out.path, &exact)
+        .expect("names exactly at the limit are fine");
     let less = Limits {
         max_total_path_bytes: names - 1,
         ..Limits::default()
     };
-    let err = archive::verify_archive(
-        &out.path,
-        &less,
-        &f.schema,
-        &CancellationToken::new(),
-        no_progress(),
-    )
-    .expect_err("one byte over");
+    let err = f.verify_with(&out.path, &less).expect_err("one byte over");
     assert!(
         err.message().contains("entry names add up to more than"),
         "{}",

@@ -243,52 +243,6 @@ pub async fn open_with_plugins(config: EngineConfig, plugin_dev: bool) -> Result
     Engine::open_with_plugins(config, std::sync::Arc::new(host)).await
 }
 
-/// Installs the first-party plugins the binary carries (see [`crate::bundled`]). A failure
-/// is logged, never fatal: the server starts without them.
-async fn install_bundled_plugins(data_dir: &std::path::Path) -> Vec<&'static str> {
-    let dir = plugin_host::HostConfig::for_data_dir(data_dir).plugins_dir;
-    match tokio::task::spawn_blocking(move || crate::bundled::install(&dir)).await {
-        Ok(Ok(ids)) => {
-            if !ids.is_empty() {
-                tracing::info!(plugins = ?ids, "installed the bundled first-party plugins (disabled until enabled)");
-            }
-            ids
-        }
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "cannot install the bundled plugins; the server starts without them");
-            Vec::new()
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "installing the bundled plugins failed");
-            Vec::new()
-        }
-    }
-}
-
-/// The recordings plugin's one mount defaults to `<data>/recordings/` when nothing is
-/// granted yet, so enabling it is one click. Granting goes through the same checks as an
-/// admin's change ([`Engine::update_plugin`]); the plugin stays disabled.
-async fn grant_recordings_folder(engine: &Engine, data_dir: &std::path::Path) {
-    let granted = engine
-        .plugin_view("recordings")
-        .await
-        .map(|v| !v.grants.mounts.is_empty())
-        .unwrap_or(true);
-    if granted {
-        return;
-    }
-    let update = engine::plugins::PluginUpdate {
-        grants: Some(engine::plugins::GrantsUpdate {
-            mounts: Some([("recordings".to_owned(), data_dir.join("recordings"))].into()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    if let Err(e) = engine.update_plugin("recordings", &update).await {
-        tracing::warn!(error = %e, "cannot grant the recordings plugin its default folder");
-    }
-}
-
 /// `backstop serve`: open the engine, take the data-dir lock, run until `shutdown`.
 pub async fn serve(
     config: EngineConfig,
@@ -298,13 +252,13 @@ pub async fn serve(
     let _lock = crate::lock::exclusive_lock(&config.data_dir)?;
     let data_dir = config.data_dir.clone();
     let installed = if args.bundled_plugins {
-        install_bundled_plugins(&data_dir).await
+        crate::bundled::install_in_data_dir(&data_dir).await
     } else {
         Vec::new()
     };
     let engine = open_with_plugins(config, args.plugin_dev).await?;
     if installed.contains(&"recordings") {
-        grant_recordings_folder(&engine, &data_dir).await;
+        crate::bundled::grant_recordings_folder(&engine, &data_dir).await;
     }
     let swept = engine.restart_sweep().await?;
     if swept > 0 {
