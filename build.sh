@@ -24,8 +24,10 @@ done
 WB_VERSION=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
 if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WB_VERSION" ]; then
   say "installing wasm-bindgen-cli $WB_VERSION (a few minutes, once)"
-  cargo install wasm-bindgen-cli --version "$WB_VERSION" --locked \
-    || cargo install wasm-bindgen-cli --version "$WB_VERSION"
+  # --force: cargo's own record may say it is installed while the binary is gone or another
+  # version (we only get here when the binary on PATH does not answer with $WB_VERSION).
+  cargo install wasm-bindgen-cli --version "$WB_VERSION" --locked --force \
+    || cargo install wasm-bindgen-cli --version "$WB_VERSION" --force
 fi
 
 # 3. Browser bundle.
