@@ -154,9 +154,12 @@ impl Cli {
 fn validate_db_url(url: &str, var: &str) -> Result<String> {
     if url.starts_with("sqlite:") {
         Ok(url.to_owned())
+    } else if var == "BACKSTOP_CONTENT_DB" && engine::instance::is_postgres_url(url) {
+        // Checked for real when the engine opens it (content_db::ContentDb::open_postgres).
+        Ok(url.to_owned())
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         Err(Error::invalid(format!(
-            "{var}: PostgreSQL is not supported yet; use a sqlite:// URL"
+            "{var}: the state database is Backstop's own SQLite file; use a sqlite:// URL"
         )))
     } else {
         Err(Error::invalid(format!(

@@ -66,11 +66,9 @@ impl Engine {
             done_bytes: 0,
             total_bytes: 0,
         });
-        let schema_version = crate::content::schema_version(self.content()).await?;
+        let schema_version = self.content().schema_version().await?;
         let db_path = staging.join("database.json");
-        let db_stats =
-            crate::archive::dump::dump_database(self.content(), schema_version, &db_path, cancel)
-                .await?;
+        let db_stats = self.content().dump(&db_path, cancel).await?;
         crate::fault::point("backup.dumped");
 
         // 2. Directories and plugin content.

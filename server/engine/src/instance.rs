@@ -50,7 +50,7 @@ pub struct Engine {
 
 struct Inner {
     config: EngineConfig,
-    content: SqlitePool,
+    content: crate::content_db::ContentDb,
     state: SqlitePool,
     plugins: Arc<dyn PluginRuntime>,
     login_limiter: crate::auth::LoginLimiter,
@@ -86,6 +86,27 @@ impl Engine {
         crate::dirs::check_writable(&config.data_dir)?;
         let state = crate::state::open(&config.state_db_url).await?;
         crate::plugins::sync_records(&state, &*plugins).await?;
+        let content = if is_postgres_url(&config.content_db_url) {
+            crate::content_db::ContentDb::open_postgres(&config.content_db_url).await?
+        } else {
+            crate::content_db::ContentDb::Sqlite(Self::open_sqlite_content(&config).await?)
+        };
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                config,
+                content,
+                state,
+                plugins,
+                login_limiter: Default::default(),
+                runner: crate::jobs::Runner::new(),
+                schedule_tx: tokio::sync::watch::channel(Default::default()).0,
+            }),
+        })
+    }
+
+    /// Opens the SQLite content DB, migrates it to the reference schema and seeds the demo
+    /// data into an empty one when configured.
+    async fn open_sqlite_content(config: &EngineConfig) -> Result<SqlitePool> {
         let content =
             crate::content::open_sqlite(&config.content_db_url, "content database").await?;
         let version = crate::content::schema_version(&content).await?;
@@ -106,17 +127,7 @@ impl Engine {
                 "seeded demo content into the empty content database"
             );
         }
-        Ok(Engine {
-            inner: Arc::new(Inner {
-                config,
-                content,
-                state,
-                plugins,
-                login_limiter: Default::default(),
-                runner: crate::jobs::Runner::new(),
-                schedule_tx: tokio::sync::watch::channel(Default::default()).0,
-            }),
-        })
+        Ok(content)
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -125,8 +136,8 @@ impl Engine {
     pub fn data_dir(&self) -> &Path {
         &self.inner.config.data_dir
     }
-    /// The content DB pool.
-    pub fn content(&self) -> &SqlitePool {
+    /// The content DB (SQLite or PostgreSQL).
+    pub fn content(&self) -> &crate::content_db::ContentDb {
         &self.inner.content
     }
     /// The state DB pool.
@@ -174,7 +185,7 @@ impl Engine {
     ) -> Result<Vec<crate::content::TableSummary>> {
         let sample =
             (account.role == crate::auth::Role::Admin).then_some(crate::content::ADMIN_SAMPLE_ROWS);
-        crate::content::summarize(&self.inner.content, sample).await
+        self.inner.content.summarize(sample).await
     }
 
     /// Installed plugins as the API lists them: `{"plugins": [...]}`. Listing may read
@@ -199,7 +210,9 @@ impl Engine {
 
     /// Closes both pools (checkpointing WAL).
     pub async fn close(&self) {
-        self.inner.content.close().await;
+        if let Some(pool) = self.inner.content.sqlite() {
+            pool.close().await;
+        }
         self.inner.state.close().await;
     }
 }
@@ -302,4 +315,9 @@ impl crate::schedule::ScheduleStore for EngineScheduleStore {
             Ok(crate::schedule::EnqueueOutcome::Enqueued)
         })
     }
+}
+
+/// Whether a content DB URL names PostgreSQL (`postgres://` or `postgresql://`).
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }

@@ -19,6 +19,7 @@ pub mod archive;
 pub mod auth;
 pub mod backup;
 pub mod content;
+pub mod content_db;
 pub mod demo;
 pub mod dirs;
 pub mod error;

@@ -63,6 +63,7 @@ fn col(name: &str, ty: &str, not_null: bool, pk: i64) -> ColumnInfo {
 /// The content schema the archives are checked against.
 fn schema() -> SchemaInfo {
     SchemaInfo {
+        postgres: None,
         schema_version: 3,
         tables: vec![
             TableInfo {

@@ -466,11 +466,11 @@ fn copy_tree(from: &Path, to: &Path) {
 /// The content rows a restore must bring back: channel names and the channel groups.
 async fn content_rows(engine: &Engine) -> (Vec<(i64, String)>, Vec<(i64, String)>) {
     let channels = sqlx::query_as("SELECT id, name FROM channels ORDER BY id")
-        .fetch_all(engine.content())
+        .fetch_all(engine.content().sqlite().unwrap())
         .await
         .expect("read channels");
     let groups = sqlx::query_as("SELECT id, name FROM channel_groups ORDER BY id")
-        .fetch_all(engine.content())
+        .fetch_all(engine.content().sqlite().unwrap())
         .await
         .expect("read channel groups");
     (channels, groups)
@@ -479,11 +479,11 @@ async fn content_rows(engine: &Engine) -> (Vec<(i64, String)>, Vec<(i64, String)
 /// Changes the content DB, `logos/` and (when given) a contributed folder after a backup.
 async fn change_everything(f: &Fixture, contributed: Option<&Path>) {
     sqlx::query("UPDATE channels SET name = 'Renamed after the backup' WHERE id = 1")
-        .execute(f.engine.content())
+        .execute(f.engine.content().sqlite().unwrap())
         .await
         .expect("rename a channel");
     sqlx::query("INSERT INTO channel_groups (id, name) VALUES (99, 'Added after the backup')")
-        .execute(f.engine.content())
+        .execute(f.engine.content().sqlite().unwrap())
         .await
         .expect("add a group");
     let logos = f.data.join("logos");

@@ -45,7 +45,7 @@ pub use archive::{Summary, SummaryTable, scan};
 pub use connect::{Target, connect};
 pub use dump::{DumpStats, check_dump_access, dump};
 pub use error::{Error, ErrorKind, Result};
-pub use load::{LoadStats, load};
+pub use load::{LoadStats, check_fits, load, read_catalog};
 
 /// `format` of `database.json` (the same as the SQLite engine's).
 pub const DATABASE_FORMAT: &str = "backstop-database";

@@ -219,6 +219,32 @@ struct Target<'c> {
     sequences: Vec<&'c catalog::Sequence>,
 }
 
+/// Checks, without changing anything, that every table and column of an archive (its
+/// [`Summary`]) exists in the database `catalog` describes: the check a restore makes while
+/// it validates the archive, before anything changes. [`load`] repeats it inside its
+/// transaction.
+pub fn check_fits(summary: &Summary, catalog: &Catalog) -> Result<()> {
+    Plan::new(summary, catalog).map(|_| ())
+}
+
+/// Reads the catalog of the database behind `conn` in a read-only transaction, with the
+/// session settings the dump and the load use.
+pub async fn read_catalog(conn: &mut PgConnection) -> Result<Catalog> {
+    let mut tx = conn
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await
+        .map_err(|e| Error::db("cannot start a read-only transaction", e))?;
+    sqlx::raw_sql(&format!("{SESSION_SETTINGS} SET LOCAL search_path = '';"))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| Error::db("cannot set the session settings", e))?;
+    let catalog = catalog::read(&mut tx).await?;
+    tx.commit()
+        .await
+        .map_err(|e| Error::db("cannot end a read-only transaction", e))?;
+    Ok(catalog)
+}
+
 struct Plan<'c> {
     /// In the archive's order.
     tables: Vec<Target<'c>>,

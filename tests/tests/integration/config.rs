@@ -47,14 +47,31 @@ fn bad_bind_address_is_refused_with_its_name() {
 }
 
 #[test]
-fn postgres_content_db_is_refused_clearly() {
+fn an_unreachable_postgres_content_db_stops_the_start_with_its_address() {
     let (ok, _, err) = serve_with(&[
-        ("BACKSTOP_CONTENT_DB", "postgres://localhost/x"),
+        (
+            "BACKSTOP_CONTENT_DB",
+            "postgres://app@localhost/appdb?host=/nonexistent-backstop-socket",
+        ),
         ("BACKSTOP_BIND", "127.0.0.1:0"),
     ]);
     assert!(!ok);
     assert!(
-        err.contains("BACKSTOP_CONTENT_DB: PostgreSQL is not supported yet"),
+        err.contains("cannot reach the PostgreSQL server")
+            && err.contains("/nonexistent-backstop-socket"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_postgres_state_db_is_refused_clearly() {
+    let (ok, _, err) = serve_with(&[
+        ("BACKSTOP_STATE_DB", "postgres://localhost/x"),
+        ("BACKSTOP_BIND", "127.0.0.1:0"),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("BACKSTOP_STATE_DB") && err.contains("use a sqlite:// URL"),
         "{err}"
     );
 }

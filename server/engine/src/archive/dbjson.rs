@@ -261,6 +261,11 @@ impl<'de> Visitor<'de> for DocSeed<'_, '_> {
                 }
                 "engine" => {
                     let v: String = map.next_value()?;
+                    if v == "postgres" {
+                        return Err(de::Error::custom(
+                            "the archive was made from a PostgreSQL database and the content database here is SQLite: an archive restores into the engine it came from",
+                        ));
+                    }
                     if v != "sqlite" {
                         return Err(de::Error::custom(format!(
                             "engine {v:?} is not supported (only sqlite)"

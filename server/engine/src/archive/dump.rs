@@ -34,6 +34,9 @@ use crate::{Error, Result};
 /// What [`dump_database`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DumpStats {
+    /// `"sqlite"` or `"postgres"`: the engine the dump was read from (the manifest's
+    /// `database.engine`).
+    pub engine: &'static str,
     pub tables: u64,
     pub rows: u64,
     /// Size of `database.json`.
@@ -84,6 +87,7 @@ async fn dump_inner(
     // Read-only: commit is simply the explicit end of the snapshot.
     tx.commit().await?;
     Ok(DumpStats {
+        engine: "sqlite",
         tables: schema.tables.len() as u64,
         rows,
         bytes,

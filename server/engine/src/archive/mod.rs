@@ -37,7 +37,7 @@ pub use dbjson::fuzzing as dbjson_fuzzing;
 pub use dbjson::{MAX_HEADER_BYTES, MAX_ROW_BYTES, MAX_ROW_VALUES};
 pub use dump::{DumpStats, dump_database};
 pub use load::{LoadStats, load_database};
-pub use schema::{ColumnInfo, ForeignKey, SchemaInfo, TableInfo, content_schema};
+pub use schema::{ColumnInfo, ForeignKey, PgCatalog, SchemaInfo, TableInfo, content_schema};
 pub use verify::{
     ExtractReport, Limits, StagingTargets, VerifyReport, extract_to_staging, file_sha256,
     verify_archive,

@@ -16,7 +16,23 @@ pub struct SchemaInfo {
     pub schema_version: i64,
     /// Parents before children (by foreign keys), ties broken by name.
     pub tables: Vec<TableInfo>,
+    /// Set when the content DB is PostgreSQL: its catalog, against which an archive's tables
+    /// and columns are checked (`tables` is then empty and `schema_version` unused: Backstop
+    /// does not migrate a PostgreSQL content DB, so the check is per table and column).
+    #[serde(skip)]
+    pub postgres: Option<PgCatalog>,
 }
+
+/// A PostgreSQL content DB's catalog, read once per validation.
+#[derive(Debug, Clone)]
+pub struct PgCatalog(pub std::sync::Arc<content_pg::catalog::Catalog>);
+
+impl PartialEq for PgCatalog {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+impl Eq for PgCatalog {}
 
 /// One content table.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -142,6 +158,7 @@ pub(crate) async fn read_schema(conn: &mut SqliteConnection) -> Result<SchemaInf
         });
     }
     Ok(SchemaInfo {
+        postgres: None,
         schema_version,
         tables: parents_first(tables),
     })

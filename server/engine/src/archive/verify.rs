@@ -599,9 +599,19 @@ impl<'a> Walk<'a> {
                     copy: copy.as_mut(),
                     copy_error: None,
                 };
-                let mut check = SchemaCheck::new(self.schema);
-                let parsed =
-                    dbjson::read(BufReader::with_capacity(256 << 10, &mut tee), &mut check);
+                let parsed = match &self.schema.postgres {
+                    None => {
+                        let mut check = SchemaCheck::new(self.schema);
+                        dbjson::read(BufReader::with_capacity(256 << 10, &mut tee), &mut check)
+                    }
+                    // A PostgreSQL content DB: content-pg reads the document (either engine's)
+                    // and every table and column must exist in the database.
+                    Some(catalog) => {
+                        content_pg::scan(BufReader::with_capacity(256 << 10, &mut tee))
+                            .and_then(|summary| content_pg::check_fits(&summary, &catalog.0))
+                            .map_err(crate::content_db::pg_error)
+                    }
+                };
                 if let Some(v) = shared.violation.borrow_mut().take() {
                     return Err(v);
                 }
@@ -742,7 +752,7 @@ impl<'a> Walk<'a> {
             Error::rejected(format!("manifest.json does not follow format v1: {e}"))
         })?;
         let schema_version = m.database.schema_version;
-        if schema_version > self.schema.schema_version {
+        if self.schema.postgres.is_none() && schema_version > self.schema.schema_version {
             return Err(Error::rejected(format!(
                 "the archive's database schema version {schema_version} is newer than this Backstop's ({}); upgrade Backstop to restore it",
                 self.schema.schema_version

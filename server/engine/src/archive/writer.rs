@@ -354,7 +354,7 @@ fn manifest(req: &ArchiveRequest, scan: &Scan) -> wire::Manifest {
         include_recordings: req.include_recordings,
         database: wire::ManifestDatabase {
             file: "database.json".to_owned(),
-            engine: "sqlite".to_owned(),
+            engine: req.database.engine.to_owned(),
             schema_version: req.schema_version,
             tables: req.database.tables,
             rows: req.database.rows,

@@ -148,18 +148,19 @@ impl Engine {
                 "interrupted by restart before anything was changed; the previous state is as it was".to_owned(),
             ),
             JournalPhase::Apply => {
-                let schema = crate::archive::content_schema(self.content()).await?;
+                let schema = self.content().schema().await?;
                 let j = journal.clone();
                 let finish: crate::archive::load::BeforeCommit =
                     Box::new(move || swap_in(&j, None));
-                match crate::archive::load::load_database_then(
-                    self.content(),
-                    &journal.database_json,
-                    &schema,
-                    &CancellationToken::new(),
-                    Some(finish),
-                )
-                .await
+                match self
+                    .content()
+                    .load(
+                        &journal.database_json,
+                        &schema,
+                        &CancellationToken::new(),
+                        Some(finish),
+                    )
+                    .await
                 {
                     Ok(_) => (
                         JobStatus::Succeeded,

@@ -78,7 +78,7 @@ impl Engine {
         };
 
         // 1. Validate without changing anything (this pass also hashes every byte read).
-        let schema = crate::archive::content_schema(self.content()).await?;
+        let schema = self.content().schema().await?;
         let report = {
             let (archive, schema, cancel, progress, limits) = (
                 archive.clone(),
@@ -301,14 +301,10 @@ impl Engine {
                 }
             }) as crate::archive::load::BeforeCommit
         };
-        let loaded = crate::archive::load::load_database_then(
-            self.content(),
-            &db_json,
-            &schema,
-            cancel,
-            Some(before_commit),
-        )
-        .await;
+        let loaded = self
+            .content()
+            .load(&db_json, &schema, cancel, Some(before_commit))
+            .await;
         if let Err(e) = loaded {
             if swapped.load(Ordering::SeqCst) {
                 // The swap went in but the commit failed: put the old directories back.

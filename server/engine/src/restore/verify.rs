@@ -42,7 +42,7 @@ impl Engine {
                 path.display()
             )));
         }
-        let schema = crate::archive::content_schema(self.content()).await?;
+        let schema = self.content().schema().await?;
         let limits = self.archive_limits();
         let path = path.to_path_buf();
         // Cancellable: when the caller goes away (the client of an upload or a verify

@@ -1,0 +1,264 @@
+//! The content DB behind one type, whichever engine it runs on (DESIGN section 2).
+//!
+//! - **SQLite** (`sqlite://PATH`, the embedded default): Backstop owns it, migrates it to the
+//!   reference schema and seeds the demo data; dump and load are [`crate::archive::dump`] and
+//!   [`crate::archive::load`].
+//! - **PostgreSQL** (`postgres://...`): the application's own database. Backstop never
+//!   migrates or seeds it; dump and load are the `content-pg` crate (one `REPEATABLE READ
+//!   READ ONLY` snapshot, `COPY` streams, one load transaction). At open it connects and
+//!   checks that every user table can be dumped, so a bad URL, an unreachable server, a
+//!   missing database or a missing privilege is an error at start that names it, not a
+//!   failed backup later. An archive is checked table by table and column by column against
+//!   the live catalog (`schema_version` is not compared: Backstop does not version a schema
+//!   it does not own).
+//!
+//! The backup, the validation, the restore and the Data page call the methods here and do
+//! not care which engine answers.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sqlx::SqlitePool;
+use tokio_util::sync::CancellationToken;
+
+use crate::archive::load::BeforeCommit;
+use crate::archive::{DumpStats, SchemaInfo};
+use crate::content::TableSummary;
+use crate::{Error, ErrorKind, Result};
+
+/// The content DB.
+#[derive(Clone)]
+pub enum ContentDb {
+    Sqlite(SqlitePool),
+    Postgres(Arc<content_pg::Target>),
+}
+
+/// An engine error for a `content-pg` error, keeping its class and its words.
+pub fn pg_error(e: content_pg::Error) -> Error {
+    let kind = match e.kind() {
+        content_pg::ErrorKind::Invalid => ErrorKind::Rejected,
+        content_pg::ErrorKind::Denied => ErrorKind::Denied,
+        content_pg::ErrorKind::Unavailable => ErrorKind::Unavailable,
+        content_pg::ErrorKind::Internal => ErrorKind::Internal,
+    };
+    let message = e.to_string();
+    Error::new(kind, message).with_source(e)
+}
+
+impl ContentDb {
+    /// Opens a PostgreSQL content DB: parses the URL, connects, and checks that the role may
+    /// read every user table (the error names the first table or schema it may not).
+    pub async fn open_postgres(url: &str) -> Result<ContentDb> {
+        let target = content_pg::Target::parse(url).map_err(|e| {
+            Error::new(ErrorKind::Invalid, format!("BACKSTOP_CONTENT_DB: {e}")).with_source(e)
+        })?;
+        let mut conn = target.connect().await.map_err(pg_error)?;
+        content_pg::check_dump_access(&mut conn)
+            .await
+            .map_err(pg_error)?;
+        tracing::info!(database = %target.describe(), "content database: PostgreSQL");
+        Ok(ContentDb::Postgres(Arc::new(target)))
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn engine(&self) -> &'static str {
+        match self {
+            ContentDb::Sqlite(_) => "sqlite",
+            ContentDb::Postgres(_) => content_pg::ENGINE,
+        }
+    }
+
+    /// The SQLite pool, when the content DB is SQLite.
+    pub fn sqlite(&self) -> Option<&SqlitePool> {
+        match self {
+            ContentDb::Sqlite(pool) => Some(pool),
+            ContentDb::Postgres(_) => None,
+        }
+    }
+
+    /// The schema version written to the manifest: the highest applied migration for
+    /// SQLite, 0 for PostgreSQL (not versioned by Backstop).
+    pub async fn schema_version(&self) -> Result<i64> {
+        match self {
+            ContentDb::Sqlite(pool) => crate::content::schema_version(pool).await,
+            ContentDb::Postgres(_) => Ok(0),
+        }
+    }
+
+    /// What an archive's `database.json` is checked against while it is validated.
+    pub async fn schema(&self) -> Result<SchemaInfo> {
+        match self {
+            ContentDb::Sqlite(pool) => crate::archive::content_schema(pool).await,
+            ContentDb::Postgres(target) => {
+                let target = target.clone();
+                let catalog = off_the_workers(move || async move {
+                    let mut conn = target.connect().await.map_err(pg_error)?;
+                    content_pg::read_catalog(&mut conn).await.map_err(pg_error)
+                })
+                .await?;
+                Ok(SchemaInfo {
+                    schema_version: 0,
+                    tables: Vec::new(),
+                    postgres: Some(crate::archive::schema::PgCatalog(Arc::new(catalog))),
+                })
+            }
+        }
+    }
+
+    /// Writes `database.json` to `path` from one consistent snapshot.
+    pub async fn dump(&self, path: &Path, cancel: &CancellationToken) -> Result<DumpStats> {
+        let schema_version = self.schema_version().await?;
+        match self {
+            ContentDb::Sqlite(pool) => {
+                crate::archive::dump::dump_database(pool, schema_version, path, cancel).await
+            }
+            ContentDb::Postgres(target) => {
+                let (target, path, cancel) = (target.clone(), path.to_path_buf(), cancel.clone());
+                off_the_workers(move || dump_postgres(target, schema_version, path, cancel)).await
+            }
+        }
+    }
+
+    /// Replaces the content of every table in the staged `database_json` in one
+    /// transaction, running `before_commit` just before the commit (its error rolls the
+    /// load back). Tables the archive does not have keep their rows.
+    ///
+    /// PostgreSQL: cancel is honoured until the load starts; once it runs it goes to its
+    /// end (or its error), because the directories swap inside `before_commit`.
+    pub async fn load(
+        &self,
+        database_json: &Path,
+        schema: &SchemaInfo,
+        cancel: &CancellationToken,
+        before_commit: Option<BeforeCommit>,
+    ) -> Result<()> {
+        match self {
+            ContentDb::Sqlite(pool) => crate::archive::load::load_database_then(
+                pool,
+                database_json,
+                schema,
+                cancel,
+                before_commit,
+            )
+            .await
+            .map(|_| ()),
+            ContentDb::Postgres(target) => {
+                if cancel.is_cancelled() {
+                    return Err(Error::new(ErrorKind::Canceled, "canceled"));
+                }
+                let (target, path) = (target.clone(), database_json.to_path_buf());
+                let stats = off_the_workers(move || async move {
+                    let mut conn = target.connect().await.map_err(pg_error)?;
+                    let finish = move || match before_commit {
+                        Some(f) => f(),
+                        None => Ok(()),
+                    };
+                    content_pg::load(&mut conn, move || File::open(&path), finish)
+                        .await
+                        .map_err(|e| match e {
+                            // The swap's own error (already worded for the admin), not a
+                            // database one.
+                            content_pg::Error::BeforeCommit(inner) => {
+                                match inner.downcast::<Error>() {
+                                    Ok(engine_error) => *engine_error,
+                                    Err(other) => Error::internal("the restore failed", other),
+                                }
+                            }
+                            other => pg_error(other),
+                        })
+                })
+                .await?;
+                tracing::info!(
+                    tables = stats.tables,
+                    rows = stats.rows,
+                    from = %stats.engine,
+                    recreated_foreign_keys = ?stats.recreated_foreign_keys,
+                    "content database loaded (PostgreSQL)"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Row counts of every content table, and with `sample: Some(n)` the first rows masked
+    /// ([`crate::content::summarize`]). PostgreSQL: counts only for now, tables as
+    /// `schema.table`.
+    pub async fn summarize(&self, sample: Option<i64>) -> Result<Vec<TableSummary>> {
+        match self {
+            ContentDb::Sqlite(pool) => crate::content::summarize(pool, sample).await,
+            ContentDb::Postgres(target) => {
+                let target = target.clone();
+                off_the_workers(move || summarize_postgres(target)).await
+            }
+        }
+    }
+}
+
+async fn summarize_postgres(target: Arc<content_pg::Target>) -> Result<Vec<TableSummary>> {
+    let mut conn = target.connect().await.map_err(pg_error)?;
+    let catalog = content_pg::read_catalog(&mut conn)
+        .await
+        .map_err(pg_error)?;
+    let mut out = Vec::new();
+    for table in &catalog.tables {
+        let sql = format!("SELECT count(*) FROM {}", table.sql_name());
+        let rows: i64 = sqlx::query_scalar(&sql).fetch_one(&mut conn).await?;
+        out.push(TableSummary {
+            name: table.display_name(),
+            rows,
+            columns: Vec::new(),
+            sample: Vec::new(),
+        });
+    }
+    Ok(out)
+}
+
+/// Runs a `content-pg` future to its end on a blocking thread of the current runtime.
+///
+/// rustc cannot prove that sqlx's `&mut PgConnection` executor futures are `Send` for every
+/// lifetime once they sit inside the job runner's spawned task (the "implementation of
+/// `Executor` is not general enough" error, rust-lang/rust#102211), so they are not awaited
+/// on the async workers: `Handle::block_on` needs no `Send` future. It also keeps COPY's
+/// encoding work off the workers.
+async fn off_the_workers<F, Fut, T>(make: F) -> Result<T>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T>>,
+    T: Send + 'static,
+{
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || handle.block_on(make()))
+        .await
+        .map_err(|e| Error::internal("the PostgreSQL task stopped", e))?
+}
+
+async fn dump_postgres(
+    target: Arc<content_pg::Target>,
+    schema_version: i64,
+    path: PathBuf,
+    cancel: CancellationToken,
+) -> Result<DumpStats> {
+    let file = File::create(&path)
+        .map_err(|e| Error::internal(format!("cannot create {}", path.display()), e))?;
+    let out = BufWriter::with_capacity(1 << 20, file);
+    let mut conn = target.connect().await.map_err(pg_error)?;
+    // Dropping the dump on cancel ends its read transaction with the connection.
+    let dumped = tokio::select! {
+        r = content_pg::dump(&mut conn, schema_version, out) => r,
+        () = cancel.cancelled() => {
+            return Err(Error::new(ErrorKind::Canceled, "canceled"));
+        }
+    };
+    let (mut out, stats) = dumped.map_err(pg_error)?;
+    out.flush()
+        .map_err(|e| Error::internal(format!("cannot write {}", path.display()), e))?;
+    Ok(DumpStats {
+        engine: content_pg::ENGINE,
+        tables: stats.tables,
+        rows: stats.rows,
+        bytes: stats.bytes,
+        sha256: stats.sha256,
+    })
+}
