@@ -609,7 +609,7 @@ impl<'a> Walk<'a> {
                     Some(catalog) => {
                         content_pg::scan(BufReader::with_capacity(256 << 10, &mut tee))
                             .and_then(|summary| content_pg::check_fits(&summary, &catalog.0))
-                            .map_err(crate::content_db::pg_error)
+                            .map_err(|e| Error::rejected(e.to_string()).with_source(e))
                     }
                 };
                 if let Some(v) = shared.violation.borrow_mut().take() {
