@@ -68,7 +68,10 @@ impl Engine {
         });
         let schema_version = self.content().schema_version().await?;
         let db_path = staging.join("database.json");
-        let db_stats = self.content().dump(&db_path, cancel).await?;
+        let db_stats = self
+            .content()
+            .dump(&db_path, schema_version, cancel)
+            .await?;
         crate::fault::point("backup.dumped");
 
         // 2. Directories and plugin content.

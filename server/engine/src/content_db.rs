@@ -107,9 +107,14 @@ impl ContentDb {
         }
     }
 
-    /// Writes `database.json` to `path` from one consistent snapshot.
-    pub async fn dump(&self, path: &Path, cancel: &CancellationToken) -> Result<DumpStats> {
-        let schema_version = self.schema_version().await?;
+    /// Writes `database.json` to `path` from one consistent snapshot, recording
+    /// `schema_version` ([`ContentDb::schema_version`]).
+    pub async fn dump(
+        &self,
+        path: &Path,
+        schema_version: i64,
+        cancel: &CancellationToken,
+    ) -> Result<DumpStats> {
         match self {
             ContentDb::Sqlite(pool) => {
                 crate::archive::dump::dump_database(pool, schema_version, path, cancel).await

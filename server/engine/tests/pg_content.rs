@@ -7,7 +7,7 @@
 #[path = "../../pg/tests/common/mod.rs"]
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{Db, PgCluster};
@@ -89,6 +89,21 @@ async fn wait(engine: &Engine, id: JobId) -> Job {
     }
 }
 
+/// Queues a manual backup, waits for it to succeed, and returns it with its archive's path
+/// (in `<data>/backups`).
+async fn backup_through_the_runner(engine: &Engine, data: &Path) -> (Job, PathBuf) {
+    let backup = engine
+        .start_backup(JobTrigger::Manual, None, None)
+        .await
+        .unwrap();
+    let backup = wait(engine, backup.id).await;
+    assert_eq!(backup.status, JobStatus::Succeeded, "{backup:?}");
+    let archive = data
+        .join("backups")
+        .join(backup.archive_name.as_deref().unwrap());
+    (backup, archive)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_content_db_is_backed_up_and_restored_by_the_job_runner() {
     let db = prepared("eng_roundtrip").await;
@@ -102,18 +117,9 @@ async fn a_postgres_content_db_is_backed_up_and_restored_by_the_job_runner() {
 
     let mut conn = db.connect().await;
     let before = snapshot(&mut conn).await;
-    let backup = engine
-        .start_backup(JobTrigger::Manual, None, None)
-        .await
-        .unwrap();
-    let backup = wait(&engine, backup.id).await;
-    assert_eq!(backup.status, JobStatus::Succeeded, "{backup:?}");
+    let (backup, archive) = backup_through_the_runner(&engine, &tmp.path().join("data")).await;
 
     // The archive says where it came from, and validates against this database.
-    let archive = tmp
-        .path()
-        .join("data/backups")
-        .join(backup.archive_name.as_deref().unwrap());
     let report = engine
         .verify_file(&archive, engine::archive::no_progress())
         .await
@@ -244,16 +250,7 @@ async fn archives_do_not_cross_into_a_schema_or_engine_they_do_not_fit() {
     assert_eq!(snapshot(&mut conn).await, before);
 
     // A PostgreSQL archive offered to the SQLite engine: refused with the reason.
-    let backup = pg
-        .start_backup(JobTrigger::Manual, None, None)
-        .await
-        .unwrap();
-    let backup = wait(&pg, backup.id).await;
-    assert_eq!(backup.status, JobStatus::Succeeded, "{backup:?}");
-    let pg_archive = tmp
-        .path()
-        .join("pg/backups")
-        .join(backup.archive_name.as_deref().unwrap());
+    let (_, pg_archive) = backup_through_the_runner(&pg, &tmp.path().join("pg")).await;
     let refused = sqlite
         .verify_file(&pg_archive, engine::archive::no_progress())
         .await
