@@ -44,13 +44,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             let mut cfg = engine_config;
             cfg.demo = false;
             let engine = Engine::open(cfg).await?;
-            let Some(pool) = engine.content().sqlite() else {
-                engine.close().await;
-                return Err(Error::invalid(
-                    "demo seed fills the embedded SQLite reference schema; the content database here is PostgreSQL, which Backstop never writes except by a restore",
-                ));
-            };
-            let stats = engine::demo::seed(pool, engine.data_dir(), channels).await;
+            let stats = engine
+                .content()
+                .seed_demo(engine.data_dir(), channels)
+                .await;
             engine.close().await;
             let stats = stats?;
             println!(

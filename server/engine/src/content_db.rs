@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::archive::load::BeforeCommit;
 use crate::archive::{DumpStats, SchemaInfo};
 use crate::content::TableSummary;
+use crate::demo::SeedStats;
 use crate::{Error, ErrorKind, Result};
 
 /// The content DB.
@@ -187,6 +188,24 @@ impl ContentDb {
         }
     }
 
+    /// Seeds the reference app's demo data ([`crate::demo`]) into an empty content DB and
+    /// writes its logo and recording files under `data_dir`.
+    ///
+    /// PostgreSQL: an empty database (no user tables) first gets the reference schema
+    /// ([`PG_REFERENCE_SCHEMA`], one transaction); a database with the reference tables, all
+    /// empty, is seeded as it is; anything else is refused. The rows are the SQLite seed's,
+    /// carried across engines by the same dump and load a restore uses, so the demo on
+    /// PostgreSQL is the demo on SQLite.
+    pub async fn seed_demo(&self, data_dir: &Path, channels: usize) -> Result<SeedStats> {
+        match self {
+            ContentDb::Sqlite(pool) => crate::demo::seed(pool, data_dir, channels).await,
+            ContentDb::Postgres(target) => {
+                let (target, data_dir) = (target.clone(), data_dir.to_path_buf());
+                off_the_workers(move || seed_postgres(target, data_dir, channels)).await
+            }
+        }
+    }
+
     /// Row counts of every content table, and with `sample: Some(n)` the first rows masked
     /// ([`crate::content::summarize`]). PostgreSQL: counts only for now, tables as
     /// `schema.table`.
@@ -199,6 +218,98 @@ impl ContentDb {
             }
         }
     }
+}
+
+/// The reference schema on PostgreSQL: the tables of `migrations/content` with the types a
+/// Django app gives them (the README's "Across engines" table).
+pub const PG_REFERENCE_SCHEMA: &str =
+    include_str!("../migrations/content-pg/0001_reference_schema.sql");
+
+/// The reference schema's tables.
+const REFERENCE_TABLES: &[&str] = &[
+    "core_settings",
+    "users",
+    "channel_groups",
+    "logos",
+    "epg_sources",
+    "m3u_accounts",
+    "streams",
+    "channels",
+    "channel_streams",
+    "plugins",
+    "recording_rules",
+    "recordings",
+];
+
+async fn seed_postgres(
+    target: Arc<content_pg::Target>,
+    data_dir: PathBuf,
+    channels: usize,
+) -> Result<SeedStats> {
+    let mut conn = target.connect().await.map_err(pg_error)?;
+    let catalog = content_pg::read_catalog(&mut conn)
+        .await
+        .map_err(pg_error)?;
+    if catalog.tables.is_empty() {
+        let mut tx = sqlx::Connection::begin(&mut conn).await?;
+        sqlx::raw_sql(PG_REFERENCE_SCHEMA)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                Error::internal(
+                    "cannot create the reference schema in the PostgreSQL database",
+                    e,
+                )
+            })?;
+        tx.commit().await?;
+        tracing::info!(database = %target.describe(), "created the reference schema");
+    } else {
+        if let Some(other) = catalog
+            .tables
+            .iter()
+            .find(|t| t.schema != "public" || !REFERENCE_TABLES.contains(&t.name.as_str()))
+        {
+            return Err(Error::conflict(format!(
+                "the PostgreSQL database has table {}, which is not the reference schema's; demo data is only seeded into an empty database or one holding just the reference schema",
+                other.display_name()
+            )));
+        }
+        for table in &catalog.tables {
+            let sql = format!("SELECT EXISTS (SELECT 1 FROM {})", table.sql_name());
+            let has_rows: bool = sqlx::query_scalar(&sql).fetch_one(&mut conn).await?;
+            if has_rows {
+                return Err(Error::conflict(format!(
+                    "the content database already holds data (table {}); demo data is only seeded into an empty database",
+                    table.display_name()
+                )));
+            }
+        }
+    }
+
+    // The SQLite seed in a scratch file, dumped and loaded across engines.
+    let scratch = tempfile::Builder::new()
+        .prefix(".demo-seed-")
+        .tempdir_in(&data_dir)
+        .map_err(|e| Error::internal("cannot create a scratch folder for the demo seed", e))?;
+    let pool = crate::content::open_sqlite(
+        &crate::content::sqlite_url(&scratch.path().join("demo.db")),
+        "demo database",
+    )
+    .await?;
+    crate::content::migrate(&pool).await?;
+    let stats = crate::demo::seed(&pool, &data_dir, channels).await?;
+    let json = scratch.path().join("database.json");
+    let version = crate::content::schema_version(&pool).await?;
+    crate::archive::dump::dump_database(&pool, version, &json, &CancellationToken::new()).await?;
+    pool.close().await;
+    content_pg::load(
+        &mut conn,
+        move || File::open(&json),
+        || Ok::<(), std::convert::Infallible>(()),
+    )
+    .await
+    .map_err(pg_error)?;
+    Ok(stats)
 }
 
 async fn summarize_postgres(target: Arc<content_pg::Target>) -> Result<Vec<TableSummary>> {

@@ -199,8 +199,8 @@ pub async fn seed(pool: &SqlitePool, data_dir: &Path, channels: usize) -> Result
         sqlx::query("INSERT INTO recordings (id, channel_id, rule_id, title, start_time, end_time, file_path, status) VALUES (?, 1, 1, ?, ?, ?, ?, 'completed')")
             .bind(r as i64 + 1)
             .bind(format!("Evening News #{}", r + 1))
-            .bind(format!("2026-11-{:02}T18:00:00Z", 20 + r))
-            .bind(format!("2026-11-{:02}T18:30:00Z", 20 + r))
+            .bind(format!("2026-11-{:02}T18:00:00.000Z", 20 + r))
+            .bind(format!("2026-11-{:02}T18:30:00.000Z", 20 + r))
             .bind(&file)
             .execute(&mut *tx)
             .await?;

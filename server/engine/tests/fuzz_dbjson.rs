@@ -293,6 +293,7 @@ async fn insert(pool: &SqlitePool, rows: &[Row]) {
         let q = match &row.a {
             Value::Null | Value::Unsupported(_) => q.bind(None::<i64>),
             Value::Int(v) => q.bind(*v),
+            Value::Bool(v) => q.bind(i64::from(*v)),
             Value::Real(v) => q.bind(*v),
             Value::Text(v) => q.bind(v.clone()),
             Value::Blob(v) => q.bind(v.clone()),

@@ -1,8 +1,9 @@
 //! The engine on a PostgreSQL content database (`BACKSTOP_CONTENT_DB=postgres://...`),
 //! against a real PostgreSQL 15 started by the tests (see `server/pg/tests/common`): backup
 //! and restore through the job runner, the errors at open, and the engine boundary (an
-//! archive restores into the engine it came from; the reference schema made on SQLite does
-//! not fit an arbitrary PostgreSQL schema and is refused with the table it lacks).
+//! archive of an arbitrary schema restores into the engine it came from, and is refused by
+//! the other with the table or type it lacks), and the reference schema on both engines (the
+//! demo seed on PostgreSQL, SQLite -> PostgreSQL -> SQLite byte for byte).
 
 #[path = "../../pg/tests/common/mod.rs"]
 mod common;
@@ -255,10 +256,9 @@ async fn archives_do_not_cross_into_a_schema_or_engine_they_do_not_fit() {
         .verify_file(&pg_archive, engine::archive::no_progress())
         .await
         .expect_err("a PostgreSQL archive does not restore into SQLite");
+    let refused = refused.to_string();
     assert!(
-        refused
-            .to_string()
-            .contains("made from a PostgreSQL database"),
+        refused.contains("made from a PostgreSQL database") && refused.contains("Group"),
         "{refused}"
     );
 
@@ -266,4 +266,204 @@ async fn archives_do_not_cross_into_a_schema_or_engine_they_do_not_fit() {
     runner.await.unwrap();
     pg.close().await;
     sqlite.close().await;
+}
+
+/// `database.json` of a SQLite content DB, as a backup would write it: the bytes that say
+/// whether two databases hold the same rows with the same storage classes.
+async fn sqlite_dump(engine: &Engine, scratch: &Path) -> String {
+    let pool = engine.content().sqlite().expect("a SQLite content DB");
+    let path = scratch.join(format!("dump-{}.json", rand_suffix()));
+    let version = engine.content().schema_version().await.unwrap();
+    engine::archive::dump::dump_database(pool, version, &path, &CancellationToken::new())
+        .await
+        .unwrap();
+    std::fs::read_to_string(&path).unwrap()
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_schema_goes_from_sqlite_to_postgres_and_back_byte_for_byte() {
+    let tmp = TempDir::new().unwrap();
+    // The reference app on SQLite with its demo data (booleans as 0/1, REAL channel
+    // numbers, RFC 3339 text timestamps, NULLs, JSON text).
+    let mut sqlite_config = EngineConfig::for_data_dir(tmp.path().join("sqlite"));
+    sqlite_config.demo_channels = 9;
+    let sqlite = Engine::open(sqlite_config).await.unwrap();
+    let original = sqlite_dump(&sqlite, tmp.path()).await;
+    let from_sqlite = sqlite
+        .run_backup_cli(false, engine::archive::no_progress())
+        .await
+        .expect("SQLite backup");
+    let from_sqlite = tmp
+        .path()
+        .join("sqlite/backups")
+        .join(from_sqlite.archive_name.as_deref().unwrap());
+
+    // The same app on PostgreSQL: the reference schema with PostgreSQL's types.
+    let db = PgCluster::shared().database("eng_reference").await;
+    let mut conn = db.connect().await;
+    sqlx::raw_sql("SET TimeZone = 'UTC'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::raw_sql(engine::content_db::PG_REFERENCE_SCHEMA)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let pg = Engine::open(config(&tmp.path().join("pg"), &db.url()))
+        .await
+        .unwrap();
+    pg.restore_file_cli(&from_sqlite, engine::archive::no_progress())
+        .await
+        .expect("a SQLite archive of the reference schema restores into PostgreSQL");
+
+    // The values arrived as PostgreSQL types, not as text that looks like them.
+    let (active, updated, number): (bool, String, f64) = sqlx::query_as(
+        "SELECT a.is_active, a.updated_at::text, c.channel_number
+         FROM m3u_accounts a, channels c WHERE a.id = 2 AND c.id = 9",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(active);
+    assert!(updated.ends_with("+00"), "{updated}");
+    assert_eq!(number, 9.0);
+    let recording: String =
+        sqlx::query_scalar("SELECT start_time::text FROM recordings WHERE id = 1")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(recording, "2026-11-20 18:00:00+00");
+    // The identity sequences are past the loaded ids: the app can add a channel.
+    let new_id: i64 = sqlx::query_scalar(
+        "INSERT INTO channel_groups (name) VALUES ('added on PostgreSQL') RETURNING id",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(new_id > 7, "{new_id}");
+    sqlx::query("DELETE FROM channel_groups WHERE id = $1")
+        .bind(new_id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    // Back: the PostgreSQL archive into a fresh SQLite reference app.
+    let shutdown = CancellationToken::new();
+    let runner = pg.spawn_runner(shutdown.clone());
+    let (_, from_pg) = backup_through_the_runner(&pg, &tmp.path().join("pg")).await;
+    shutdown.cancel();
+    runner.await.unwrap();
+    let mut fresh_config = EngineConfig::for_data_dir(tmp.path().join("fresh"));
+    fresh_config.demo = false;
+    let fresh = Engine::open(fresh_config).await.unwrap();
+    fresh
+        .restore_file_cli(&from_pg, engine::archive::no_progress())
+        .await
+        .expect("a PostgreSQL archive of the reference schema restores into SQLite");
+    let round_trip = sqlite_dump(&fresh, tmp.path()).await;
+    assert!(
+        round_trip == original,
+        "SQLite -> PostgreSQL -> SQLite changed the data:\n{original}\n---\n{round_trip}"
+    );
+    assert_eq!(
+        files_under(&tmp.path().join("fresh/logos")),
+        files_under(&tmp.path().join("sqlite/logos"))
+    );
+
+    pg.close().await;
+    sqlite.close().await;
+    fresh.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_seed_creates_the_reference_schema_in_an_empty_postgres_database() {
+    let tmp = TempDir::new().unwrap();
+    let db = PgCluster::shared().database("eng_seed").await;
+    let pg = Engine::open(config(&tmp.path().join("data"), &db.url()))
+        .await
+        .unwrap();
+    let stats = pg
+        .content()
+        .seed_demo(&tmp.path().join("data"), 5)
+        .await
+        .expect("seed an empty PostgreSQL database");
+    assert_eq!((stats.channels, stats.streams), (5, 10));
+    let counts: Vec<(String, i64)> = pg
+        .content()
+        .summarize(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.name, t.rows))
+        .collect();
+    assert!(counts.contains(&("public.channels".to_owned(), 5)), "{counts:?}");
+    assert!(counts.contains(&("public.streams".to_owned(), 10)), "{counts:?}");
+    assert_eq!(counts.len(), 12, "{counts:?}");
+    assert!(tmp.path().join("data/logos/logo-00001.svg").is_file());
+    // The scratch SQLite file is gone.
+    let left: Vec<_> = std::fs::read_dir(tmp.path().join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".demo-seed"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // Seeded once: a second seed is refused and changes nothing.
+    let again = pg
+        .content()
+        .seed_demo(&tmp.path().join("data"), 5)
+        .await
+        .expect_err("a database with data is not seeded");
+    assert!(again.to_string().contains("already holds data"), "{again}");
+    let mut conn = db.connect().await;
+    let channels: i64 = sqlx::query_scalar("SELECT count(*) FROM channels")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(channels, 5);
+    pg.close().await;
+
+    // A database of another app is never given the reference schema.
+    let other = prepared("eng_seed_other").await;
+    let pg = Engine::open(config(&tmp.path().join("other"), &other.url()))
+        .await
+        .unwrap();
+    let refused = pg
+        .content()
+        .seed_demo(&tmp.path().join("other"), 5)
+        .await
+        .expect_err("another app's database is not seeded");
+    assert!(
+        refused.to_string().contains("not the reference schema"),
+        "{refused}"
+    );
+    let mut conn = other.connect().await;
+    let reference: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('public.channels')::text")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(reference, None);
+    pg.close().await;
 }

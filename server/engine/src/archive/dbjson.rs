@@ -49,6 +49,9 @@ pub enum Value {
     Real(f64),
     Text(String),
     Blob(Vec<u8>),
+    /// A JSON boolean: written by PostgreSQL dumps for `boolean` columns, turned into 0/1 for
+    /// SQLite by [`FromPg`]; anywhere else the sink refuses it.
+    Bool(bool),
     /// Something no dump writes (array, other object, boolean, out-of-range number); the
     /// sink reports it with the table and column it was found in.
     Unsupported(&'static str),
@@ -62,9 +65,109 @@ impl Value {
             Value::Real(_) => "a real number",
             Value::Text(_) => "text",
             Value::Blob(_) => "a blob",
+            Value::Bool(_) => "a boolean",
             Value::Unsupported(what) => what,
         }
     }
+}
+
+/// How a value of a PostgreSQL archive becomes a SQLite one (the README's "Across engines"
+/// table). PostgreSQL dumps write integers as JSON numbers, `boolean` as JSON booleans,
+/// `bytea` as `{"$base64"}` and everything else as its text output (DateStyle ISO, TimeZone
+/// UTC, shortest exact floats: `server/pg/README.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FromPg {
+    /// Integers, text types, json/jsonb (their text), uuid, date, bytea: as they are.
+    Keep,
+    /// `true`/`false` -> 1/0, as SQLite stores booleans.
+    Bool,
+    /// The text output of `double precision`/`real` -> a REAL with the same bits. NaN is
+    /// refused: SQLite stores it as NULL.
+    Float,
+    /// `2026-11-20 18:00:00.12+00` -> `2026-11-20T18:00:00.120Z` (RFC 3339 UTC, the form the
+    /// reference app writes: milliseconds, or microseconds when the value has them), so a
+    /// SQLite archive of the reference schema that went through PostgreSQL comes back byte
+    /// for byte. `infinity` and dates BC are refused.
+    Timestamptz,
+}
+
+impl FromPg {
+    /// The conversion for a column of PostgreSQL type `ty` (`format_type`'s words), or None
+    /// for a type Backstop does not map (numeric, arrays, intervals, enums, ranges ...: their
+    /// meaning would be lost in SQLite's storage classes).
+    pub(crate) fn for_type(ty: &str) -> Option<FromPg> {
+        let base = ty.split('(').next().unwrap_or(ty).trim();
+        Some(match base {
+            "smallint" | "integer" | "bigint" | "text" | "character varying" | "character"
+            | "json" | "jsonb" | "uuid" | "date" | "bytea" => FromPg::Keep,
+            "boolean" => FromPg::Bool,
+            "double precision" | "real" => FromPg::Float,
+            "timestamp with time zone" => FromPg::Timestamptz,
+            _ => return None,
+        })
+    }
+
+    fn apply(self, v: &mut Value) -> std::result::Result<(), String> {
+        match (self, &*v) {
+            (_, Value::Null) | (FromPg::Keep, _) => Ok(()),
+            (FromPg::Bool, Value::Bool(b)) => {
+                *v = Value::Int(i64::from(*b));
+                Ok(())
+            }
+            (FromPg::Float, Value::Int(_) | Value::Real(_)) => Ok(()),
+            (FromPg::Float, Value::Text(s)) => match s.parse::<f64>() {
+                Ok(f) if f.is_nan() => Err("NaN".to_owned()),
+                Ok(f) => {
+                    *v = Value::Real(f);
+                    Ok(())
+                }
+                Err(_) => Err(format!("{s:?}, which is not a number")),
+            },
+            (FromPg::Timestamptz, Value::Text(s)) => match pg_timestamptz_to_rfc3339(s) {
+                Some(t) => {
+                    *v = Value::Text(t);
+                    Ok(())
+                }
+                None => Err(format!("{s:?}, which is not a timestamp SQLite can hold")),
+            },
+            (_, other) => Err(format!("{}", other.kind())),
+        }
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.ffffff]+00` (timestamptz output under TimeZone UTC) as RFC 3339
+/// UTC: `YYYY-MM-DDTHH:MM:SS.mmmZ`, or `.uuuuuuZ` when the value has microseconds.
+pub(crate) fn pg_timestamptz_to_rfc3339(s: &str) -> Option<String> {
+    let local = s.strip_suffix("+00")?;
+    let (date, time) = local.split_once(' ')?;
+    let (whole, frac) = time.split_once('.').unwrap_or((time, ""));
+    // chrono checks the calendar and clock (4-digit years; no BC, no infinity).
+    chrono::NaiveDateTime::parse_from_str(&format!("{date} {whole}"), "%Y-%m-%d %H:%M:%S")
+        .ok()?;
+    if frac.len() > 6 || !frac.bytes().all(|b| b.is_ascii_digit()) || date.len() != 10 {
+        return None;
+    }
+    let width = if frac.trim_end_matches('0').len() <= 3 {
+        3
+    } else {
+        6
+    };
+    let mut digits = frac.to_owned();
+    digits.truncate(width);
+    while digits.len() < width {
+        digits.push('0');
+    }
+    Some(format!("{date}T{whole}.{digits}Z"))
+}
+
+/// Applies the column conversions of a PostgreSQL archive to one row; the error says which
+/// column holds what.
+fn from_postgres(convert: &[(String, FromPg)], row: &mut [Value]) -> std::result::Result<(), String> {
+    for ((col, conv), v) in convert.iter().zip(row.iter_mut()) {
+        conv.apply(v)
+            .map_err(|what| format!("holds {what} in column {col:?}"))?;
+    }
+    Ok(())
 }
 
 /// Receives the document as it is parsed.
@@ -110,6 +213,8 @@ pub(crate) fn read_capped(
         place: Place::Document,
         table_name: None,
         tables: 0,
+        from_postgres: false,
+        convert: Vec::new(),
     };
     let mut de = serde_json::Deserializer::from_reader(reader);
     let parsed = DocSeed { state: &mut state }
@@ -188,6 +293,10 @@ struct State<'s> {
     /// The current table's name once read, and how many tables have begun.
     table_name: Option<String>,
     tables: u64,
+    /// The document was dumped from PostgreSQL: its values go through [`FromPg`].
+    from_postgres: bool,
+    /// Per column of the current table, when `from_postgres`.
+    convert: Vec<(String, FromPg)>,
 }
 
 impl State<'_> {
@@ -261,15 +370,15 @@ impl<'de> Visitor<'de> for DocSeed<'_, '_> {
                 }
                 "engine" => {
                     let v: String = map.next_value()?;
-                    if v == "postgres" {
-                        return Err(de::Error::custom(
-                            "the archive was made from a PostgreSQL database and the content database here is SQLite: an archive restores into the engine it came from",
-                        ));
-                    }
-                    if v != "sqlite" {
-                        return Err(de::Error::custom(format!(
-                            "engine {v:?} is not supported (only sqlite)"
-                        )));
+                    match v.as_str() {
+                        "sqlite" => {}
+                        // Read across engines through the type mapping (`FromPg`).
+                        "postgres" => self.state.from_postgres = true,
+                        _ => {
+                            return Err(de::Error::custom(format!(
+                                "engine {v:?} is not supported (sqlite or postgres)"
+                            )))
+                        }
                     }
                     engine = true;
                 }
@@ -361,6 +470,14 @@ impl<'de> Visitor<'de> for TableSeed<'_, '_> {
         let mut rows = false;
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
+                "schema" if self.state.from_postgres => {
+                    let schema: String = map.next_value()?;
+                    if schema != "public" {
+                        return Err(de::Error::custom(format!(
+                            "the archive was made from a PostgreSQL database and holds schema {schema:?}; SQLite has only the tables of schema \"public\", so this archive restores into PostgreSQL only"
+                        )));
+                    }
+                }
                 "name" => {
                     let n: String = map.next_value()?;
                     self.state.table_name = Some(n.clone());
@@ -380,7 +497,28 @@ impl<'de> Visitor<'de> for TableSeed<'_, '_> {
                             "a table's name and columns must come before its rows",
                         ));
                     };
-                    let r = self.state.sink.table(name, columns);
+                    if self.state.from_postgres {
+                        self.state.convert = columns
+                            .iter()
+                            .map(|(col, ty)| {
+                                FromPg::for_type(ty).map(|c| (col.clone(), c)).ok_or((col, ty))
+                            })
+                            .collect::<std::result::Result<_, _>>()
+                            .map_err(|(col, ty)| {
+                                de::Error::custom(format!(
+                                    "the archive was made from a PostgreSQL database: column {col:?} of table {name:?} has type {ty}, which Backstop does not map to SQLite (the README lists the types it maps); restore this archive into PostgreSQL"
+                                ))
+                            })?;
+                    }
+                    let r = self.state.sink.table(name, columns).map_err(|e| {
+                        if self.state.from_postgres && e.kind() == crate::ErrorKind::Rejected {
+                            Error::rejected(format!(
+                                "{e} (the archive was made from a PostgreSQL database: it restores into SQLite only when it holds the reference schema's tables and columns)"
+                            ))
+                        } else {
+                            e
+                        }
+                    });
                     self.state.call(r)?;
                     map.next_value_seed(RowsSeed {
                         state: &mut *self.state,
@@ -437,6 +575,15 @@ impl<'de> Visitor<'de> for RowsSeed<'_, '_> {
                 .is_none()
             {
                 break;
+            }
+            if self.state.from_postgres {
+                let r = from_postgres(&self.state.convert, &mut self.row).map_err(|e| {
+                    let table = self.state.table_name.as_deref().unwrap_or("(unnamed)");
+                    Error::rejected(format!(
+                        "table {table:?} row {n} in database.json {e}; SQLite cannot hold it, so this archive restores into PostgreSQL only"
+                    ))
+                });
+                self.state.call(r)?;
             }
             let r = self.state.sink.row(&mut self.row);
             self.state.call(r)?;
@@ -498,8 +645,8 @@ impl<'de> Visitor<'de> for ValueVisitor {
     fn visit_none<E>(self) -> std::result::Result<Value, E> {
         Ok(Value::Null)
     }
-    fn visit_bool<E>(self, _: bool) -> std::result::Result<Value, E> {
-        Ok(Value::Unsupported("a boolean"))
+    fn visit_bool<E>(self, v: bool) -> std::result::Result<Value, E> {
+        Ok(Value::Bool(v))
     }
     fn visit_i64<E>(self, v: i64) -> std::result::Result<Value, E> {
         Ok(Value::Int(v))
@@ -656,6 +803,7 @@ pub mod fuzzing {
                     match v {
                         Value::Null | Value::Unsupported(_) => out.extend_from_slice(b"null"),
                         Value::Int(i) => write_i64(&mut out, *i),
+                        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
                         Value::Real(f) => write_f64(&mut out, *f),
                         Value::Text(s) => write_str(&mut out, s),
                         Value::Blob(b) => write_blob(&mut out, b),
@@ -735,5 +883,114 @@ mod tests {
         let e = read(&br#"{"format":"backstop-database","engine":"sqlite","schema_version":1,"tables":[{"name":"t""#[..], &mut c)
             .expect_err("truncated");
         assert_eq!(e.kind(), crate::ErrorKind::Rejected);
+    }
+
+    const PG_HEAD: &str =
+        r#"{"format":"backstop-database","engine":"postgres","schema_version":0,"tables":["#;
+
+    fn read_pg(tables: &str) -> Result<Collect> {
+        let mut c = Collect::default();
+        read(format!("{PG_HEAD}{tables}]}}").as_bytes(), &mut c).map(|()| c)
+    }
+
+    #[test]
+    fn a_postgres_dump_reads_as_sqlite_values_through_the_type_mapping() {
+        let c = read_pg(
+            r#"{"schema":"public","name":"t","columns":[
+                {"name":"b","type":"boolean"},{"name":"f","type":"double precision"},
+                {"name":"r","type":"real"},{"name":"ts","type":"timestamp with time zone"},
+                {"name":"v","type":"character varying(20)"},{"name":"j","type":"jsonb"},
+                {"name":"i","type":"bigint"},{"name":"x","type":"bytea"}],
+              "primary_key":["i"],"rows":[
+                [true,"9","-0.5","2026-11-20 18:00:00+00","a\tb","{\"k\": 1}",7,{"$base64":"AAE="}],
+                [false,"Infinity","1e-45","2026-01-02 03:04:05.12+00",null,null,null,null],
+                [null,"-Infinity",null,"2026-01-02 03:04:05.1234+00","","[]",-1,null]]}"#,
+        )
+        .expect("the mapped types read");
+        let (name, columns, rows) = &c.tables[0];
+        assert_eq!(name, "t");
+        assert_eq!(columns[3], ("ts".into(), "timestamp with time zone".into()));
+        assert_eq!(
+            rows[0],
+            vec![
+                Value::Int(1),
+                Value::Real(9.0),
+                Value::Real(-0.5),
+                Value::Text("2026-11-20T18:00:00.000Z".into()),
+                Value::Text("a\tb".into()),
+                Value::Text("{\"k\": 1}".into()),
+                Value::Int(7),
+                Value::Blob(vec![0, 1]),
+            ]
+        );
+        assert_eq!(rows[1][0], Value::Int(0));
+        assert_eq!(rows[1][1], Value::Real(f64::INFINITY));
+        assert_eq!(rows[1][2], Value::Real(1e-45));
+        assert_eq!(rows[1][3], Value::Text("2026-01-02T03:04:05.120Z".into()));
+        assert_eq!(rows[2][0], Value::Null);
+        assert_eq!(rows[2][1], Value::Real(f64::NEG_INFINITY));
+        assert_eq!(rows[2][3], Value::Text("2026-01-02T03:04:05.123400Z".into()));
+    }
+
+    #[test]
+    fn a_postgres_dump_that_sqlite_cannot_hold_is_refused_with_its_reason() {
+        let refused = |tables: &str| {
+            read_pg(tables)
+                .map(|_| ())
+                .expect_err("refused")
+                .message()
+                .to_owned()
+        };
+        let e = refused(
+            r#"{"schema":"public","name":"t","columns":[{"name":"n","type":"numeric(10,2)"}],"rows":[]}"#,
+        );
+        assert!(e.contains("\"n\"") && e.contains("numeric(10,2)"), "{e}");
+        let e = refused(
+            r#"{"schema":"public","name":"t","columns":[{"name":"a","type":"integer[]"}],"rows":[]}"#,
+        );
+        assert!(e.contains("integer[]"), "{e}");
+        let e = refused(
+            r#"{"schema":"app","name":"t","columns":[{"name":"a","type":"integer"}],"rows":[]}"#,
+        );
+        assert!(e.contains("\"app\""), "{e}");
+        let e = refused(
+            r#"{"schema":"public","name":"t","columns":[{"name":"f","type":"double precision"}],"rows":[["1"],["NaN"]]}"#,
+        );
+        assert!(e.contains("row 2") && e.contains("NaN") && e.contains("\"f\""), "{e}");
+        for ts in ["infinity", "0044-03-15 12:00:00+00 BC", "2026-01-02 03:04:05+02"] {
+            let e = refused(&format!(
+                r#"{{"schema":"public","name":"t","columns":[{{"name":"ts","type":"timestamp with time zone"}}],"rows":[["{ts}"]]}}"#
+            ));
+            assert!(e.contains(ts) && e.contains("row 1"), "{e}");
+        }
+        // A boolean where the mapping expects something else stays refused by the sink's
+        // checks; a boolean in a SQLite archive is still "a boolean".
+        let mut c = Collect::default();
+        read(
+            &br#"{"format":"backstop-database","engine":"sqlite","schema_version":1,"tables":[{"name":"t","columns":[{"name":"a"}],"rows":[[true]]}]}"#[..],
+            &mut c,
+        )
+        .unwrap();
+        assert_eq!(c.tables[0].2[0][0].kind(), "a boolean");
+    }
+
+    #[test]
+    fn timestamps_keep_their_instant_to_the_microsecond() {
+        for (pg, rfc) in [
+            ("2026-11-20 18:00:00+00", "2026-11-20T18:00:00.000Z"),
+            ("2026-11-20 18:00:00.5+00", "2026-11-20T18:00:00.500Z"),
+            ("2026-11-20 18:00:00.123+00", "2026-11-20T18:00:00.123Z"),
+            ("2026-11-20 18:00:00.000001+00", "2026-11-20T18:00:00.000001Z"),
+            ("2026-11-20 18:00:00.1234+00", "2026-11-20T18:00:00.123400Z"),
+        ] {
+            assert_eq!(pg_timestamptz_to_rfc3339(pg).as_deref(), Some(rfc), "{pg}");
+            // And the RFC 3339 form reads back as the same instant.
+            let back = chrono::DateTime::parse_from_rfc3339(rfc).unwrap();
+            let orig = chrono::DateTime::parse_from_str(pg, "%Y-%m-%d %H:%M:%S%.f%#z").unwrap();
+            assert_eq!(back, orig, "{pg}");
+        }
+        for bad in ["2026-13-01 00:00:00+00", "2026-11-20T18:00:00+00", "12026-01-01 00:00:00+00", "2026-11-20 18:00:00.1234567+00"] {
+            assert_eq!(pg_timestamptz_to_rfc3339(bad), None, "{bad}");
+        }
     }
 }

@@ -154,6 +154,7 @@ pub async fn load_database_then(
                     for v in row {
                         q = match v {
                             Value::Null | Value::Unsupported(_) => q.bind(None::<i64>),
+                            Value::Bool(b) => q.bind(i64::from(b)),
                             Value::Int(i) => q.bind(i),
                             Value::Real(f) => q.bind(f),
                             Value::Text(s) => q.bind(s),

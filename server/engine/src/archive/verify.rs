@@ -979,7 +979,7 @@ impl Sink for SchemaCheck<'_> {
         for (v, &i) in row.iter().zip(idx) {
             let col = &table.columns[i];
             let ok = match (v, col.affinity()) {
-                (Value::Unsupported(_), _) => false,
+                (Value::Unsupported(_) | Value::Bool(_), _) => false,
                 (Value::Null, _) => !col.not_null || col.primary_key > 0,
                 (Value::Text(_) | Value::Blob(_), Affinity::Integer | Affinity::Real) => false,
                 (Value::Int(_) | Value::Real(_), Affinity::Text) => false,
