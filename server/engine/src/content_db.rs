@@ -4,7 +4,8 @@
 //!   reference schema and seeds the demo data; dump and load are [`crate::archive::dump`] and
 //!   [`crate::archive::load`].
 //! - **PostgreSQL** (`postgres://...`): the application's own database. Backstop never
-//!   migrates or seeds it; dump and load are the `content-pg` crate (one `REPEATABLE READ
+//!   migrates it; `backstop demo seed` gives an empty one the reference schema
+//!   ([`PG_REFERENCE_SCHEMA`]) and the demo data. Dump and load are the `content-pg` crate (one `REPEATABLE READ
 //!   READ ONLY` snapshot, `COPY` streams, one load transaction). At open it connects and
 //!   checks that every user table can be dumped, so a bad URL, an unreachable server, a
 //!   missing database or a missing privilege is an error at start that names it, not a

@@ -417,8 +417,14 @@ async fn the_demo_seed_creates_the_reference_schema_in_an_empty_postgres_databas
         .into_iter()
         .map(|t| (t.name, t.rows))
         .collect();
-    assert!(counts.contains(&("public.channels".to_owned(), 5)), "{counts:?}");
-    assert!(counts.contains(&("public.streams".to_owned(), 10)), "{counts:?}");
+    assert!(
+        counts.contains(&("public.channels".to_owned(), 5)),
+        "{counts:?}"
+    );
+    assert!(
+        counts.contains(&("public.streams".to_owned(), 10)),
+        "{counts:?}"
+    );
     assert_eq!(counts.len(), 12, "{counts:?}");
     assert!(tmp.path().join("data/logos/logo-00001.svg").is_file());
     // The scratch SQLite file is gone.

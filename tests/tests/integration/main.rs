@@ -7,7 +7,10 @@ mod config;
 mod crash;
 mod http_limits;
 mod model;
+#[path = "../../../server/pg/tests/common/mod.rs"]
+mod pgcommon;
 mod plugins;
+mod postgres;
 mod restore;
 mod route_matrix;
 mod safety;

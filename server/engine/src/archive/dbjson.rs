@@ -142,8 +142,7 @@ pub(crate) fn pg_timestamptz_to_rfc3339(s: &str) -> Option<String> {
     let (date, time) = local.split_once(' ')?;
     let (whole, frac) = time.split_once('.').unwrap_or((time, ""));
     // chrono checks the calendar and clock (4-digit years; no BC, no infinity).
-    chrono::NaiveDateTime::parse_from_str(&format!("{date} {whole}"), "%Y-%m-%d %H:%M:%S")
-        .ok()?;
+    chrono::NaiveDateTime::parse_from_str(&format!("{date} {whole}"), "%Y-%m-%d %H:%M:%S").ok()?;
     if frac.len() > 6 || !frac.bytes().all(|b| b.is_ascii_digit()) || date.len() != 10 {
         return None;
     }
@@ -162,7 +161,10 @@ pub(crate) fn pg_timestamptz_to_rfc3339(s: &str) -> Option<String> {
 
 /// Applies the column conversions of a PostgreSQL archive to one row; the error says which
 /// column holds what.
-fn from_postgres(convert: &[(String, FromPg)], row: &mut [Value]) -> std::result::Result<(), String> {
+fn from_postgres(
+    convert: &[(String, FromPg)],
+    row: &mut [Value],
+) -> std::result::Result<(), String> {
     for ((col, conv), v) in convert.iter().zip(row.iter_mut()) {
         conv.apply(v)
             .map_err(|what| format!("holds {what} in column {col:?}"))?;
@@ -377,7 +379,7 @@ impl<'de> Visitor<'de> for DocSeed<'_, '_> {
                         _ => {
                             return Err(de::Error::custom(format!(
                                 "engine {v:?} is not supported (sqlite or postgres)"
-                            )))
+                            )));
                         }
                     }
                     engine = true;
@@ -803,7 +805,9 @@ pub mod fuzzing {
                     match v {
                         Value::Null | Value::Unsupported(_) => out.extend_from_slice(b"null"),
                         Value::Int(i) => write_i64(&mut out, *i),
-                        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+                        Value::Bool(b) => {
+                            out.extend_from_slice(if *b { b"true" } else { b"false" })
+                        }
                         Value::Real(f) => write_f64(&mut out, *f),
                         Value::Text(s) => write_str(&mut out, s),
                         Value::Blob(b) => write_blob(&mut out, b),
@@ -929,7 +933,10 @@ mod tests {
         assert_eq!(rows[1][3], Value::Text("2026-01-02T03:04:05.120Z".into()));
         assert_eq!(rows[2][0], Value::Null);
         assert_eq!(rows[2][1], Value::Real(f64::NEG_INFINITY));
-        assert_eq!(rows[2][3], Value::Text("2026-01-02T03:04:05.123400Z".into()));
+        assert_eq!(
+            rows[2][3],
+            Value::Text("2026-01-02T03:04:05.123400Z".into())
+        );
     }
 
     #[test]
@@ -956,8 +963,15 @@ mod tests {
         let e = refused(
             r#"{"schema":"public","name":"t","columns":[{"name":"f","type":"double precision"}],"rows":[["1"],["NaN"]]}"#,
         );
-        assert!(e.contains("row 2") && e.contains("NaN") && e.contains("\"f\""), "{e}");
-        for ts in ["infinity", "0044-03-15 12:00:00+00 BC", "2026-01-02 03:04:05+02"] {
+        assert!(
+            e.contains("row 2") && e.contains("NaN") && e.contains("\"f\""),
+            "{e}"
+        );
+        for ts in [
+            "infinity",
+            "0044-03-15 12:00:00+00 BC",
+            "2026-01-02 03:04:05+02",
+        ] {
             let e = refused(&format!(
                 r#"{{"schema":"public","name":"t","columns":[{{"name":"ts","type":"timestamp with time zone"}}],"rows":[["{ts}"]]}}"#
             ));
@@ -980,7 +994,10 @@ mod tests {
             ("2026-11-20 18:00:00+00", "2026-11-20T18:00:00.000Z"),
             ("2026-11-20 18:00:00.5+00", "2026-11-20T18:00:00.500Z"),
             ("2026-11-20 18:00:00.123+00", "2026-11-20T18:00:00.123Z"),
-            ("2026-11-20 18:00:00.000001+00", "2026-11-20T18:00:00.000001Z"),
+            (
+                "2026-11-20 18:00:00.000001+00",
+                "2026-11-20T18:00:00.000001Z",
+            ),
             ("2026-11-20 18:00:00.1234+00", "2026-11-20T18:00:00.123400Z"),
         ] {
             assert_eq!(pg_timestamptz_to_rfc3339(pg).as_deref(), Some(rfc), "{pg}");
@@ -989,7 +1006,12 @@ mod tests {
             let orig = chrono::DateTime::parse_from_str(pg, "%Y-%m-%d %H:%M:%S%.f%#z").unwrap();
             assert_eq!(back, orig, "{pg}");
         }
-        for bad in ["2026-13-01 00:00:00+00", "2026-11-20T18:00:00+00", "12026-01-01 00:00:00+00", "2026-11-20 18:00:00.1234567+00"] {
+        for bad in [
+            "2026-13-01 00:00:00+00",
+            "2026-11-20T18:00:00+00",
+            "12026-01-01 00:00:00+00",
+            "2026-11-20 18:00:00.1234567+00",
+        ] {
             assert_eq!(pg_timestamptz_to_rfc3339(bad), None, "{bad}");
         }
     }
