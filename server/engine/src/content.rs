@@ -173,7 +173,7 @@ fn words(name: &str) -> impl Iterator<Item = String> + '_ {
 }
 
 /// Is this column of this table secret? (The rule plus the primary-key `key` exception.)
-fn is_secret_column(name: &str, primary_key: bool) -> bool {
+pub(crate) fn is_secret_column(name: &str, primary_key: bool) -> bool {
     if primary_key && name.eq_ignore_ascii_case("key") {
         return false;
     }

@@ -208,14 +208,14 @@ impl ContentDb {
     }
 
     /// Row counts of every content table, and with `sample: Some(n)` the first rows masked
-    /// ([`crate::content::summarize`]). PostgreSQL: counts only for now, tables as
-    /// `schema.table`.
+    /// ([`crate::content::summarize`]; the same rule on both engines). PostgreSQL names
+    /// tables `schema.table` and samples in primary-key order (a heap has no rowid).
     pub async fn summarize(&self, sample: Option<i64>) -> Result<Vec<TableSummary>> {
         match self {
             ContentDb::Sqlite(pool) => crate::content::summarize(pool, sample).await,
             ContentDb::Postgres(target) => {
                 let target = target.clone();
-                off_the_workers(move || summarize_postgres(target)).await
+                off_the_workers(move || summarize_postgres(target, sample)).await
             }
         }
     }
@@ -313,7 +313,10 @@ async fn seed_postgres(
     Ok(stats)
 }
 
-async fn summarize_postgres(target: Arc<content_pg::Target>) -> Result<Vec<TableSummary>> {
+async fn summarize_postgres(
+    target: Arc<content_pg::Target>,
+    sample: Option<i64>,
+) -> Result<Vec<TableSummary>> {
     let mut conn = target.connect().await.map_err(pg_error)?;
     let catalog = content_pg::read_catalog(&mut conn)
         .await
@@ -322,11 +325,74 @@ async fn summarize_postgres(target: Arc<content_pg::Target>) -> Result<Vec<Table
     for table in &catalog.tables {
         let sql = format!("SELECT count(*) FROM {}", table.sql_name());
         let rows: i64 = sqlx::query_scalar(&sql).fetch_one(&mut conn).await?;
+        let (columns, sample_rows) = match sample {
+            Some(n) if !table.columns.is_empty() => {
+                let quoted: Vec<String> = table
+                    .columns
+                    .iter()
+                    .map(|c| content_pg::catalog::quote_ident(&c.name))
+                    .collect();
+                // Every value as its text (bytea as its length), so any type renders.
+                let values = table
+                    .columns
+                    .iter()
+                    .zip(&quoted)
+                    .map(|(c, q)| {
+                        if c.type_name == "bytea" {
+                            format!("'<' || length({q}) || ' bytes>'")
+                        } else {
+                            format!("{q}::text")
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let order = if table.primary_key.is_empty() {
+                    String::new()
+                } else {
+                    let keys: Vec<String> = table
+                        .primary_key
+                        .iter()
+                        .map(|k| content_pg::catalog::quote_ident(k))
+                        .collect();
+                    format!(" ORDER BY {}", keys.join(", "))
+                };
+                let sql = format!(
+                    "SELECT ARRAY[{values}]::text[] FROM {}{order} LIMIT $1",
+                    table.sql_name()
+                );
+                let secret: Vec<bool> = table
+                    .columns
+                    .iter()
+                    .map(|c| {
+                        crate::content::is_secret_column(
+                            &c.name,
+                            table.primary_key.contains(&c.name),
+                        )
+                    })
+                    .collect();
+                let sampled: Vec<Vec<Option<String>>> = sqlx::query_scalar(&sql)
+                    .bind(n)
+                    .fetch_all(&mut conn)
+                    .await?;
+                let masked = sampled
+                    .into_iter()
+                    .map(|row| {
+                        row.into_iter()
+                            .zip(&secret)
+                            .map(|(v, &s)| crate::content::mask_value(s, v))
+                            .collect()
+                    })
+                    .collect();
+                let names = table.columns.iter().map(|c| c.name.clone()).collect();
+                (names, masked)
+            }
+            _ => (Vec::new(), Vec::new()),
+        };
         out.push(TableSummary {
             name: table.display_name(),
             rows,
-            columns: Vec::new(),
-            sample: Vec::new(),
+            columns,
+            sample: sample_rows,
         });
     }
     Ok(out)

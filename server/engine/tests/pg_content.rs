@@ -426,6 +426,24 @@ async fn the_demo_seed_creates_the_reference_schema_in_an_empty_postgres_databas
         "{counts:?}"
     );
     assert_eq!(counts.len(), 12, "{counts:?}");
+    // The Data page's sample: first rows in key order, secrets masked as on SQLite.
+    let sampled = pg.content().summarize(Some(3)).await.unwrap();
+    let table = |n: &str| sampled.iter().find(|t| t.name == n).expect(n);
+    let m3u = table("public.m3u_accounts");
+    let pw = m3u.columns.iter().position(|c| c == "password").unwrap();
+    assert_eq!(m3u.sample[0][pw], "NULL");
+    assert_eq!(m3u.sample[1][pw], engine::content::MASK);
+    let active = m3u.columns.iter().position(|c| c == "is_active").unwrap();
+    assert_eq!(m3u.sample[0][active], "true");
+    let channels = table("public.channels");
+    assert_eq!(channels.sample.len(), 3);
+    assert_eq!(channels.sample[0][0], "1");
+    assert_eq!(channels.sample[2][0], "3");
+    let text = serde_json::to_string(&sampled).unwrap();
+    assert!(
+        !text.contains("demo-password") && !text.contains("demo-key-"),
+        "{text}"
+    );
     assert!(tmp.path().join("data/logos/logo-00001.svg").is_file());
     // The scratch SQLite file is gone.
     let left: Vec<_> = std::fs::read_dir(tmp.path().join("data"))
