@@ -130,7 +130,7 @@ impl FromPg {
                 }
                 None => Err(format!("{s:?}, which is not a timestamp SQLite can hold")),
             },
-            (_, other) => Err(format!("{}", other.kind())),
+            (_, other) => Err(other.kind().to_owned()),
         }
     }
 }
