@@ -4,18 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// The signed-in account.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MeView {
-    pub username: String,
-    pub role: String,
-}
-
-impl MeView {
-    pub fn is_admin(&self) -> bool {
-        self.role == "admin"
-    }
-}
+/// The signed-in account (the wire type: `id`, `username`, `role`, `is_admin()`).
+pub use wire::account::{Account as MeView, Role};
 
 /// The plugin wire types (`/api/backups/plugins/`), shared the same way.
 pub use wire::plugin::{GrantsUpdate, PluginLimits, PluginList, PluginUpdate, PluginView};
@@ -27,15 +17,7 @@ pub use wire::{
 };
 
 /// One line a plugin logged during a job (`GET /api/backups/jobs/{id}/plugin-log/`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PluginLogLineView {
-    pub plugin: String,
-    /// `trace` .. `error`, `stdout` or `stderr`.
-    pub level: String,
-    pub message: String,
-    /// RFC 3339 UTC.
-    pub at: String,
-}
+pub use wire::plugin::PluginLogLine as PluginLogLineView;
 
 /// A content table for the Data page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

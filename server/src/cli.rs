@@ -3,7 +3,6 @@
 
 use std::io::{BufRead, IsTerminal};
 
-use engine::auth::Role;
 use engine::{Engine, Error, Result};
 
 use crate::config::{Cli, Command, DemoCommand, UserCommand};
@@ -24,7 +23,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                         engine.state(),
                         &name,
                         &password,
-                        Role::parse(&role)?,
+                        engine::auth::parse_role(&role)?,
                     )
                     .await?;
                     println!("created {} {:?}", account.role.as_str(), account.username);

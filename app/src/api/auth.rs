@@ -8,10 +8,7 @@ use crate::model::MeView;
 #[server]
 pub async fn current_user() -> Result<Option<MeView>, crate::error::AppError> {
     let account = super::ssr::current_account().await?;
-    Ok(account.map(|a| MeView {
-        username: a.username,
-        role: a.role.as_str().to_owned(),
-    }))
+    Ok(account)
 }
 
 /// Signs in (rate limited per client and username), rotating the session id.
@@ -30,10 +27,7 @@ pub async fn login(username: String, password: String) -> Result<MeView, crate::
         .await
         .map_err(|e| crate::error::AppError::new(format!("no session: {e}")))?;
     super::ssr::start_session(&engine, &session, &account).await?;
-    Ok(MeView {
-        username: account.username,
-        role: account.role.as_str().to_owned(),
-    })
+    Ok(account)
 }
 
 /// Signs out.

@@ -80,9 +80,8 @@ pub async fn job_manifest(id: JobId) -> Result<Manifest, crate::error::AppError>
 #[server]
 pub async fn job_plugin_log(id: JobId) -> Result<Vec<PluginLogLineView>, crate::error::AppError> {
     let (engine, _) = super::ssr::require_admin().await?;
-    let lines = engine
+    engine
         .plugin_log(id)
         .await
-        .map_err(crate::error::AppError::from)?;
-    super::ssr::convert(&lines)
+        .map_err(crate::error::AppError::from)
 }

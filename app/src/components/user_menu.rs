@@ -22,7 +22,7 @@ pub fn UserMenu() -> impl IntoView {
                         Ok(Some(user)) => view! {
                             <span class="who" title=format!("Signed in as {} ({})", user.username, user.role)>
                                 {user.username.clone()}
-                                <span class="role">{user.role.clone()}</span>
+                                <span class="role">{user.role.as_str()}</span>
                             </span>
                             <button class="btn btn-quiet" on:click=move |_| { logout.dispatch(crate::api::auth::Logout {}); }>
                                 "Sign out"

@@ -21,48 +21,12 @@ use sqlx::SqlitePool;
 
 use crate::{Error, ErrorKind, Result};
 
-/// An account's role. Only admins manage backups.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Admin,
-    Viewer,
-}
+pub use wire::account::{Account, Role, TokenInfo};
 
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Viewer => "viewer",
-        }
-    }
-    pub fn parse(s: &str) -> Result<Role> {
-        match s {
-            "admin" => Ok(Role::Admin),
-            "viewer" => Ok(Role::Viewer),
-            other => Err(Error::invalid(format!(
-                "unknown role {other:?}; use admin or viewer"
-            ))),
-        }
-    }
-}
-
-/// A signed-in identity.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Account {
-    pub id: i64,
-    pub username: String,
-    pub role: Role,
-}
-
-/// An API token as listed (never the secret).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct TokenInfo {
-    pub id: i64,
-    pub name: String,
-    pub prefix: String,
-    pub created_at: String,
-    pub last_used_at: Option<String>,
+/// The role spelled `s` (`admin` or `viewer`), or an error a person can act on.
+pub fn parse_role(s: &str) -> Result<Role> {
+    s.parse::<Role>()
+        .map_err(|e| Error::invalid(format!("{e}")).with_source(e))
 }
 
 /// Minimum password length accepted for new passwords.
@@ -239,7 +203,7 @@ async fn check_password(
     Ok(Account {
         id,
         username: username.to_owned(),
-        role: Role::parse(&role)?,
+        role: parse_role(&role)?,
     })
 }
 
@@ -327,7 +291,7 @@ pub async fn token_account(pool: &SqlitePool, token: &str) -> Result<Option<(i64
             Account {
                 id,
                 username,
-                role: Role::parse(&role)?,
+                role: parse_role(&role)?,
             },
         ))
     })
@@ -414,7 +378,7 @@ pub async fn session_account(
         Ok(Account {
             id,
             username,
-            role: Role::parse(&role)?,
+            role: parse_role(&role)?,
         })
     })
     .transpose()

@@ -285,20 +285,9 @@ pub struct RestorePlan {
     pub abort: Option<String>,
 }
 
-/// One line a plugin logged (host log, stdout or stderr).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PluginLogLine {
-    pub plugin: String,
-    /// `trace`, `debug`, `info`, `warn`, `error`, `stdout` or `stderr`.
-    pub level: String,
-    pub message: String,
-    /// RFC 3339 UTC.
-    pub at: String,
-}
-
 pub use wire::plugin::{
-    ApprovedPermissions, GrantsUpdate, PluginGrants, PluginLimits, PluginList, PluginUpdate,
-    PluginView, RequestedMount, SettingSpec,
+    ApprovedPermissions, GrantsUpdate, PluginGrants, PluginLimits, PluginList, PluginLogLine,
+    PluginUpdate, PluginView, RequestedMount, SettingSpec,
 };
 
 /// One row of `plugin_grants`.

@@ -240,7 +240,7 @@ struct LoginBody {
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", security(()),
     summary = "Sign in; sets the session cookie",
     request_body = LoginBody,
-    responses((status = 200, description = "the account {id, username, role}", body = serde_json::Value),
+    responses((status = 200, description = "the account", body = wire::account::Account),
         (status = 401, description = "wrong username or password", body = super::schemas::ErrorBody),
         (status = 429, description = "too many attempts (Retry-After)", body = super::schemas::ErrorBody),
         (status = 503, description = "busy checking other attempts (Retry-After)", body = super::schemas::ErrorBody)))]
@@ -289,7 +289,7 @@ async fn logout(session: Session) -> ApiResult<StatusCode> {
 }
 
 #[utoipa::path(get, path = "/api/auth/me", tag = "auth", summary = "The signed-in account",
-    responses((status = 200, description = "{id, username, role}", body = serde_json::Value)))]
+    responses((status = 200, description = "the account", body = wire::account::Account)))]
 async fn me(Authenticated(account): Authenticated) -> Json<Account> {
     Json(account)
 }
@@ -303,28 +303,32 @@ struct TokenBody {
 #[utoipa::path(post, path = "/api/auth/tokens", tag = "auth",
     summary = "Create an API token; the secret is shown once",
     request_body = TokenBody,
-    responses((status = 201, description = "{id, token, name}", body = serde_json::Value)))]
+    responses((status = 201, description = "the token, with its secret shown this once", body = wire::account::TokenCreated)))]
 async fn create_token(
     State(state): State<AppState>,
     Authenticated(account): Authenticated,
     ApiJson(body): ApiJson<TokenBody>,
-) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+) -> ApiResult<(StatusCode, Json<wire::account::TokenCreated>)> {
     let (id, token) =
         engine::auth::create_token(state.engine.state(), &account, &body.name).await?;
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({ "id": id, "token": token, "name": body.name.trim() })),
+        Json(wire::account::TokenCreated {
+            id,
+            token,
+            name: body.name.trim().to_owned(),
+        }),
     ))
 }
 
 #[utoipa::path(get, path = "/api/auth/tokens", tag = "auth", summary = "Your API tokens",
-    responses((status = 200, description = "{tokens: [{id, name, prefix, ...}]}", body = serde_json::Value)))]
+    responses((status = 200, description = "your tokens (never their secrets)", body = wire::account::TokenList)))]
 async fn list_tokens(
     State(state): State<AppState>,
     Authenticated(account): Authenticated,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<wire::account::TokenList>> {
     let tokens = engine::auth::list_tokens(state.engine.state(), &account).await?;
-    Ok(Json(serde_json::json!({ "tokens": tokens })))
+    Ok(Json(wire::account::TokenList { tokens }))
 }
 
 #[utoipa::path(delete, path = "/api/auth/tokens/{id}", tag = "auth", summary = "Revoke an API token",

@@ -11,9 +11,9 @@
 //!   and `Authorization: Bearer`), the JSON error body as every operation's `default`
 //!   response, 401 on every signed-in route and 403 on every admin route.
 //!
-//! Bodies that are still engine types with no schema (accounts, tokens, settings, the plugin
-//! log, the verify report) are described as objects with the fields named in the
-//! description; plugin views are the wire types' own schemas.
+//! Accounts, tokens, the plugin log and plugin views are the wire types' own schemas. Bodies
+//! that are still engine types with no schema (the backup settings, the verify report) are
+//! described as objects with the fields named in the description.
 //!
 //! The tests below hold the document to the router: every route `api_router` really has is
 //! documented with the same methods and nothing else is; every `$ref` resolves; the `Job`
@@ -483,6 +483,82 @@ mod tests {
         })
         .expect("a page serializes");
         assert_eq!(keys(&schemas["JobPage"]["properties"]), keys(&page));
+    }
+
+    #[test]
+    fn the_account_token_and_plugin_log_schemas_have_the_fields_their_bodies_have() {
+        let doc = doc();
+        let schemas = &doc["components"]["schemas"];
+        let token = wire::account::TokenInfo {
+            id: 1,
+            name: "ci".into(),
+            prefix: "bst_ab".into(),
+            created_at: String::new(),
+            last_used_at: None,
+        };
+        let bodies = [
+            (
+                "Account",
+                serde_json::to_value(wire::account::Account {
+                    id: 1,
+                    username: "admin".into(),
+                    role: wire::account::Role::Admin,
+                }),
+            ),
+            ("TokenInfo", serde_json::to_value(&token)),
+            (
+                "TokenList",
+                serde_json::to_value(wire::account::TokenList { tokens: vec![] }),
+            ),
+            (
+                "TokenCreated",
+                serde_json::to_value(wire::account::TokenCreated {
+                    id: 1,
+                    token: "bst_secret".into(),
+                    name: "ci".into(),
+                }),
+            ),
+            (
+                "PluginLogLine",
+                serde_json::to_value(wire::plugin::PluginLogLine {
+                    plugin: "p".into(),
+                    level: "info".into(),
+                    message: "m".into(),
+                    at: String::new(),
+                }),
+            ),
+            (
+                "PluginLog",
+                serde_json::to_value(wire::plugin::PluginLog { lines: vec![] }),
+            ),
+        ];
+        for (name, body) in bodies {
+            let body = body.expect("serializes");
+            assert_eq!(keys(&schemas[name]["properties"]), keys(&body), "{name}");
+        }
+        assert_eq!(schemas["Role"]["enum"], json!(["admin", "viewer"]));
+        // The operations name them.
+        let paths = &doc["paths"];
+        for (path, method, status, schema) in [
+            ("/api/auth/me", "get", "200", "Account"),
+            ("/api/auth/login", "post", "200", "Account"),
+            ("/api/auth/tokens", "get", "200", "TokenList"),
+            ("/api/auth/tokens", "post", "201", "TokenCreated"),
+            (
+                "/api/backups/jobs/{id}/plugin-log/",
+                "get",
+                "200",
+                "PluginLog",
+            ),
+        ] {
+            let r = &paths[path][method]["responses"][status]["content"]["application/json"]["schema"]
+                ["$ref"];
+            assert_eq!(
+                r.as_str(),
+                Some(format!("#/components/schemas/{schema}").as_str()),
+                "{method} {path}"
+            );
+        }
     }
 
     #[test]

@@ -49,21 +49,21 @@ pub async fn update_plugin(
 #[utoipa::path(get, path = "/api/backups/jobs/{id}/plugin-log/", tag = "plugins",
     summary = "What plugins logged during a job",
     params(("id" = wire::JobId, Path, description = "a job id")),
-    responses((status = 200, description = "{lines: [{plugin, level, ...}]}", body = serde_json::Value)))]
+    responses((status = 200, description = "the lines, oldest first", body = wire::plugin::PluginLog)))]
 /// `GET /api/backups/jobs/{id}/plugin-log/` -> `{"lines": [PluginLogLine...]}`: what plugins
 /// logged during one job (live while it runs, kept with the job once it ended); 404 for an
 /// unknown job.
 pub async fn job_plugin_log(
     State(st): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<wire::plugin::PluginLog>> {
     let id: engine::jobs::JobId = id
         .parse()
         .ok()
         .filter(|id: &engine::jobs::JobId| id.get() > 0)
         .ok_or_else(|| ApiError(Error::not_found(format!("no job {id:?}"))))?;
     let lines = st.engine.plugin_log(id).await?;
-    Ok(Json(serde_json::json!({ "lines": lines })))
+    Ok(Json(wire::plugin::PluginLog { lines }))
 }
 
 /// Largest accepted plugin upload (manifest + component).

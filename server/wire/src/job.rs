@@ -77,16 +77,18 @@ macro_rules! contract_enum {
         }
 
         impl std::str::FromStr for $name {
-            type Err = UnknownValue;
+            type Err = $crate::UnknownValue;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 match s {
                     $($text => Ok($name::$variant),)+
-                    _ => Err(UnknownValue { what: $what, value: s.to_owned(), expected: Self::NAMES }),
+                    _ => Err($crate::UnknownValue { what: $what, value: s.to_owned(), expected: Self::NAMES }),
                 }
             }
         }
     };
 }
+
+pub(crate) use contract_enum;
 
 contract_enum!(
     /// What a job does.

@@ -7,8 +7,10 @@
 //!   contract spells them (and stored so in the state DB with the `sqlx` feature).
 //! - [`Job`], [`JobProgress`], [`Annotation`], [`JobPage`]: a job as every client sees it.
 //! - [`Manifest`]: `manifest.json` of archive format v1.
-//! - [`plugin`]: plugins as the admin sees and changes them.
+//! - [`account`]: accounts, roles and API tokens.
+//! - [`plugin`]: plugins as the admin sees and changes them, and what they logged.
 
+pub mod account;
 mod ids;
 mod job;
 mod manifest;

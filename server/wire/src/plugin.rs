@@ -134,3 +134,22 @@ pub struct SettingSpec {
 pub struct PluginList {
     pub plugins: Vec<PluginView>,
 }
+
+/// One line a plugin logged during a job (host log, stdout or stderr).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PluginLogLine {
+    pub plugin: String,
+    /// `trace`, `debug`, `info`, `warn`, `error`, `stdout` or `stderr`.
+    pub level: String,
+    pub message: String,
+    /// RFC 3339 UTC.
+    pub at: String,
+}
+
+/// `GET /api/backups/jobs/{id}/plugin-log/`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PluginLog {
+    pub lines: Vec<PluginLogLine>,
+}
