@@ -28,26 +28,8 @@ pub struct TableView {
     pub sample: Vec<Vec<String>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ScheduleView {
-    pub enabled: bool,
-    pub frequency: String,
-    pub time: String,
-    pub day_of_week: u8,
-    pub timezone: String,
-}
-
-/// Backup settings as the settings card shows them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SettingsView {
-    pub path: String,
-    pub include_recordings: bool,
-    pub retention_count: u32,
-    pub schedule: ScheduleView,
-    pub next_run_at: Option<String>,
-    #[serde(default)]
-    pub schedule_description: String,
-}
+/// Backup settings as the settings card shows them (the wire type).
+pub use wire::settings::{Frequency, Schedule as ScheduleView, SettingsView};
 
 /// The result of saving settings: saved, or one message per invalid field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,11 +7,10 @@ use crate::model::{SaveOutcome, SettingsView};
 #[server]
 pub async fn get_settings() -> Result<SettingsView, crate::error::AppError> {
     let (engine, _) = super::ssr::require_admin().await?;
-    let v = engine
+    engine
         .settings_view()
         .await
-        .map_err(crate::error::AppError::from)?;
-    super::ssr::convert(&v)
+        .map_err(crate::error::AppError::from)
 }
 
 /// Validates and saves; invalid fields come back one message each, nothing saved.
@@ -26,7 +25,7 @@ pub async fn save_settings(settings: String) -> Result<SaveOutcome, crate::error
                 .settings_view()
                 .await
                 .map_err(crate::error::AppError::from)?;
-            Ok(SaveOutcome::Saved(super::ssr::convert(&v)?))
+            Ok(SaveOutcome::Saved(v))
         }
         Err(e) if e.kind() == engine::ErrorKind::Invalid => {
             let mut fields = e.field_errors().clone();

@@ -48,7 +48,7 @@ fn SettingsFields(
     // hydrates and without JavaScript); the `prop:` bindings keep the live values after that.
     let init = initial.clone();
     let init_freq = if init.schedule.enabled {
-        init.schedule.frequency.clone()
+        init.schedule.frequency.as_str().to_owned()
     } else {
         "disabled".to_owned()
     };
@@ -57,7 +57,7 @@ fn SettingsFields(
     let include = RwSignal::new(initial.include_recordings);
     let retention = RwSignal::new(initial.retention_count.to_string());
     let frequency = RwSignal::new(if initial.schedule.enabled {
-        initial.schedule.frequency.clone()
+        initial.schedule.frequency.as_str().to_owned()
     } else {
         "disabled".into()
     });
@@ -87,7 +87,7 @@ fn SettingsFields(
             "retention_count": retention_value,
             "schedule": {
                 "enabled": enabled,
-                "frequency": if enabled { freq } else { saved.get().schedule.frequency },
+                "frequency": if enabled { freq } else { saved.get().schedule.frequency.as_str().to_owned() },
                 "time": time.get(),
                 "day_of_week": day_value,
                 "timezone": tz.get(),
@@ -97,7 +97,7 @@ fn SettingsFields(
     let dirty = Memo::new(move |_| {
         let s = saved.get();
         let freq = if s.schedule.enabled {
-            s.schedule.frequency.clone()
+            s.schedule.frequency.as_str().to_owned()
         } else {
             "disabled".into()
         };

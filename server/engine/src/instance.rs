@@ -220,7 +220,7 @@ impl Engine {
 /// Settings: what the admin saves, validated, and the schedule it drives.
 impl Engine {
     /// Settings as the API shows them, with `next_run_at` and a plain-words description.
-    pub async fn settings_view(&self) -> Result<serde_json::Value> {
+    pub async fn settings_view(&self) -> Result<wire::settings::SettingsView> {
         crate::settings::view(self.state()).await
     }
 

@@ -324,23 +324,32 @@ pub fn check_backup_folder(folder: &Path, layout: &FolderLayout) -> Option<Strin
 }
 
 /// Settings as the API shows them, with `next_run_at` and a plain-words description.
-pub async fn view(state: &SqlitePool) -> Result<Value> {
+pub async fn view(state: &SqlitePool) -> Result<wire::settings::SettingsView> {
+    use crate::schedule::Frequency;
+    use wire::settings::{Frequency as WireFrequency, Schedule, SettingsView};
     let s = load(state).await?;
-    let next = crate::schedule::next_run_after(&s.schedule, chrono::Utc::now())
+    let next_run_at = crate::schedule::next_run_after(&s.schedule, chrono::Utc::now())
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-    let mut v =
-        serde_json::to_value(&s).map_err(|e| Error::internal("cannot encode settings", e))?;
-    if let Some(o) = v.as_object_mut() {
-        o.insert(
-            "next_run_at".into(),
-            next.map(Value::String).unwrap_or(Value::Null),
-        );
-        o.insert(
-            "schedule_description".into(),
-            Value::String(crate::schedule::describe(&s.schedule)),
-        );
-    }
-    Ok(v)
+    let schedule_description = crate::schedule::describe(&s.schedule);
+    let sched = s.schedule;
+    Ok(SettingsView {
+        path: s.path,
+        include_recordings: s.include_recordings,
+        retention_count: s.retention_count,
+        schedule: Schedule {
+            enabled: sched.enabled,
+            frequency: match sched.frequency {
+                Frequency::Hourly => WireFrequency::Hourly,
+                Frequency::Daily => WireFrequency::Daily,
+                Frequency::Weekly => WireFrequency::Weekly,
+            },
+            time: sched.time,
+            day_of_week: sched.day_of_week,
+            timezone: sched.timezone,
+        },
+        next_run_at,
+        schedule_description,
+    })
 }
 
 /// Validates every field and saves; nothing invalid is stored. Returns what was saved (the

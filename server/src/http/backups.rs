@@ -362,20 +362,20 @@ fn too_large(limit: u64) -> ApiError {
 
 #[utoipa::path(get, path = "/api/backups/settings/", tag = "backups",
     summary = "Backup settings with next_run_at",
-    responses((status = 200, description = "{path, include_recordings, retention_count, schedule: {enabled, frequency, time, day_of_week, timezone}, next_run_at}", body = serde_json::Value)))]
-async fn get_settings(State(st): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
+    responses((status = 200, description = "the saved settings", body = wire::settings::SettingsView)))]
+async fn get_settings(State(st): State<AppState>) -> ApiResult<Json<wire::settings::SettingsView>> {
     Ok(Json(st.engine.settings_view().await?))
 }
 
 #[utoipa::path(put, path = "/api/backups/settings/", tag = "backups",
     summary = "Save settings (everything is validated before saving)",
-    request_body(content = serde_json::Value, description = "the settings, as GET returns them"),
-    responses((status = 200, description = "the saved settings", body = serde_json::Value),
+    request_body(content = serde_json::Value, description = "the settings as GET returns them, or a subset of their fields (the others keep their value); `next_run_at` and `schedule_description` are ignored. Read as JSON so that every wrong field gets its own message"),
+    responses((status = 200, description = "the saved settings", body = wire::settings::SettingsView),
         (status = 400, description = "invalid; `fields` says which", body = super::schemas::ErrorBody)))]
 async fn put_settings(
     State(st): State<AppState>,
     ApiJson(body): ApiJson<serde_json::Value>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<wire::settings::SettingsView>> {
     st.engine.save_settings(&body).await?;
     Ok(Json(st.engine.settings_view().await?))
 }

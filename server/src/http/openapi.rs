@@ -11,9 +11,9 @@
 //!   and `Authorization: Bearer`), the JSON error body as every operation's `default`
 //!   response, 401 on every signed-in route and 403 on every admin route.
 //!
-//! Accounts, tokens, the plugin log and plugin views are the wire types' own schemas. Bodies
-//! that are still engine types with no schema (the backup settings, the verify report) are
-//! described as objects with the fields named in the description.
+//! Accounts, tokens, the backup settings, the plugin log and plugin views are the wire
+//! types' own schemas. The verify report (an engine type) is described as an object; the
+//! settings `PUT` body is read as JSON on purpose (every wrong field gets its message).
 //!
 //! The tests below hold the document to the router: every route `api_router` really has is
 //! documented with the same methods and nothing else is; every `$ref` resolves; the `Job`
@@ -486,7 +486,7 @@ mod tests {
     }
 
     #[test]
-    fn the_account_token_and_plugin_log_schemas_have_the_fields_their_bodies_have() {
+    fn the_account_token_settings_and_plugin_log_schemas_have_the_fields_their_bodies_have() {
         let doc = doc();
         let schemas = &doc["components"]["schemas"];
         let token = wire::account::TokenInfo {
@@ -537,6 +537,33 @@ mod tests {
             assert_eq!(keys(&schemas[name]["properties"]), keys(&body), "{name}");
         }
         assert_eq!(schemas["Role"]["enum"], json!(["admin", "viewer"]));
+        let settings = wire::settings::SettingsView {
+            path: "backups".into(),
+            include_recordings: false,
+            retention_count: 7,
+            schedule: wire::settings::Schedule {
+                enabled: false,
+                frequency: wire::settings::Frequency::Daily,
+                time: "03:00".into(),
+                day_of_week: 0,
+                timezone: "UTC".into(),
+            },
+            next_run_at: None,
+            schedule_description: String::new(),
+        };
+        let settings = serde_json::to_value(settings).expect("serializes");
+        assert_eq!(
+            keys(&schemas["SettingsView"]["properties"]),
+            keys(&settings)
+        );
+        assert_eq!(
+            keys(&schemas["Schedule"]["properties"]),
+            keys(&settings["schedule"])
+        );
+        assert_eq!(
+            schemas["Frequency"]["enum"],
+            json!(["hourly", "daily", "weekly"])
+        );
         // The operations name them.
         let paths = &doc["paths"];
         for (path, method, status, schema) in [

@@ -8,6 +8,7 @@
 //! - [`Job`], [`JobProgress`], [`Annotation`], [`JobPage`]: a job as every client sees it.
 //! - [`Manifest`]: `manifest.json` of archive format v1.
 //! - [`account`]: accounts, roles and API tokens.
+//! - [`settings`]: the backup settings as the API returns them.
 //! - [`plugin`]: plugins as the admin sees and changes them, and what they logged.
 
 pub mod account;
@@ -15,6 +16,7 @@ mod ids;
 mod job;
 mod manifest;
 pub mod plugin;
+pub mod settings;
 
 pub use ids::{DestinationId, JobId, PluginId};
 pub use job::{
