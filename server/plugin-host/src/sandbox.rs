@@ -693,10 +693,15 @@ impl Sandbox {
         let write = || -> std::io::Result<()> {
             std::fs::create_dir_all(dir)?;
             let serialized = component.serialize().map_err(std::io::Error::other)?;
+            // A name of its own per write: two loads of the same component at once (threads
+            // of one process share the pid) must never write one temporary file, or the
+            // rename would publish a file still being written (and mapped by a reader).
+            static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
             let tmp = dir.join(format!(
-                ".{sha256}-{}.tmp-{}",
+                ".{sha256}-{}.tmp-{}-{}",
                 self.engine_hash,
-                std::process::id()
+                std::process::id(),
+                WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             ));
             std::fs::write(&tmp, serialized)?;
             std::fs::rename(&tmp, &cached)

@@ -898,6 +898,7 @@ fn grants_are_checked_and_a_version_asking_for_more_waits_for_approval() {
         .plan_update("fixture-echo", &update)
         .expect_err("refused");
     let fields = err.field_errors();
+    assert!(!fields.is_empty(), "refused without field errors: {err}");
     assert_eq!(
         fields["grants.mounts.other"],
         "this plugin requests no such mount"
