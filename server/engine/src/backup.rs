@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 use crate::archive::{Progress, ProgressFn};
+use crate::core::Core;
 use crate::jobs::{Completed, JobRow, RemoveOnDrop};
 use crate::plugins::{ContentSource, HookPoint};
-use crate::{Engine, Error, ErrorKind, Result};
+use crate::{Error, ErrorKind, Result};
 
-impl Engine {
+impl Core {
     /// The backup pipeline, top to bottom.
     pub(crate) async fn execute_backup(
         &self,

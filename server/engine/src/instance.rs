@@ -1,61 +1,29 @@
-//! [`Engine`]: the composition of the content DB, the state DB, the data folders, the job
-//! runner and the plugin runtime. Cheap to clone; the HTTP routes, the server functions
-//! and the CLI all call the same methods on it.
+//! [`Engine`]: the one public facade of the crate. Every method the HTTP routes, the server
+//! functions, the CLI and the tests call is here, in one file, grouped by what it is for:
+//! opening, the parts, accounts and content, settings and the schedule, jobs, backups,
+//! restores and uploads, plugins. Each delegates to the module that implements it (on
+//! [`crate::core::Core`], the parts at the bottom of the crate), so those modules never
+//! depend on this one. Cheap to clone.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sqlx::SqlitePool;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
-use crate::plugins::{NoPlugins, PluginRuntime};
-use crate::{Error, ErrorKind, Result};
-
-/// Startup configuration of the engine (what the operator chose at start).
-#[derive(Debug, Clone)]
-pub struct EngineConfig {
-    /// Holds `app.db`, `state.db`, `logos/`, `recordings/`, `backups/`, `plugins/`.
-    pub data_dir: PathBuf,
-    /// `sqlite://...` URL of the content DB.
-    pub content_db_url: String,
-    /// `sqlite://...` URL of the state DB.
-    pub state_db_url: String,
-    /// Seed demo content into an empty content DB at open.
-    pub demo: bool,
-    /// Channels in the demo data set seeded at first start.
-    pub demo_channels: usize,
-    /// Version string written to manifests.
-    pub app_version: String,
-}
-
-impl EngineConfig {
-    /// The embedded default for a data dir: both SQLite files inside it.
-    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
-        let data_dir = data_dir.into();
-        EngineConfig {
-            content_db_url: crate::content::sqlite_url(&data_dir.join("app.db")),
-            state_db_url: crate::content::sqlite_url(&data_dir.join("state.db")),
-            data_dir,
-            demo: true,
-            demo_channels: 40,
-            app_version: env!("CARGO_PKG_VERSION").to_owned(),
-        }
-    }
-}
+use crate::archive::ProgressFn;
+use crate::archive::verify::VerifyReport;
+use crate::core::Core;
+use crate::jobs::{Job, JobEvent, JobFilter, JobId, JobTrigger, NewJob};
+use crate::plugins::{NoPlugins, OwnFiles, PluginRuntime, PluginUpdate, PluginView};
+use crate::restore::UploadTarget;
+use crate::{EngineConfig, Error, ErrorKind, Result};
 
 /// The engine. Clone freely: it is an `Arc` inside.
 #[derive(Clone)]
 pub struct Engine {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    config: EngineConfig,
-    content: crate::content_db::ContentDb,
-    state: SqlitePool,
-    plugins: Arc<dyn PluginRuntime>,
-    login_limiter: crate::auth::LoginLimiter,
-    runner: crate::jobs::Runner,
-    schedule_tx: tokio::sync::watch::Sender<crate::schedule::ScheduleSettings>,
+    core: Core,
 }
 
 impl Engine {
@@ -92,15 +60,7 @@ impl Engine {
             crate::content_db::ContentDb::Sqlite(Self::open_sqlite_content(&config).await?)
         };
         Ok(Engine {
-            inner: Arc::new(Inner {
-                config,
-                content,
-                state,
-                plugins,
-                login_limiter: Default::default(),
-                runner: crate::jobs::Runner::new(),
-                schedule_tx: tokio::sync::watch::channel(Default::default()).0,
-            }),
+            core: Core::new(config, content, state, plugins),
         })
     }
 
@@ -131,29 +91,24 @@ impl Engine {
     }
 
     pub fn config(&self) -> &EngineConfig {
-        &self.inner.config
+        self.core.config()
     }
     pub fn data_dir(&self) -> &Path {
-        &self.inner.config.data_dir
+        self.core.data_dir()
     }
     /// The content DB (SQLite or PostgreSQL).
     pub fn content(&self) -> &crate::content_db::ContentDb {
-        &self.inner.content
+        self.core.content()
     }
     /// The state DB pool.
     pub fn state(&self) -> &SqlitePool {
-        &self.inner.state
+        self.core.state()
     }
-    pub(crate) fn runner_ref(&self) -> &crate::jobs::Runner {
-        &self.inner.runner
-    }
-    pub(crate) fn schedule_sender(
-        &self,
-    ) -> &tokio::sync::watch::Sender<crate::schedule::ScheduleSettings> {
-        &self.inner.schedule_tx
+    fn schedule_sender(&self) -> &tokio::sync::watch::Sender<crate::schedule::ScheduleSettings> {
+        self.core.schedule_sender()
     }
     pub fn plugins(&self) -> &Arc<dyn PluginRuntime> {
-        &self.inner.plugins
+        self.core.plugins()
     }
 
     /// Signs in with rate limiting per (client, username).
@@ -164,8 +119,8 @@ impl Engine {
         password: &str,
     ) -> Result<crate::auth::Account> {
         crate::auth::login_limited(
-            &self.inner.state,
-            &self.inner.login_limiter,
+            self.core.state(),
+            self.core.login_limiter(),
             client,
             username,
             password,
@@ -185,13 +140,13 @@ impl Engine {
     ) -> Result<Vec<crate::content::TableSummary>> {
         let sample =
             (account.role == crate::auth::Role::Admin).then_some(crate::content::ADMIN_SAMPLE_ROWS);
-        self.inner.content.summarize(sample).await
+        self.core.content().summarize(sample).await
     }
 
     /// Installed plugins as the API lists them: `{"plugins": [...]}`. Listing may read
     /// plugin files (dev reload), so it runs off the async workers.
     pub async fn plugins_view(&self) -> Result<crate::plugins::PluginList> {
-        let runtime = self.inner.plugins.clone();
+        let runtime = self.core.plugins().clone();
         let plugins = tokio::task::spawn_blocking(move || runtime.describe())
             .await
             .map_err(|e| Error::internal("listing plugins failed", e))?;
@@ -210,10 +165,10 @@ impl Engine {
 
     /// Closes both pools (checkpointing WAL).
     pub async fn close(&self) {
-        if let Some(pool) = self.inner.content.sqlite() {
+        if let Some(pool) = self.core.content().sqlite() {
             pool.close().await;
         }
-        self.inner.state.close().await;
+        self.core.state().close().await;
     }
 }
 
@@ -229,7 +184,7 @@ impl Engine {
         let plugins = self.plugins().clone();
         let saved =
             crate::settings::validate_and_save(self.state(), self.data_dir(), raw, move || {
-                crate::restore::targets::restore_targets(&plugins.describe())
+                crate::settings::restore_targets(&plugins.describe())
             })
             .await?;
         self.schedule_sender().send_replace(saved.schedule);
@@ -237,15 +192,9 @@ impl Engine {
     }
 
     /// Why the saved backup folder breaks the layout rule
-    /// ([`crate::settings::check_backup_folder`]), for settings saved before the rule existed
-    /// or made unsafe by a later plugin grant; `None` when it is fine. Backups should refuse
-    /// to run while this is `Some`.
+    /// ([`crate::settings::check_backup_folder`]), or `None` when it is fine.
     pub async fn backup_folder_conflict(&self) -> Result<Option<String>> {
-        let plugins = self.plugins().clone();
-        crate::settings::backup_folder_conflict(self.state(), self.data_dir(), move || {
-            crate::restore::targets::restore_targets(&plugins.describe())
-        })
-        .await
+        self.core.backup_folder_conflict().await
     }
 
     /// Starts the in-process scheduler for the saved schedule.
@@ -261,6 +210,167 @@ impl Engine {
             Arc::new(EngineScheduleStore(self.clone())),
             shutdown,
         ))
+    }
+}
+
+/// Jobs, backups, restores and uploads, plugins: implemented in `jobs/`, `backup.rs`,
+/// `restore/` and `plugin_admin.rs` on [`Core`].
+impl Engine {
+    /// Subscribes to job changes (for the event stream).
+    pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        self.core.subscribe()
+    }
+
+    /// Jobs newest first, filtered and paged; and the total matching the filter.
+    pub async fn list_jobs(&self, f: &JobFilter) -> Result<(Vec<Job>, i64)> {
+        self.core.list_jobs(f).await
+    }
+
+    /// One job, or NotFound.
+    pub async fn get_job(&self, id: JobId) -> Result<Job> {
+        self.core.get_job(id).await
+    }
+
+    /// Inserts a pending job and wakes the runner.
+    pub async fn enqueue(&self, new: NewJob) -> Result<Job> {
+        self.core.enqueue(new).await
+    }
+
+    /// Queues a backup. `include_recordings` defaults to the saved setting.
+    pub async fn start_backup(
+        &self,
+        trigger: JobTrigger,
+        requested_by: Option<String>,
+        include_recordings: Option<bool>,
+    ) -> Result<Job> {
+        self.core
+            .start_backup(trigger, requested_by, include_recordings)
+            .await
+    }
+
+    /// Whether a scheduled backup is already waiting (the scheduler then skips a run).
+    pub async fn scheduled_pending(&self) -> Result<bool> {
+        self.core.scheduled_pending().await
+    }
+
+    /// Cancels a pending or running job. Pending jobs end at once; running ones stop at
+    /// their next check (well under a second). Refused (409) for finished jobs and for a
+    /// restore that has begun swapping directories.
+    pub async fn cancel_job(&self, id: JobId) -> Result<Job> {
+        self.core.cancel_job(id).await
+    }
+
+    /// Deletes a finished job: its archive file and its record together.
+    pub async fn delete_job(&self, id: JobId) -> Result<()> {
+        self.core.delete_job(id).await
+    }
+
+    /// What plugins logged during job `id`, oldest first: live from the plugin host while
+    /// the job runs, from the state DB once it has ended. 404 for an unknown job.
+    pub async fn plugin_log(&self, id: JobId) -> Result<Vec<crate::plugins::PluginLogLine>> {
+        self.core.plugin_log(id).await
+    }
+
+    /// The archive file of a succeeded backup job (for download, manifest, verify, restore).
+    pub async fn archive_path(&self, id: JobId) -> Result<PathBuf> {
+        self.core.archive_path(id).await
+    }
+
+    /// Starts the background runner. It runs pending jobs one at a time until `shutdown`.
+    pub fn spawn_runner(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        self.core.spawn_runner(shutdown)
+    }
+
+    /// Runs a job synchronously from the CLI (no server running), printing progress.
+    pub async fn run_backup_cli(
+        &self,
+        include_recordings: bool,
+        progress: ProgressFn,
+    ) -> Result<Job> {
+        self.core.run_backup_cli(include_recordings, progress).await
+    }
+
+    /// Marks jobs left `pending`/`running` by a previous process as failed, and removes
+    /// leftover `.partial` files and staging folders.
+    pub async fn restart_sweep(&self) -> Result<u64> {
+        self.core.restart_sweep().await
+    }
+
+    /// Queues a restore of backup job `source`.
+    pub async fn start_restore(&self, source: JobId, requested_by: Option<String>) -> Result<Job> {
+        self.core.start_restore(source, requested_by).await
+    }
+
+    /// Reserves a temporary file in the archive folder for an incoming upload.
+    pub async fn begin_upload(&self) -> Result<UploadTarget> {
+        self.core.begin_upload().await
+    }
+
+    /// Validates an uploaded file; on success stores it under a server-chosen name and lists
+    /// it as a backup job with trigger `upload`. On failure the file is removed (422).
+    ///
+    /// The record comes first (status `running`, claiming the name), then the file gets its
+    /// final name (never replacing one), then the record is marked succeeded: a crash in
+    /// between leaves a `running` upload that the restart sweep marks failed and whose file
+    /// it removes, so no file is ever without its owner.
+    pub async fn finish_upload(
+        &self,
+        target: UploadTarget,
+        original_filename: Option<String>,
+        requested_by: Option<String>,
+    ) -> Result<Job> {
+        self.core
+            .finish_upload(target, original_filename, requested_by)
+            .await
+    }
+
+    /// `backstop restore FILE`: list the file as an upload, then restore it in this process.
+    pub async fn restore_file_cli(&self, file: &Path, progress: ProgressFn) -> Result<Job> {
+        self.core.restore_file_cli(file, progress).await
+    }
+
+    /// The archive limits used by validation (entry count, sizes, expansion).
+    pub fn archive_limits(&self) -> crate::archive::verify::Limits {
+        self.core.archive_limits()
+    }
+
+    /// Reads `manifest.json` of a backup job's archive.
+    pub async fn job_manifest(&self, id: JobId) -> Result<wire::Manifest> {
+        self.core.job_manifest(id).await
+    }
+
+    /// Full integrity check of a job's archive without restoring.
+    pub async fn verify_job(&self, id: JobId) -> Result<VerifyReport> {
+        self.core.verify_job(id).await
+    }
+
+    /// Full integrity check of any archive file.
+    pub async fn verify_file(&self, path: &Path, progress: ProgressFn) -> Result<VerifyReport> {
+        self.core.verify_file(path, progress).await
+    }
+
+    /// Repairs a restore interrupted by a crash, from its journal: in the `staging` phase
+    /// nothing had changed, so the staged copies are deleted; in the `apply` phase the
+    /// archive had been fully validated and staged, so the restore is completed (the
+    /// database loaded again from the staged copy, the swap rolled forward). Deletes only
+    /// paths the journal names. Returns the job id it repaired.
+    pub async fn repair_interrupted_swap(&self) -> Result<Option<JobId>> {
+        self.core.repair_interrupted_swap().await
+    }
+
+    /// Backstop's own files as [`check_mount`] sees them: the data dir, both DB files, the
+    /// saved backup folder and every folder a succeeded backup's archive lives in, the
+    /// plugins folder.
+    pub async fn own_files(&self) -> Result<OwnFiles> {
+        self.core.own_files().await
+    }
+
+    /// Applies an admin's change to a plugin (`PUT /api/backups/plugins/{id}/`): every
+    /// mount it grants is checked against Backstop's own files ([`check_mount`]) as well as
+    /// by the runtime; a refused change answers with `grants.mounts.<name>` field errors
+    /// and stores nothing.
+    pub async fn update_plugin(&self, id: &str, update: &PluginUpdate) -> Result<PluginView> {
+        self.core.update_plugin(id, update).await
     }
 }
 

@@ -354,7 +354,7 @@ pub async fn sync_records(pool: &sqlx::SqlitePool, runtime: &dyn PluginRuntime) 
 /// field errors found by the caller (`refused`, see [`crate::Engine::update_plugin`], the only
 /// way in, which keeps mounts off Backstop's own files) reported together
 /// with the runtime's own; anything refused stores nothing.
-async fn apply_update(
+pub(crate) async fn apply_update(
     pool: &sqlx::SqlitePool,
     runtime: &dyn PluginRuntime,
     id: &str,
@@ -480,7 +480,7 @@ pub fn check_mount(mount: &Path, own: &OwnFiles) -> Option<String> {
 
 /// The file of a `sqlite:` URL, or `None` for an in-memory database or a URL that does
 /// not parse (opening it failed already, so there is nothing on disk to protect).
-fn sqlite_file(url: &str) -> Option<PathBuf> {
+pub(crate) fn sqlite_file(url: &str) -> Option<PathBuf> {
     use std::str::FromStr;
     let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
     let file = options.get_filename();
@@ -489,67 +489,6 @@ fn sqlite_file(url: &str) -> Option<PathBuf> {
         || url.contains("mode=memory")
         || file.to_string_lossy().starts_with("file:sqlx-in-memory");
     (!in_memory).then(|| file.to_path_buf())
-}
-
-impl crate::Engine {
-    /// Backstop's own files as [`check_mount`] sees them: the data dir, both DB files, the
-    /// saved backup folder and every folder a succeeded backup's archive lives in, the
-    /// plugins folder.
-    pub async fn own_files(&self) -> Result<OwnFiles> {
-        let settings = crate::settings::load(self.state()).await?;
-        let mut archive_dirs = vec![settings.resolved_path(self.data_dir())];
-        // Archives made before the backup folder changed stay where they were made.
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT DISTINCT archive_dir FROM jobs WHERE kind = 'backup' AND status = 'succeeded' AND archive_dir IS NOT NULL",
-        )
-        .fetch_all(self.state())
-        .await?;
-        archive_dirs.extend(rows.into_iter().map(|(d,)| PathBuf::from(d)));
-        let data_dir = self.data_dir().to_path_buf();
-        let state_db = sqlite_file(&self.config().state_db_url);
-        let content_db = sqlite_file(&self.config().content_db_url);
-        // Canonicalizing touches the filesystem: off the async workers.
-        tokio::task::spawn_blocking(move || {
-            OwnFiles::resolve(
-                &data_dir,
-                state_db.as_deref(),
-                content_db.as_deref(),
-                &archive_dirs,
-            )
-        })
-        .await
-        .map_err(|e| Error::internal("checking the plugin grants failed", e))
-    }
-
-    /// Applies an admin's change to a plugin (`PUT /api/backups/plugins/{id}/`): every
-    /// mount it grants is checked against Backstop's own files ([`check_mount`]) as well as
-    /// by the runtime; a refused change answers with `grants.mounts.<name>` field errors
-    /// and stores nothing.
-    pub async fn update_plugin(&self, id: &str, update: &PluginUpdate) -> Result<PluginView> {
-        let mut refused = BTreeMap::new();
-        if let Some(mounts) = update
-            .grants
-            .as_ref()
-            .and_then(|g| g.mounts.clone())
-            .filter(|m| !m.is_empty())
-        {
-            let own = self.own_files().await?;
-            refused = tokio::task::spawn_blocking(move || {
-                mounts
-                    .iter()
-                    // A relative path is refused by the runtime ("give an absolute folder").
-                    .filter(|(_, path)| path.is_absolute())
-                    .filter_map(|(name, path)| {
-                        let reason = check_mount(&crate::settings::resolve_path(path), &own)?;
-                        Some((format!("grants.mounts.{name}"), reason))
-                    })
-                    .collect::<BTreeMap<_, _>>()
-            })
-            .await
-            .map_err(|e| Error::internal("checking the plugin grants failed", e))?;
-        }
-        apply_update(self.state(), &**self.plugins(), id, update, refused).await
-    }
 }
 
 /// No plugins: hooks proceed, nothing is contributed.

@@ -395,6 +395,26 @@ pub async fn backup_folder_conflict(
     .map_err(|e| Error::internal("checking the backup folder failed", e))
 }
 
+/// Every restore target of the installed plugins (enabled or not: a disabled plugin keeps
+/// its grants and may be enabled later without the backup folder being checked again).
+pub fn restore_targets(plugins: &[wire::plugin::PluginView]) -> Vec<RestoreTarget> {
+    plugins
+        .iter()
+        .flat_map(|p| {
+            p.requested_mounts
+                .iter()
+                .filter(|m| m.access.iter().any(|a| a == "restore"))
+                .filter_map(|m| {
+                    p.grants.mounts.get(&m.name).map(|path| RestoreTarget {
+                        plugin: p.id.clone(),
+                        mount: m.name.clone(),
+                        path: path.clone(),
+                    })
+                })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,6 @@
 pub(crate) mod retention;
 pub(crate) mod runner;
 
-pub(crate) use runner::Runner;
 pub use wire::{Job, JobId, JobKind, JobProgress, JobStatus, JobTrigger};
 
 use std::path::{Path, PathBuf};
@@ -21,8 +20,9 @@ use sqlx::{FromRow, SqlitePool};
 use tokio::sync::broadcast;
 
 use crate::archive::{Progress, ProgressFn};
+use crate::core::Core;
 use crate::plugins::Annotation;
-use crate::{Engine, Error, Result};
+use crate::{Error, Result};
 
 #[derive(FromRow)]
 pub(crate) struct JobRow {
@@ -100,12 +100,7 @@ pub struct JobFilter {
     pub offset: i64,
 }
 
-/// A change pushed to event-stream subscribers.
-#[derive(Debug, Clone)]
-pub enum JobEvent {
-    Updated(Box<Job>),
-    Deleted(JobId),
-}
+pub use crate::core::JobEvent;
 
 /// What a new job is.
 #[derive(Debug, Clone)]
@@ -120,7 +115,20 @@ pub struct NewJob {
     pub original_filename: Option<String>,
 }
 
-impl Engine {
+impl Core {
+    /// Why the saved backup folder breaks the layout rule ([`crate::settings::check_backup_folder`]), for
+    /// settings saved before the rule existed or made unsafe by a later plugin grant; `None`
+    /// when it is fine. Backups refuse to run while this is `Some`.
+    pub(crate) async fn backup_folder_conflict(&self) -> Result<Option<String>> {
+        let plugins = self.plugins().clone();
+        crate::settings::backup_folder_conflict(self.state(), self.data_dir(), move || {
+            crate::settings::restore_targets(&plugins.describe())
+        })
+        .await
+    }
+}
+
+impl Core {
     pub(crate) fn emit(&self, event: JobEvent) {
         if let Some(tx) = &self.runner().events {
             let _ = tx.send(event);

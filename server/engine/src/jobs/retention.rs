@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use super::{JobEvent, JobId, JobRow, SELECT};
-use crate::{Engine, Result};
+use crate::Result;
+use crate::core::Core;
 
-impl Engine {
+impl Core {
     /// Deletes a record and the one file it owns (DESIGN section 4: each archive file is
     /// owned by exactly one backup record; restore records own none).
     ///

@@ -2,52 +2,19 @@
 //! command in its own process), records each job's progress and outcome, and runs the
 //! plugin hooks for the pipelines.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
 
-use tokio::sync::{Notify, broadcast, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    Completed, Job, JobEvent, JobId, JobKind, JobRow, JobStatus, JobTrigger, plugin_progress,
-};
+use super::{Completed, Job, JobId, JobKind, JobRow, JobStatus, JobTrigger, plugin_progress};
 use crate::archive::{Progress, ProgressFn};
+use crate::core::{Core, RunningJob};
 use crate::plugins::{HookPoint, JobContext};
-use crate::{Engine, Error, ErrorKind, Result};
+use crate::{Error, ErrorKind, Result};
 
-/// In-memory state of the runner.
-#[derive(Default)]
-pub(crate) struct Runner {
-    pub(crate) wake: Notify,
-    pub(crate) events: Option<broadcast::Sender<JobEvent>>,
-    pub(crate) running: Mutex<HashMap<JobId, RunningJob>>,
-    /// Serializes job execution between the background runner and CLI-run jobs.
-    pub(crate) exec: tokio::sync::Mutex<()>,
-}
-
-#[derive(Clone)]
-pub(crate) struct RunningJob {
-    pub(crate) cancel: CancellationToken,
-    /// Set once a restore starts swapping directories: cancel is refused from then on.
-    pub(crate) point_of_no_return: Arc<AtomicBool>,
-}
-
-impl Runner {
-    pub(crate) fn new() -> Runner {
-        let (tx, _) = broadcast::channel(256);
-        Runner {
-            events: Some(tx),
-            ..Default::default()
-        }
-    }
-}
-
-impl Engine {
-    pub(crate) fn runner(&self) -> &Runner {
-        self.runner_ref()
-    }
-
+impl Core {
     /// Starts the background runner. It runs pending jobs one at a time until `shutdown`.
     pub fn spawn_runner(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
         let engine = self.clone();

@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::core::Core;
 use crate::dirs::JOURNAL;
 use crate::jobs::{JobId, JobStatus};
-use crate::{Engine, Error, ErrorKind, Result};
+use crate::{Error, ErrorKind, Result};
 
 /// A restore's journal (`<data>/.restore-swap.json`), written before any staged path is
 /// created and rewritten when the apply phase begins. It names every path the restore
@@ -45,7 +46,7 @@ pub(crate) enum JournalPhase {
 /// Removes the journal and every path it names when dropped, unless disarmed: the restore's
 /// cleanup on every exit path before the apply phase ends.
 pub(crate) struct JournalCleanup {
-    pub(crate) engine: Engine,
+    pub(crate) engine: Core,
     pub(crate) journal: SwapJournal,
     pub(crate) armed: bool,
 }
@@ -85,7 +86,7 @@ impl Drop for JournalCleanup {
     }
 }
 
-impl Engine {
+impl Core {
     /// Removes the journal of restore `id` once its job is marked (phase `done`, or `apply`
     /// when marking it done failed): from then on the job record tells what happened.
     pub(crate) async fn close_restore_journal(&self, id: JobId) {

@@ -32,11 +32,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio_util::sync::CancellationToken;
 
 use crate::archive::{Progress, ProgressFn};
+use crate::core::Core;
 use crate::jobs::{Completed, Job, JobId, JobKind, JobTrigger, NewJob};
 use crate::plugins::{HookPoint, JobContext};
-use crate::{Engine, Error, ErrorKind, Result};
+use crate::{Error, ErrorKind, Result};
 
-impl Engine {
+impl Core {
     /// Queues a restore of backup job `source`.
     pub async fn start_restore(&self, source: JobId, requested_by: Option<String>) -> Result<Job> {
         let _ = self.archive_path(source).await?;

@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::settings::RestoreTarget;
-use crate::{Engine, Result};
+use crate::Result;
+use crate::core::Core;
 
-impl Engine {
+impl Core {
     /// Backstop's own files, which no restore target may be, contain or lie within.
     pub(crate) async fn protected_paths(&self) -> Result<Vec<(&'static str, PathBuf)>> {
         let settings = crate::settings::load(self.state()).await?;
@@ -99,29 +99,10 @@ pub(crate) fn canonical_lenient(path: &Path) -> PathBuf {
     }
 }
 
-/// Every restore target of the installed plugins (enabled or not: a disabled plugin keeps
-/// its grants and may be enabled later without the backup folder being checked again).
-pub fn restore_targets(plugins: &[crate::plugins::PluginView]) -> Vec<RestoreTarget> {
-    plugins
-        .iter()
-        .flat_map(|p| {
-            p.requested_mounts
-                .iter()
-                .filter(|m| m.access.iter().any(|a| a == "restore"))
-                .filter_map(|m| {
-                    p.grants.mounts.get(&m.name).map(|path| RestoreTarget {
-                        plugin: p.id.clone(),
-                        mount: m.name.clone(),
-                        path: path.clone(),
-                    })
-                })
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::{RestoreTarget, restore_targets};
 
     #[test]
     fn restore_targets_never_reach_backstops_own_files() {

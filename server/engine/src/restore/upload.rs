@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use crate::archive::ProgressFn;
 use crate::archive::file_sha256;
+use crate::core::Core;
 use crate::jobs::{Job, JobKind, JobTrigger, NewJob};
-use crate::{Engine, Error, ErrorKind, Result};
+use crate::{Error, ErrorKind, Result};
 
 /// Where an upload is written while it arrives; removed on drop unless finished.
 pub struct UploadTarget {
@@ -30,7 +31,7 @@ impl Drop for UploadTarget {
     }
 }
 
-impl Engine {
+impl Core {
     /// Reserves a temporary file in the archive folder for an incoming upload.
     pub async fn begin_upload(&self) -> Result<UploadTarget> {
         let settings = crate::settings::load(self.state()).await?;

@@ -6,10 +6,11 @@ use std::path::Path;
 use tokio_util::sync::CancellationToken;
 
 use crate::archive::{ProgressFn, VerifyReport};
+use crate::core::Core;
 use crate::jobs::JobId;
-use crate::{Engine, Error, Result};
+use crate::{Error, Result};
 
-impl Engine {
+impl Core {
     /// The archive limits used by validation (entry count, sizes, expansion).
     pub fn archive_limits(&self) -> crate::archive::verify::Limits {
         crate::archive::verify::Limits::default()
