@@ -19,14 +19,8 @@ pub use wire::{
 /// One line a plugin logged during a job (`GET /api/backups/jobs/{id}/plugin-log/`).
 pub use wire::plugin::PluginLogLine as PluginLogLineView;
 
-/// A content table for the Data page.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TableView {
-    pub name: String,
-    pub rows: i64,
-    pub columns: Vec<String>,
-    pub sample: Vec<Vec<String>>,
-}
+/// A content table for the Data page (the wire type).
+pub use wire::content::TableSummary as TableView;
 
 /// Backup settings as the settings card shows them (the wire type).
 pub use wire::settings::{Frequency, Schedule as ScheduleView, SettingsView};

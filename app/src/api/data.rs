@@ -13,9 +13,8 @@ pub async fn content_tables() -> Result<Vec<TableView>, crate::error::AppError> 
     let Some(account) = super::ssr::current_account().await? else {
         return Err(crate::error::AppError::new("sign in first"));
     };
-    let tables = engine
+    engine
         .content_summary(&account)
         .await
-        .map_err(crate::error::AppError::from)?;
-    super::ssr::convert(&tables)
+        .map_err(crate::error::AppError::from)
 }

@@ -16,36 +16,31 @@ pub async fn list_jobs(limit: i64, offset: i64) -> Result<JobPage, crate::error:
         })
         .await
         .map_err(crate::error::AppError::from)?;
-    Ok(JobPage {
-        jobs: super::ssr::convert(&jobs)?,
-        total,
-    })
+    Ok(JobPage { jobs, total })
 }
 
 /// Queues a backup now.
 #[server]
 pub async fn run_backup(include_recordings: bool) -> Result<JobView, crate::error::AppError> {
     let (engine, who) = super::ssr::require_admin().await?;
-    let job = engine
+    engine
         .start_backup(
             crate::model::JobTrigger::Manual,
             Some(who.username),
             Some(include_recordings),
         )
         .await
-        .map_err(crate::error::AppError::from)?;
-    super::ssr::convert(&job)
+        .map_err(crate::error::AppError::from)
 }
 
 /// Cancels a pending or running job.
 #[server]
 pub async fn cancel_job(id: JobId) -> Result<JobView, crate::error::AppError> {
     let (engine, _) = super::ssr::require_admin().await?;
-    let job = engine
+    engine
         .cancel_job(id)
         .await
-        .map_err(crate::error::AppError::from)?;
-    super::ssr::convert(&job)
+        .map_err(crate::error::AppError::from)
 }
 
 /// Deletes a finished job and its archive.
@@ -62,11 +57,10 @@ pub async fn delete_job(id: JobId) -> Result<(), crate::error::AppError> {
 #[server]
 pub async fn restore_job(id: JobId) -> Result<JobView, crate::error::AppError> {
     let (engine, who) = super::ssr::require_admin().await?;
-    let job = engine
+    engine
         .start_restore(id, Some(who.username))
         .await
-        .map_err(crate::error::AppError::from)?;
-    super::ssr::convert(&job)
+        .map_err(crate::error::AppError::from)
 }
 
 /// The manifest of a backup's archive.

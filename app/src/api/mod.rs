@@ -66,13 +66,4 @@ pub mod ssr {
             Some(a) => Ok((engine, a)),
         }
     }
-
-    /// Converts between the engine's serde types and the wire types (same JSON shape).
-    pub fn convert<A: serde::Serialize, B: serde::de::DeserializeOwned>(
-        a: &A,
-    ) -> Result<B, crate::error::AppError> {
-        serde_json::to_value(a)
-            .and_then(serde_json::from_value)
-            .map_err(|e| crate::error::AppError::new(format!("internal conversion error: {e}")))
-    }
 }

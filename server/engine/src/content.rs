@@ -95,16 +95,8 @@ pub async fn table_names(pool: &SqlitePool) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// A content table with its row count and a few sample rows, for the Data page.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
-pub struct TableSummary {
-    pub name: String,
-    pub rows: i64,
-    /// Empty when the summary has no sample (counts only).
-    pub columns: Vec<String>,
-    /// Up to `sample` rows, every value rendered as text, secrets masked ([`MASK`]).
-    pub sample: Vec<Vec<String>>,
-}
+/// A content table for the Data page (the wire type).
+pub use wire::content::TableSummary;
 
 fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))

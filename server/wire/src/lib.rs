@@ -8,10 +8,12 @@
 //! - [`Job`], [`JobProgress`], [`Annotation`], [`JobPage`]: a job as every client sees it.
 //! - [`Manifest`]: `manifest.json` of archive format v1.
 //! - [`account`]: accounts, roles and API tokens.
+//! - [`content`]: the content tables as the Data page shows them.
 //! - [`settings`]: the backup settings as the API returns them.
 //! - [`plugin`]: plugins as the admin sees and changes them, and what they logged.
 
 pub mod account;
+pub mod content;
 mod ids;
 mod job;
 mod manifest;
