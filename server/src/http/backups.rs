@@ -228,7 +228,7 @@ async fn manifest(
 #[utoipa::path(post, path = "/api/backups/jobs/{id}/verify/", tag = "backups",
     summary = "Full integrity check without restoring",
     params(("id" = wire::JobId, Path, description = "a job id")),
-    responses((status = 200, description = "the report: ok, the manifest, what was checked", body = serde_json::Value),
+    responses((status = 200, description = "the report: ok, the manifest, what was checked", body = wire::VerifyReport),
         (status = 422, description = "the archive is damaged (the message says how)", body = super::schemas::ErrorBody)))]
 async fn verify(
     State(st): State<AppState>,

@@ -12,8 +12,8 @@
 //!   response, 401 on every signed-in route and 403 on every admin route.
 //!
 //! Accounts, tokens, the backup settings, the plugin log and plugin views are the wire
-//! types' own schemas. The verify report (an engine type) is described as an object; the
-//! settings `PUT` body is read as JSON on purpose (every wrong field gets its message).
+//! types' own schemas, as is the verify report; the settings `PUT` body is read as JSON on
+//! purpose (every wrong field gets its message).
 //!
 //! The tests below hold the document to the router: every route `api_router` really has is
 //! documented with the same methods and nothing else is; every `$ref` resolves; the `Job`

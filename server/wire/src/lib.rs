@@ -26,5 +26,5 @@ pub use job::{
 };
 pub use manifest::{
     BUILTIN_CONTRIBUTOR, FORMAT_VERSION, MANIFEST_FORMAT, Manifest, ManifestDatabase,
-    ManifestDirectory, ManifestPlugin, ManifestTotals,
+    ManifestDirectory, ManifestPlugin, ManifestTotals, VerifyReport,
 };

@@ -121,6 +121,27 @@ pub struct ManifestTotals {
     pub bytes: u64,
 }
 
+/// `POST /api/backups/jobs/{id}/verify/` and `backstop verify`: the result of a successful
+/// full check (a failed check is an error, not a report).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VerifyReport {
+    /// Always true: a failed check is an error, not a report.
+    pub ok: bool,
+    /// The archive's `manifest.json`.
+    pub manifest: Manifest,
+    /// Tar entries (files and folders).
+    pub entries: u64,
+    /// Regular files, including `manifest.json` and `checksums.sha256`.
+    pub files: u64,
+    /// Total size of the files once extracted.
+    pub total_bytes: u64,
+    /// Size of the archive file.
+    pub archive_bytes: u64,
+    /// Lowercase hex SHA-256 of the archive file.
+    pub sha256: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

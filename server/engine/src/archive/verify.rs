@@ -69,24 +69,8 @@ impl Default for Limits {
     }
 }
 
-/// The result of a successful check.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct VerifyReport {
-    /// Always true: a failed check is an error, not a report.
-    pub ok: bool,
-    /// The archive's `manifest.json`.
-    pub manifest: wire::Manifest,
-    /// Tar entries (files and folders).
-    pub entries: u64,
-    /// Regular files, including `manifest.json` and `checksums.sha256`.
-    pub files: u64,
-    /// Total size of the files once extracted.
-    pub total_bytes: u64,
-    /// Size of the archive file.
-    pub archive_bytes: u64,
-    /// Lowercase hex SHA-256 of the archive file.
-    pub sha256: String,
-}
+/// The result of a successful check (the wire type).
+pub use wire::VerifyReport;
 
 /// Where [`extract_to_staging`] puts things. Every path must not exist yet; its parent must.
 #[derive(Debug, Clone, Default)]
