@@ -246,6 +246,14 @@ impl TestApp {
         }
     }
 
+    /// The archive file of a backup job (in the default `backups/` folder of the data dir).
+    pub fn archive_of(&self, job: &Value) -> PathBuf {
+        self.data
+            .path()
+            .join("backups")
+            .join(job["archive_name"].as_str().expect("archive name"))
+    }
+
     /// The content DB path.
     pub fn content_db(&self) -> PathBuf {
         self.data.path().join("app.db")

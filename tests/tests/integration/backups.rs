@@ -9,13 +9,6 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tests::{TestApp, run, sha256_file, write_noise};
 
-fn archive_path(app: &TestApp, job: &Value) -> PathBuf {
-    app.data
-        .path()
-        .join("backups")
-        .join(job["archive_name"].as_str().expect("archive name"))
-}
-
 #[tokio::test]
 async fn archive_is_readable_by_gnu_tar_python_and_sha256sum_in_design_order() -> anyhow::Result<()>
 {
@@ -23,7 +16,7 @@ async fn archive_is_readable_by_gnu_tar_python_and_sha256sum_in_design_order() -
     app.login_admin().await?;
     let job = app.backup(json!({})).await?;
     assert_eq!(job["status"], "succeeded", "{job}");
-    let path = archive_path(&app, &job);
+    let path = app.archive_of(&job);
     let name = job["archive_name"].as_str().unwrap();
     assert!(
         name.starts_with("backstop-")
@@ -147,7 +140,7 @@ async fn recordings_are_in_the_archive_byte_for_byte_only_when_included() -> any
     let out = tempfile::tempdir()?;
     let (ok, _, err) = run(Command::new("tar")
         .arg("xzf")
-        .arg(archive_path(&app, &with))
+        .arg(app.archive_of(&with))
         .arg("-C")
         .arg(out.path()));
     assert!(ok, "{err}");
@@ -157,9 +150,7 @@ async fn recordings_are_in_the_archive_byte_for_byte_only_when_included() -> any
         assert_eq!(sha256_file(&entry), sha256_file(&copy), "{}", rel.display());
     }
     let without = app.backup(json!({"include_recordings": false})).await?;
-    let (_, list, _) = run(Command::new("tar")
-        .arg("tzf")
-        .arg(archive_path(&app, &without)));
+    let (_, list, _) = run(Command::new("tar").arg("tzf").arg(app.archive_of(&without)));
     assert!(!list.contains("data/recordings"), "{list}");
     Ok(())
 }
@@ -186,7 +177,7 @@ async fn symlinks_in_a_data_directory_are_skipped_with_a_warning() -> anyhow::Re
     assert_eq!(job["status"], "succeeded");
     let warnings = job["warnings"].to_string();
     assert!(warnings.contains("escape.svg"), "{warnings}");
-    let (_, list, _) = run(Command::new("tar").arg("tzf").arg(archive_path(&app, &job)));
+    let (_, list, _) = run(Command::new("tar").arg("tzf").arg(app.archive_of(&job)));
     assert!(!list.contains("escape.svg"));
     Ok(())
 }
@@ -291,7 +282,7 @@ async fn retention_keeps_the_newest_n_never_uploads_and_zero_keeps_all() -> anyh
     assert_eq!(r.status(), 200);
     // An upload first: it must survive every pruning.
     let first = app.backup(json!({})).await?;
-    let bytes = std::fs::read(archive_path(&app, &first))?;
+    let bytes = std::fs::read(app.archive_of(&first))?;
     let r = app
         .req(Method::POST, "/api/backups/upload/")
         .header("content-type", "application/gzip")
@@ -382,7 +373,7 @@ async fn routes_answer_404_409_and_refuse_traversal() -> anyhow::Result<()> {
     assert_eq!(r.status(), 409);
     let done = app.wait_job(id, Duration::from_secs(120)).await?;
     assert_eq!(done["status"], "succeeded");
-    let path = archive_path(&app, &done);
+    let path = app.archive_of(&done);
     assert!(path.exists());
     let r = app
         .req(Method::DELETE, &format!("/api/backups/jobs/{id}/"))
@@ -408,7 +399,7 @@ async fn download_streams_with_length_head_and_range() -> anyhow::Result<()> {
     app.login_admin().await?;
     let job = app.backup(json!({})).await?;
     let id = job["id"].as_i64().unwrap();
-    let path = archive_path(&app, &job);
+    let path = app.archive_of(&job);
     let full = std::fs::read(&path)?;
     let r = app
         .req(Method::GET, &format!("/api/backups/jobs/{id}/download/"))

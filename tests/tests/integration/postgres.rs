@@ -67,12 +67,7 @@ async fn the_server_backs_up_and_restores_a_postgres_content_db() -> anyhow::Res
     let sqlite_channels: i64 = sqlx::query_scalar("SELECT count(*) FROM channels")
         .fetch_one(&sqlite.content_pool().await?)
         .await?;
-    let path = sqlite
-        .data
-        .path()
-        .join("backups")
-        .join(from_sqlite["archive_name"].as_str().unwrap());
-    let (s, up) = upload_raw(&app, std::fs::read(&path)?).await?;
+    let (s, up) = upload_raw(&app, std::fs::read(sqlite.archive_of(&from_sqlite))?).await?;
     assert_eq!(s, 201, "{up}");
     let restore = app.restore(up["id"].as_i64().unwrap()).await?;
     assert_eq!(restore["status"], "succeeded", "{restore}");
@@ -94,12 +89,7 @@ async fn the_server_backs_up_and_restores_a_postgres_content_db() -> anyhow::Res
     other_app.login_admin().await?;
     let foreign = other_app.backup(json!({})).await?;
     assert_eq!(foreign["status"], "succeeded", "{foreign}");
-    let foreign_path = other_app
-        .data
-        .path()
-        .join("backups")
-        .join(foreign["archive_name"].as_str().unwrap());
-    let (s, body) = upload_raw(&sqlite, std::fs::read(&foreign_path)?).await?;
+    let (s, body) = upload_raw(&sqlite, std::fs::read(other_app.archive_of(&foreign))?).await?;
     assert_eq!(s, 422, "{body}");
     let message = body.to_string();
     assert!(

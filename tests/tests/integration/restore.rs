@@ -2,7 +2,7 @@
 //! itself, all-or-nothing on failure and cancel, and old archives.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -54,13 +54,6 @@ fn backups_dir_listing(app: &TestApp) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-fn archive_of(app: &TestApp, job: &Value) -> PathBuf {
-    app.data
-        .path()
-        .join("backups")
-        .join(job["archive_name"].as_str().unwrap())
 }
 
 /// Changes rows (insert, update, delete) and logo files (add, edit, delete).
@@ -140,7 +133,7 @@ async fn restore_puts_back_database_and_logos_and_leaves_recordings_untouched() 
     assert!(
         run(Command::new("tar")
             .arg("xzf")
-            .arg(archive_of(&app, &safety))
+            .arg(app.archive_of(&safety))
             .arg("-C")
             .arg(out.path()))
         .0
@@ -183,7 +176,7 @@ async fn upload_stores_under_a_server_name_keeps_the_client_name_and_restores() 
     app.login_admin().await?;
     let before = snapshot(&app);
     let backup = app.backup(json!({})).await?;
-    let bytes = std::fs::read(archive_of(&app, &backup))?;
+    let bytes = std::fs::read(app.archive_of(&backup))?;
     change_everything(&app).await?;
     let form = reqwest::multipart::Form::new().part(
         "file",
@@ -204,7 +197,7 @@ async fn upload_stores_under_a_server_name_keeps_the_client_name_and_restores() 
     );
     let name = up["archive_name"].as_str().unwrap();
     assert!(name.starts_with("backstop-") && !name.contains('/'));
-    assert_eq!(std::fs::read(archive_of(&app, &up))?, bytes);
+    assert_eq!(std::fs::read(app.archive_of(&up))?, bytes);
     let job = app.restore(up["id"].as_i64().unwrap()).await?;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(snapshot(&app).db, before.db);
@@ -302,7 +295,7 @@ async fn every_hostile_archive_is_refused_with_its_reason_and_changes_nothing() 
     let app = TestApp::spawn().await?;
     app.login_admin().await?;
     let valid = app.backup(json!({"include_recordings": true})).await?;
-    let members: Vec<Member> = hostile::read_members(&archive_of(&app, &valid));
+    let members: Vec<Member> = hostile::read_members(&app.archive_of(&valid));
     // The generator itself is sound: the untouched members rebuild into an accepted archive.
     let (s, body) = upload_raw(&app, hostile::gzip(&hostile::tar_bytes(&members))).await?;
     assert_eq!(s, 201, "a rebuilt valid archive must be accepted: {body}");
@@ -347,7 +340,7 @@ async fn a_broken_foreign_key_fails_the_restore_and_changes_nothing() -> anyhow:
     let app = TestApp::spawn().await?;
     app.login_admin().await?;
     let valid = app.backup(json!({})).await?;
-    let mut members = hostile::read_members(&archive_of(&app, &valid));
+    let mut members = hostile::read_members(&app.archive_of(&valid));
     // channels.channel_group_id -> a group that does not exist.
     {
         let db = members
@@ -450,7 +443,7 @@ async fn verify_route_reports_a_good_archive() -> anyhow::Result<()> {
     assert_eq!(report["ok"], true);
     assert_eq!(report["sha256"], b["sha256"]);
     // A damaged file on disk is reported, not hidden.
-    let path = archive_of(&app, &b);
+    let path = app.archive_of(&b);
     let mut bytes = std::fs::read(&path)?;
     let n = bytes.len();
     bytes.truncate(n - 40);

@@ -8,13 +8,6 @@ use tests::TestApp;
 use tests::hostile::{Member, gzip, read_members, refresh_checksums, tar_bytes};
 use tests::invariants::upload_raw;
 
-fn archive_of(app: &TestApp, job: &Value) -> std::path::PathBuf {
-    app.data
-        .path()
-        .join("backups")
-        .join(job["archive_name"].as_str().expect("archive name"))
-}
-
 fn listing(dir: &std::path::Path) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = std::fs::read_dir(dir)
         .map(|rd| {
@@ -59,7 +52,7 @@ async fn an_archive_naming_backups_plugins_or_state_db_is_refused_at_upload_and_
     let app = TestApp::spawn().await?;
     app.login_admin().await?;
     let backup = app.backup(json!({})).await?;
-    let members = read_members(&archive_of(&app, &backup));
+    let members = read_members(&app.archive_of(&backup));
     // The unmodified archive is accepted, so a refusal below is about the one change.
     let (s, ok) = upload_raw(&app, gzip(&tar_bytes(&members))).await?;
     assert_eq!(s, 201, "{ok}");
@@ -85,7 +78,7 @@ async fn deleting_a_finished_restore_job_keeps_the_backup_it_restored_from() -> 
     let app = TestApp::spawn().await?;
     app.login_admin().await?;
     let backup = app.backup(json!({})).await?;
-    let file = archive_of(&app, &backup);
+    let file = app.archive_of(&backup);
     let sha = tests::sha256_file(&file);
     let restore = app.restore(backup["id"].as_i64().unwrap()).await?;
     assert_eq!(restore["status"], "succeeded", "{restore}");
@@ -149,7 +142,7 @@ async fn with_keep_the_newest_1_a_restore_succeeds_and_its_source_is_not_pruned_
         .map(|j| j["id"].as_i64().unwrap())
         .collect();
     assert!(ids.contains(&source["id"].as_i64().unwrap()), "{jobs}");
-    assert!(archive_of(&app, &source).exists());
+    assert!(app.archive_of(&source).exists());
     Ok(())
 }
 
@@ -166,11 +159,11 @@ async fn an_archive_changed_on_disk_is_refused_by_restore_verify_download_and_ma
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new()
             .append(true)
-            .open(archive_of(&app, &appended))?;
+            .open(app.archive_of(&appended))?;
         f.write_all(b"x")?;
     }
     {
-        let p = archive_of(&app, &flipped);
+        let p = app.archive_of(&flipped);
         let mut bytes = std::fs::read(&p)?;
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0xff;
