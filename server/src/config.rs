@@ -43,6 +43,15 @@ pub struct Cli {
     /// Seed demo content into an empty content DB (1) or leave it empty (0).
     #[arg(long, env = "BACKSTOP_DEMO", default_value = "1", value_parser = parse_flag, global = true)]
     pub demo: bool,
+    /// How long one request to a destination is retried before that copy fails, in
+    /// seconds (a store that is down for longer fails the copy; it can be retried later).
+    #[arg(
+        long,
+        env = "BACKSTOP_COPY_RETRY_SECS",
+        default_value_t = 180,
+        global = true
+    )]
+    pub copy_retry_secs: u64,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -147,6 +156,7 @@ impl Cli {
             cfg.state_db_url = validate_db_url(url, "BACKSTOP_STATE_DB")?;
         }
         cfg.demo = self.demo;
+        cfg.copy_retry = std::time::Duration::from_secs(self.copy_retry_secs);
         Ok(cfg)
     }
 }

@@ -2,7 +2,7 @@
 //! safe and writable) -> `pre-backup` -> dump the database -> collect directories and plugin
 //! content -> `post-collect` -> `pre-archive` -> stream tar -> gzip -> sha256 -> `.partial`
 //! -> fsync -> rename (never replacing) -> record -> `post-archive` -> retention ->
-//! `post-backup`. The runner ([`crate::jobs::runner`]) marks the job succeeded after this
+//! `post-backup` -> copies to the destinations. The runner ([`crate::jobs::runner`]) marks the job succeeded after this
 //! returns, so nobody sees the finished backup before retention has run.
 
 use std::path::{Path, PathBuf};
@@ -219,6 +219,13 @@ impl Core {
                 e.message()
             ));
         }
+
+        // 6. Copies to the destinations (DESIGN section 10). A failed copy is a warning,
+        //    never a failed backup: the archive is complete and kept.
+        let warnings = self
+            .copy_to_destinations(row.id, &outcome.path, cancel, &progress)
+            .await;
+        done.warnings.extend(warnings);
         Ok(done)
     }
 }

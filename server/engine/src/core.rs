@@ -35,6 +35,9 @@ pub struct EngineConfig {
     pub demo_channels: usize,
     /// Version string written to manifests.
     pub app_version: String,
+    /// How long one request to a destination is retried before the copy fails
+    /// (`BACKSTOP_COPY_RETRY_SECS`, default 180 s).
+    pub copy_retry: std::time::Duration,
 }
 
 impl EngineConfig {
@@ -48,6 +51,7 @@ impl EngineConfig {
             demo: true,
             demo_channels: 40,
             app_version: env!("CARGO_PKG_VERSION").to_owned(),
+            copy_retry: std::time::Duration::from_secs(180),
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::jobs::{Job, JobEvent, JobFilter, JobId, JobTrigger, NewJob};
 use crate::plugins::{NoPlugins, OwnFiles, PluginRuntime, PluginUpdate, PluginView};
 use crate::restore::UploadTarget;
 use crate::{EngineConfig, Error, ErrorKind, Result};
+use wire::DestinationId;
 
 /// The engine. Clone freely: it is an `Arc` inside.
 #[derive(Clone)]
@@ -430,4 +431,64 @@ impl crate::schedule::ScheduleStore for EngineScheduleStore {
 /// Whether a content DB URL names PostgreSQL (`postgres://` or `postgresql://`).
 pub fn is_postgres_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Destinations (DESIGN section 10): copies off this machine.
+impl Engine {
+    /// Every destination, oldest first (no secrets).
+    pub async fn list_destinations(&self) -> Result<Vec<wire::destination::Destination>> {
+        self.core.list_destinations().await
+    }
+    pub async fn get_destination(
+        &self,
+        id: DestinationId,
+    ) -> Result<wire::destination::Destination> {
+        self.core.get_destination(id).await
+    }
+    /// Creates one from a client's JSON body, each wrong field with its own message.
+    pub async fn create_destination(
+        &self,
+        body: &serde_json::Value,
+    ) -> Result<wire::destination::Destination> {
+        self.core.create_destination(body).await
+    }
+    /// Replaces one's settings; a missing or null secret keeps the stored one.
+    pub async fn update_destination(
+        &self,
+        id: DestinationId,
+        body: &serde_json::Value,
+    ) -> Result<wire::destination::Destination> {
+        self.core.update_destination(id, body).await
+    }
+    /// Forgets a destination (what it holds stays there); refused while a copy to it runs.
+    pub async fn delete_destination(&self, id: DestinationId) -> Result<()> {
+        self.core.delete_destination(id).await
+    }
+    /// Writes, reads back and deletes a probe object; says what failed.
+    pub async fn test_destination(
+        &self,
+        id: DestinationId,
+    ) -> Result<wire::destination::TestResult> {
+        self.core.test_destination(id).await
+    }
+    /// The complete copies a destination holds, from their sidecars, newest first.
+    pub async fn remote_archives(
+        &self,
+        id: DestinationId,
+    ) -> Result<Vec<wire::destination::RemoteArchive>> {
+        self.core.remote_archives(id).await
+    }
+    /// Downloads, checks and lists a copy as a backup with trigger `import`.
+    pub async fn import_archive(
+        &self,
+        id: DestinationId,
+        name: &str,
+        requested_by: Option<String>,
+    ) -> Result<Job> {
+        self.core.import_archive(id, name, requested_by).await
+    }
+    /// Queues a failed (or missing) copy of a backup again.
+    pub async fn retry_copy(&self, job: JobId, destination: DestinationId) -> Result<Job> {
+        self.core.retry_copy(job, destination).await
+    }
 }

@@ -13,6 +13,7 @@
 //! - [`plugins`]: the traits through which the engine sees plugins (implemented by `plugin-host`).
 //! - [`fault`]: crash fault points for the kill -9 tests (debug builds only).
 //! - [`backup`]: the backup pipeline, top to bottom.
+//! - [`destinations`]: copies off this machine (S3), their retention, import.
 //! - [`jobs`]: job records, the single runner, cancel, retention, restart sweep.
 
 pub mod archive;
@@ -22,6 +23,7 @@ pub mod content;
 pub mod content_db;
 mod core;
 pub mod demo;
+pub mod destinations;
 pub mod dirs;
 pub mod error;
 pub mod fault;

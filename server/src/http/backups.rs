@@ -48,6 +48,7 @@ pub fn routes() -> Router<AppState> {
             "/plugins/{id}/",
             axum::routing::put(super::plugins::update_plugin),
         )
+        .merge(super::destinations::routes())
         .route_layer(middleware::from_fn(require_admin))
 }
 

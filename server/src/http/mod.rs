@@ -12,6 +12,7 @@
 
 pub mod auth;
 pub mod backups;
+pub mod destinations;
 pub mod error;
 pub mod openapi;
 pub mod plugins;

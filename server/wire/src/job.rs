@@ -182,6 +182,9 @@ pub struct Job {
     /// A restore's source backup.
     #[serde(default)]
     pub source_job_id: Option<crate::JobId>,
+    /// Where the archive was copied (DESIGN section 10), by destination.
+    #[serde(default)]
+    pub copies: Vec<crate::destination::JobCopy>,
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,

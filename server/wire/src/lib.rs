@@ -11,9 +11,11 @@
 //! - [`content`]: the content tables as the Data page shows them.
 //! - [`settings`]: the backup settings as the API returns them.
 //! - [`plugin`]: plugins as the admin sees and changes them, and what they logged.
+//! - [`destination`]: destinations off this machine, a job's copies, the sidecar.
 
 pub mod account;
 pub mod content;
+pub mod destination;
 mod ids;
 mod job;
 mod manifest;

@@ -50,6 +50,19 @@ pub(crate) struct JobRow {
     pub(crate) file_stamp: Option<String>,
 }
 
+#[derive(FromRow)]
+struct CopyRow {
+    job_id: JobId,
+    destination_id: wire::DestinationId,
+    destination: String,
+    status: String,
+    error: Option<String>,
+    size_bytes: Option<i64>,
+    sha256: Option<String>,
+    encrypted: bool,
+    finished_at: Option<String>,
+}
+
 impl JobRow {
     pub(crate) fn into_job(self) -> Job {
         let active = self.status.is_active();
@@ -80,6 +93,7 @@ impl JobRow {
             warnings: serde_json::from_str(&self.warnings).unwrap_or_default(),
             annotations: serde_json::from_str(&self.annotations).unwrap_or_default(),
             source_job_id: self.source_job_id,
+            copies: Vec::new(),
             created_at: self.created_at,
             started_at: self.started_at,
             finished_at: self.finished_at,
@@ -188,12 +202,53 @@ impl Core {
             .bind(status)
             .fetch_one(self.state())
             .await?;
-        Ok((rows.into_iter().map(|r| self.view(r)).collect(), total))
+        let mut jobs: Vec<Job> = rows.into_iter().map(|r| self.view(r)).collect();
+        self.attach_copies(&mut jobs).await?;
+        Ok((jobs, total))
     }
 
     /// One job, or NotFound.
     pub async fn get_job(&self, id: JobId) -> Result<Job> {
-        Ok(self.view(self.job_row(id).await?))
+        let mut job = [self.view(self.job_row(id).await?)];
+        self.attach_copies(&mut job).await?;
+        let [job] = job;
+        Ok(job)
+    }
+
+    /// Fills each job's `copies` (one query for the page).
+    async fn attach_copies(&self, jobs: &mut [Job]) -> Result<()> {
+        let (Some(lo), Some(hi)) = (
+            jobs.iter().map(|j| j.id).min(),
+            jobs.iter().map(|j| j.id).max(),
+        ) else {
+            return Ok(());
+        };
+        let rows: Vec<CopyRow> = sqlx::query_as(
+            "SELECT job_id, destination_id, destination, status, error, size_bytes, sha256, encrypted, finished_at \
+             FROM job_copies WHERE job_id BETWEEN ? AND ? ORDER BY destination_id",
+        )
+        .bind(lo)
+        .bind(hi)
+        .fetch_all(self.state())
+        .await?;
+        for r in rows {
+            if let Some(job) = jobs.iter_mut().find(|j| j.id == r.job_id) {
+                job.copies.push(wire::destination::JobCopy {
+                    destination_id: r.destination_id,
+                    destination: r.destination,
+                    status: r
+                        .status
+                        .parse()
+                        .unwrap_or(wire::destination::CopyStatus::Failed),
+                    error: r.error,
+                    size_bytes: r.size_bytes,
+                    sha256: r.sha256,
+                    finished_at: r.finished_at,
+                    encrypted: r.encrypted,
+                });
+            }
+        }
+        Ok(())
     }
 
     pub(crate) async fn job_row(&self, id: JobId) -> Result<JobRow> {
@@ -343,6 +398,17 @@ impl Core {
             return Err(Error::conflict(format!(
                 "backup {id} is the source of restore job {restore}, which has not finished; \
                  cancel the restore or wait for it before deleting the backup"
+            )));
+        }
+        let copying: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM job_copies WHERE job_id = ? AND status IN ('pending', 'running')",
+        )
+        .bind(id)
+        .fetch_one(self.state())
+        .await?;
+        if copying > 0 {
+            return Err(Error::conflict(format!(
+                "backup {id} is being copied to a destination; delete it when the copy has ended"
             )));
         }
         self.remove_job_and_file(&row, "delete.record-removed")

@@ -171,6 +171,10 @@ impl Core {
             .bind(crate::state::now_rfc3339())
             .execute(self.state())
             .await?;
+        sqlx::query("UPDATE job_copies SET status = 'failed', error = 'interrupted by restart', finished_at = ? WHERE status IN ('pending', 'running')")
+            .bind(crate::state::now_rfc3339())
+            .execute(self.state())
+            .await?;
         let settings = crate::settings::load(self.state()).await?;
         let mut dirs = vec![
             settings.resolved_path(self.data_dir()),

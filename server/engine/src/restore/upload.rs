@@ -55,7 +55,20 @@ impl Core {
     /// it removes, so no file is ever without its owner.
     pub async fn finish_upload(
         &self,
+        target: UploadTarget,
+        original_filename: Option<String>,
+        requested_by: Option<String>,
+    ) -> Result<Job> {
+        self.finish_stored(target, JobTrigger::Upload, original_filename, requested_by)
+            .await
+    }
+
+    /// [`Core::finish_upload`] for an archive that arrived another way (`import`: from a
+    /// destination), listed with `trigger`.
+    pub(crate) async fn finish_stored(
+        &self,
         mut target: UploadTarget,
+        trigger: JobTrigger,
         original_filename: Option<String>,
         requested_by: Option<String>,
     ) -> Result<Job> {
@@ -86,7 +99,7 @@ impl Core {
             .insert_upload_record(
                 NewJob {
                     kind: JobKind::Backup,
-                    trigger: JobTrigger::Upload,
+                    trigger,
                     requested_by,
                     include_recordings,
                     source_job_id: None,

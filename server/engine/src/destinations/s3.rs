@@ -1,0 +1,444 @@
+//! One S3-compatible bucket (and prefix) as a destination sees it, through `object_store`:
+//! streamed multipart uploads with fixed-size parts, a read-back check, sidecars, listing,
+//! deletes, downloads and the probe behind the "test" button.
+//!
+//! Memory is bounded whatever the archive size: the file is read in [`READ_BUF`] pieces into
+//! parts of [`PART_SIZE`], and at most [`PARTS_IN_FLIGHT`] parts are uploading at once, so a
+//! copy holds about `(PARTS_IN_FLIGHT + 1) * PART_SIZE` (32 MiB) of archive bytes.
+//!
+//! Errors are told in words a person can act on ([`explain`]): DNS, TLS, connection,
+//! credentials, bucket, permission. The secret never appears in them: `object_store` signs
+//! in headers, and its messages name only the method and the URL.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart,
+};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::{Error, ErrorKind, Result};
+use wire::destination::{SIDECAR_FORMAT, Sidecar};
+
+/// Size of every part but the last (S3 wants at least 5 MiB).
+pub const PART_SIZE: usize = 8 << 20;
+/// Parts uploading at once.
+pub const PARTS_IN_FLIGHT: usize = 3;
+/// How much of the file is read at a time.
+const READ_BUF: usize = 1 << 20;
+/// A sidecar larger than this is not ours.
+const SIDECAR_MAX: u64 = 64 << 10;
+
+/// What a destination needs to reach its bucket. `Debug` never prints the secret.
+#[derive(Clone)]
+pub struct S3Config {
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub prefix: String,
+    pub path_style: bool,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("path_style", &self.path_style)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A bucket and prefix, ready for requests.
+#[derive(Clone)]
+pub struct Bucket {
+    store: Arc<AmazonS3>,
+    prefix: String,
+    endpoint: String,
+    bucket: String,
+}
+
+/// What was written or read: the byte count and the sha256 (hex) of those bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digest256 {
+    pub size: u64,
+    pub sha256: String,
+}
+
+impl Bucket {
+    /// A client for `cfg`. `retry_for` bounds how long one request is retried.
+    pub fn open(cfg: &S3Config, retry_for: Duration) -> Result<Bucket> {
+        let allow_http = cfg.endpoint.starts_with("http://");
+        let store = AmazonS3Builder::new()
+            .with_endpoint(cfg.endpoint.trim_end_matches('/'))
+            .with_region(&cfg.region)
+            .with_bucket_name(&cfg.bucket)
+            .with_access_key_id(&cfg.access_key_id)
+            .with_secret_access_key(&cfg.secret_access_key)
+            .with_virtual_hosted_style_request(!cfg.path_style)
+            .with_allow_http(allow_http)
+            .with_retry(RetryConfig {
+                max_retries: 10,
+                retry_timeout: retry_for,
+                ..Default::default()
+            })
+            .with_client_options(
+                ClientOptions::new()
+                    .with_connect_timeout(Duration::from_secs(10))
+                    .with_timeout(Duration::from_secs(300)),
+            )
+            .build()
+            .map_err(|e| {
+                Error::invalid(format!("the S3 settings are not usable: {e}")).with_source(e)
+            })?;
+        Ok(Bucket {
+            store: Arc::new(store),
+            prefix: cfg.prefix.trim_matches('/').to_owned(),
+            endpoint: cfg.endpoint.clone(),
+            bucket: cfg.bucket.clone(),
+        })
+    }
+
+    fn key(&self, name: &str) -> ObjectPath {
+        if self.prefix.is_empty() {
+            ObjectPath::from(name)
+        } else {
+            ObjectPath::from(format!("{}/{name}", self.prefix))
+        }
+    }
+
+    /// An error from `op` on `name`, in words.
+    fn fail(&self, op: &str, e: object_store::Error) -> Error {
+        Error::new(
+            ErrorKind::Unavailable,
+            explain(op, &e, &self.endpoint, &self.bucket),
+        )
+    }
+
+    /// Uploads `file` as `name` (multipart, fixed-size parts), hashing what it sends.
+    /// `progress` gets the bytes sent so far. A cancel or a failure aborts the upload, so no
+    /// part is left behind where the store supports aborting.
+    pub async fn upload_file(
+        &self,
+        name: &str,
+        file: &Path,
+        cancel: &CancellationToken,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<Digest256> {
+        let mut f = tokio::fs::File::open(file).await.map_err(|e| {
+            Error::internal(format!("cannot read the archive {}", file.display()), e)
+        })?;
+        let upload = self
+            .store
+            .put_multipart(&self.key(name))
+            .await
+            .map_err(|e| self.fail("starting the upload", e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; READ_BUF];
+        let mut sent = 0u64;
+        let outcome: Result<()> = async {
+            loop {
+                let n = tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return Err(Error::canceled()),
+                    n = f.read(&mut buf) => n.map_err(|e| Error::internal("cannot read the archive", e))?,
+                };
+                if n == 0 {
+                    return Ok(());
+                }
+                hasher.update(&buf[..n]);
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return Err(Error::canceled()),
+                    r = writer.wait_for_capacity(PARTS_IN_FLIGHT) => r.map_err(|e| self.fail("uploading", e))?,
+                }
+                writer.write(&buf[..n]);
+                sent += n as u64;
+                progress(sent);
+            }
+        }
+        .await;
+        if let Err(e) = outcome {
+            let _ = writer.abort().await;
+            return Err(e);
+        }
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(Error::canceled()),
+            r = writer.finish() => { r.map_err(|e| self.fail("finishing the upload", e))?; }
+        }
+        Ok(Digest256 {
+            size: sent,
+            sha256: hex::encode(hasher.finalize()),
+        })
+    }
+
+    /// Size and sha256 of what the store holds as `name`, read back in full.
+    pub async fn read_back(
+        &self,
+        name: &str,
+        cancel: &CancellationToken,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<Digest256> {
+        let mut stream = self.open_stream(name).await?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = self.next_chunk(&mut stream, cancel).await? {
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            progress(size);
+        }
+        Ok(Digest256 {
+            size,
+            sha256: hex::encode(hasher.finalize()),
+        })
+    }
+
+    /// Downloads `name` into a new file `to` (flushed and fsynced), hashing it on the way.
+    pub async fn download(
+        &self,
+        name: &str,
+        to: &Path,
+        cancel: &CancellationToken,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<Digest256> {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(to)
+            .map_err(|e| Error::internal(format!("cannot create {}", to.display()), e))?;
+        let mut out =
+            tokio::io::BufWriter::with_capacity(READ_BUF, tokio::fs::File::from_std(file));
+        let mut stream = self.open_stream(name).await?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let write_err = |e| Error::internal(format!("cannot write {}", to.display()), e);
+        while let Some(chunk) = self.next_chunk(&mut stream, cancel).await? {
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            out.write_all(&chunk).await.map_err(write_err)?;
+            progress(size);
+        }
+        out.flush().await.map_err(write_err)?;
+        out.into_inner().sync_all().await.map_err(write_err)?;
+        Ok(Digest256 {
+            size,
+            sha256: hex::encode(hasher.finalize()),
+        })
+    }
+
+    async fn open_stream(
+        &self,
+        name: &str,
+    ) -> Result<futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>> {
+        let got = self
+            .store
+            .get(&self.key(name))
+            .await
+            .map_err(|e| self.fail("reading the copy", e))?;
+        Ok(got.into_stream())
+    }
+
+    async fn next_chunk(
+        &self,
+        stream: &mut futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
+        cancel: &CancellationToken,
+    ) -> Result<Option<bytes::Bytes>> {
+        let next = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(Error::canceled()),
+            n = stream.next() => n,
+        };
+        next.transpose()
+            .map_err(|e| self.fail("reading the copy", e))
+    }
+
+    /// Writes `name`'s sidecar (`<name>.json`). Written last: it is what makes a copy listed.
+    pub async fn put_sidecar(&self, sidecar: &Sidecar) -> Result<()> {
+        let body = serde_json::to_vec_pretty(sidecar)
+            .map_err(|e| Error::internal("cannot encode the sidecar", e))?;
+        self.store
+            .put(
+                &self.key(&format!("{}.json", sidecar.name)),
+                PutPayload::from(body),
+            )
+            .await
+            .map_err(|e| self.fail("writing the sidecar", e))?;
+        Ok(())
+    }
+
+    /// Every complete copy under the prefix: objects whose sidecar Backstop wrote and whose
+    /// archive object exists, newest first. Anything else is not ours and is left alone.
+    pub async fn list(&self) -> Result<Vec<Sidecar>> {
+        let prefix = (!self.prefix.is_empty()).then(|| ObjectPath::from(self.prefix.as_str()));
+        let mut listing = self.store.list(prefix.as_ref());
+        let mut objects = std::collections::HashMap::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(|e| self.fail("listing", e))?;
+            // Only direct children of the prefix.
+            let Some(file) = meta.location.filename() else {
+                continue;
+            };
+            if self.key(file) != meta.location {
+                continue;
+            }
+            objects.insert(file.to_owned(), meta.size);
+        }
+        let mut out = Vec::new();
+        for (file, size) in &objects {
+            let Some(archive) = file.strip_suffix(".json") else {
+                continue;
+            };
+            if *size > SIDECAR_MAX || !objects.contains_key(archive) {
+                continue;
+            }
+            let Ok(sidecar) = self.read_sidecar(file).await else {
+                continue;
+            };
+            if sidecar.format == SIDECAR_FORMAT
+                && sidecar.name == archive
+                && objects.get(archive) == Some(&sidecar.size_bytes)
+            {
+                out.push(sidecar);
+            }
+        }
+        out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.name.cmp(&a.name)));
+        Ok(out)
+    }
+
+    async fn read_sidecar(&self, file: &str) -> Result<Sidecar> {
+        let got = self
+            .store
+            .get(&self.key(file))
+            .await
+            .map_err(|e| self.fail("reading a sidecar", e))?;
+        let bytes = got
+            .bytes()
+            .await
+            .map_err(|e| self.fail("reading a sidecar", e))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::invalid("not a Backstop sidecar").with_source(e))
+    }
+
+    /// The sidecar of `name`, when it is a complete copy.
+    pub async fn find(&self, name: &str) -> Result<Option<Sidecar>> {
+        Ok(self.list().await?.into_iter().find(|s| s.name == name))
+    }
+
+    /// Deletes a copy: the sidecar first (so a half-deleted copy is never listed), then the
+    /// archive object.
+    pub async fn delete_copy(&self, name: &str) -> Result<()> {
+        self.store
+            .delete(&self.key(&format!("{name}.json")))
+            .await
+            .map_err(|e| self.fail("deleting a sidecar", e))?;
+        self.store
+            .delete(&self.key(name))
+            .await
+            .map_err(|e| self.fail("deleting an old copy", e))?;
+        Ok(())
+    }
+
+    /// Writes, reads back and deletes a probe object; says which step failed and why.
+    pub async fn probe(&self) -> std::result::Result<String, String> {
+        let name = format!(".backstop-probe-{}", uuid::Uuid::new_v4());
+        let key = self.key(&name);
+        let body = format!("backstop probe {name}");
+        self.store
+            .put(&key, PutPayload::from(body.clone().into_bytes()))
+            .await
+            .map_err(|e| explain("writing a test object", &e, &self.endpoint, &self.bucket))?;
+        let read = async {
+            let got = self.store.get(&key).await?;
+            got.bytes().await
+        }
+        .await;
+        let deleted = self.store.delete(&key).await;
+        match read {
+            Err(e) => {
+                return Err(explain(
+                    "reading the test object back",
+                    &e,
+                    &self.endpoint,
+                    &self.bucket,
+                ));
+            }
+            Ok(b) if b.as_ref() != body.as_bytes() => {
+                return Err("the store returned different bytes than were written".into());
+            }
+            Ok(_) => {}
+        }
+        deleted
+            .map_err(|e| explain("deleting the test object", &e, &self.endpoint, &self.bucket))?;
+        Ok(format!(
+            "wrote, read back and deleted a test object in {} at {}",
+            self.bucket, self.endpoint
+        ))
+    }
+}
+
+/// `op` failed with `e`: what went wrong, in words (DNS, TLS, connection, credentials, bucket,
+/// permission), with the store's own code where it gave one.
+pub fn explain(op: &str, e: &object_store::Error, endpoint: &str, bucket: &str) -> String {
+    let mut chain = String::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        chain.push_str(&c.to_string());
+        chain.push('\n');
+        cur = c.source();
+    }
+    let lower = chain.to_lowercase();
+    let has = |s: &str| lower.contains(s);
+    let why = if has("dns error")
+        || has("failed to lookup address")
+        || has("name or service not known")
+    {
+        format!("DNS: the host of {endpoint} could not be resolved")
+    } else if has("certificate")
+        || has("invalidcertificate")
+        || has("tls handshake")
+        || has("unknownissuer")
+    {
+        format!("TLS: the certificate of {endpoint} was not accepted")
+    } else if has("connection refused") {
+        format!("connection: {endpoint} refused the connection (is the store running?)")
+    } else if has("invalidaccesskeyid")
+        || has("no such key:")
+        || has("signaturedoesnotmatch")
+        || has("invalid signature")
+    {
+        "credentials: the store does not accept this access key and secret".to_owned()
+    } else if has("nosuchbucket") || has("bucket not found") {
+        format!("bucket: {bucket} does not exist at {endpoint}")
+    } else if has("accessdenied") || has("forbidden") || has("403") {
+        format!("permission: this key may not do that in {bucket}")
+    } else if has("timed out") || has("timeout") {
+        format!("timeout: {endpoint} did not answer in time")
+    } else if has("connect") || has("error sending request") {
+        format!("connection: cannot reach {endpoint}")
+    } else {
+        let first = chain
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(300)
+            .collect::<String>();
+        format!("the store said: {first}")
+    };
+    format!("{op} failed: {why}")
+}
