@@ -10,6 +10,8 @@ export BACKSTOP_BIN="$CARGO_TARGET_DIR/debug/backstop"
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 ./build.sh
+# The Garage S3 server for the tests (cached outside the clone; the first build takes ~20 min).
+GARAGE_BIN="$(tests/garage.sh path)"; export GARAGE_BIN # not `export X=$(..)`: that hides a failure
 
 # Tools the tests call: GNU tar, sha256sum, python3 (tarfile), sqlite3, chromium, PostgreSQL 15.
 need=()

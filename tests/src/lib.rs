@@ -4,6 +4,7 @@
 //! The binary is found through `BACKSTOP_BIN` (set by ./test.sh) or next to the test
 //! executable in the cargo target dir; build it first with `cargo build -p server`.
 
+pub mod garage;
 pub mod hostile;
 pub mod invariants;
 

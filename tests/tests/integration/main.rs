@@ -5,6 +5,7 @@ mod auth;
 mod backups;
 mod config;
 mod crash;
+mod garage_harness;
 mod http_limits;
 mod model;
 #[path = "../../../server/pg/tests/common/mod.rs"]
