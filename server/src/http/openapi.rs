@@ -469,6 +469,7 @@ mod tests {
                 text: "t".into(),
             }],
             source_job_id: Some(wire::JobId(2)),
+            copies: Vec::new(),
             created_at: String::new(),
             started_at: None,
             finished_at: None,

@@ -173,6 +173,10 @@ pub struct Sidecar {
     pub size_bytes: u64,
     pub sha256: String,
     pub created_at: String,
+    /// When the copy was completed (RFC 3339, milliseconds): orders copies made within the
+    /// same second.
+    #[serde(default)]
+    pub copied_at: String,
     pub encrypted: bool,
     /// The archive's manifest summary.
     pub app_version: String,

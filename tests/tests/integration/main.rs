@@ -5,6 +5,7 @@ mod auth;
 mod backups;
 mod config;
 mod crash;
+mod destinations;
 mod garage_harness;
 mod http_limits;
 mod model;

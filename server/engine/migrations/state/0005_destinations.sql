@@ -1,3 +1,43 @@
+-- Trigger `import` (DESIGN section 4): SQLite cannot change a CHECK constraint in place, so
+-- the jobs table is rebuilt with the same columns, rows, ids and id sequence.
+CREATE TABLE jobs_v5 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL CHECK (kind IN ('backup', 'restore')),
+    status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'succeeded', 'failed', 'canceled')),
+    trigger TEXT NOT NULL CHECK (trigger IN ('manual', 'scheduled', 'upload', 'pre-restore', 'import')),
+    requested_by TEXT,
+    archive_name TEXT,
+    archive_dir TEXT, -- folder holding the archive when it was made or uploaded
+    original_filename TEXT,
+    size_bytes INTEGER,
+    sha256 TEXT,
+    include_recordings INTEGER NOT NULL DEFAULT 0,
+    progress_step TEXT,
+    progress_done INTEGER NOT NULL DEFAULT 0,
+    progress_total INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    warnings TEXT NOT NULL DEFAULT '[]', -- JSON array of strings
+    annotations TEXT NOT NULL DEFAULT '[]', -- JSON array of {plugin, step, text}
+    source_job_id INTEGER, -- restore: the backup job restored
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    file_stamp TEXT
+);
+INSERT INTO jobs_v5 (id, kind, status, trigger, requested_by, archive_name, archive_dir, original_filename,
+    size_bytes, sha256, include_recordings, progress_step, progress_done, progress_total, error, warnings,
+    annotations, source_job_id, created_at, started_at, finished_at, file_stamp)
+SELECT id, kind, status, trigger, requested_by, archive_name, archive_dir, original_filename,
+    size_bytes, sha256, include_recordings, progress_step, progress_done, progress_total, error, warnings,
+    annotations, source_job_id, created_at, started_at, finished_at, file_stamp FROM jobs;
+-- Ids are never reused, even those of deleted jobs: carry the sequence over.
+DELETE FROM sqlite_sequence WHERE name = 'jobs_v5';
+INSERT INTO sqlite_sequence (name, seq) SELECT 'jobs_v5', seq FROM sqlite_sequence WHERE name = 'jobs';
+DROP TABLE jobs;
+ALTER TABLE jobs_v5 RENAME TO jobs;
+CREATE INDEX jobs_status ON jobs (status);
+CREATE UNIQUE INDEX jobs_archive_owner ON jobs (archive_name) WHERE kind = 'backup' AND archive_name IS NOT NULL;
+
 -- Destinations (DESIGN section 10): S3-compatible stores that get a copy of every archive.
 -- The secret is stored here because the server needs it to sign requests; it is never
 -- returned by the API and never logged (see engine::destinations). The state DB file is

@@ -168,7 +168,6 @@ impl Core {
         let sent = bucket
             .upload_file(&source.name, &source.path, cancel, tick)
             .await?;
-        crate::fault::point("copy.uploaded");
         if sent.size != source.size || sent.sha256 != source.sha256 {
             return Err(Error::new(
                 ErrorKind::Internal,
@@ -199,6 +198,7 @@ impl Core {
                 size_bytes: sent.size,
                 sha256: sent.sha256.clone(),
                 created_at: s.created_at.clone(),
+                copied_at: crate::state::now_rfc3339(),
                 encrypted: source.encrypted,
                 app_version: s.app_version.clone(),
                 schema_version: s.schema_version,
@@ -206,7 +206,6 @@ impl Core {
                 trigger: s.trigger.clone(),
             })
             .await?;
-        crate::fault::point("copy.sidecar");
         let warning = match prune(&bucket, d.retention_count, &source.name).await {
             Ok(_) => None,
             Err(e) => Some(format!(

@@ -89,14 +89,16 @@ impl Bucket {
             .with_access_key_id(&cfg.access_key_id)
             .with_secret_access_key(&cfg.secret_access_key)
             .with_virtual_hosted_style_request(!cfg.path_style)
-            .with_allow_http(allow_http)
             .with_retry(RetryConfig {
                 max_retries: 10,
                 retry_timeout: retry_for,
                 ..Default::default()
             })
             .with_client_options(
+                // (allow_http lives in the client options: set it here, or these
+                // options would switch it back off.)
                 ClientOptions::new()
+                    .with_allow_http(allow_http)
                     .with_connect_timeout(Duration::from_secs(10))
                     .with_timeout(Duration::from_secs(300)),
             )
@@ -316,7 +318,9 @@ impl Bucket {
                 out.push(sidecar);
             }
         }
-        out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.name.cmp(&a.name)));
+        out.sort_by(|a, b| {
+            (&b.created_at, &b.copied_at, &b.name).cmp(&(&a.created_at, &a.copied_at, &a.name))
+        });
         Ok(out)
     }
 
@@ -431,14 +435,57 @@ pub fn explain(op: &str, e: &object_store::Error, endpoint: &str, bucket: &str) 
     } else if has("connect") || has("error sending request") {
         format!("connection: cannot reach {endpoint}")
     } else {
-        let first = chain
-            .lines()
-            .next()
-            .unwrap_or("")
-            .chars()
-            .take(300)
-            .collect::<String>();
-        format!("the store said: {first}")
+        // The outermost message and the innermost cause (the real reason, usually).
+        let lines: Vec<&str> = chain.lines().filter(|l| !l.is_empty()).collect();
+        let first: String = lines.first().unwrap_or(&"").chars().take(300).collect();
+        match lines.last() {
+            Some(last) if lines.len() > 1 => format!(
+                "the store said: {first} ({})",
+                last.chars().take(200).collect::<String>()
+            ),
+            _ => format!("the store said: {first}"),
+        }
     };
     format!("{op} failed: {why}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_secret_is_never_in_debug_output() {
+        let cfg = S3Config {
+            endpoint: "http://127.0.0.1:3900".into(),
+            region: "garage".into(),
+            bucket: "b".into(),
+            prefix: String::new(),
+            path_style: true,
+            access_key_id: "GK1".into(),
+            secret_access_key: "very-secret-value".into(),
+        };
+        let shown = format!("{cfg:?}");
+        assert!(
+            !shown.contains("very-secret-value") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn keys_sit_under_the_prefix_without_doubled_slashes() {
+        let mut cfg = S3Config {
+            endpoint: "http://127.0.0.1:3900".into(),
+            region: "garage".into(),
+            bucket: "bucket".into(),
+            prefix: "/a/b/".into(),
+            path_style: true,
+            access_key_id: "k".into(),
+            secret_access_key: "s".into(),
+        };
+        let b = Bucket::open(&cfg, Duration::from_secs(1)).unwrap();
+        assert_eq!(b.key("x.tar.gz").to_string(), "a/b/x.tar.gz");
+        cfg.prefix = String::new();
+        let b = Bucket::open(&cfg, Duration::from_secs(1)).unwrap();
+        assert_eq!(b.key("x.tar.gz").to_string(), "x.tar.gz");
+    }
 }

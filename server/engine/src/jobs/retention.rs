@@ -136,6 +136,20 @@ impl Core {
         Ok(pruned)
     }
 
+    /// A running backup whose archive was finished and recorded (size, sha256 and the
+    /// file's stamp) and is still that file.
+    fn was_complete(&self, row: &JobRow) -> bool {
+        let (Some(size), Some(_), Some(stamp)) = (row.size_bytes, &row.sha256, &row.file_stamp)
+        else {
+            return false;
+        };
+        let Some(path) = self.row_archive_path(row) else {
+            return false;
+        };
+        std::fs::metadata(&path)
+            .is_ok_and(|m| m.is_file() && m.len() == size as u64 && super::file_stamp(&m) == *stamp)
+    }
+
     /// Marks jobs left `pending`/`running` by a previous process as failed, and removes
     /// leftover `.partial` files and staging folders.
     pub async fn restart_sweep(&self) -> Result<u64> {
@@ -155,13 +169,29 @@ impl Core {
             tracing::error!(error = %e.detailed(), "cannot finish archive deletes interrupted by the last shutdown");
         }
         // A backup interrupted after its archive got its final name owns that file, but it
-        // never succeeded: remove it, as a failed backup leaves no file behind.
+        // never succeeded: remove it, as a failed backup leaves no file behind. Except a
+        // backup that was complete: its record names the archive with its size and sha256
+        // and the file is still the one that was hashed (same stamp). Retention may already
+        // have pruned older backups for it, and its copies may be under way, so deleting it
+        // could lose the newest good backup: it is kept and marked succeeded, with a warning.
         let interrupted: Vec<JobRow> = sqlx::query_as(&format!(
             "{SELECT} WHERE kind = 'backup' AND status IN ('pending', 'running') AND archive_name IS NOT NULL"
         ))
         .fetch_all(self.state())
         .await?;
         for row in &interrupted {
+            if self.was_complete(row) {
+                tracing::warn!(job = %row.id, "keeping a backup that was complete when the last shutdown interrupted it");
+                sqlx::query("UPDATE jobs SET status = 'succeeded', finished_at = ?, error = NULL, progress_step = 'done', warnings = ? WHERE id = ?")
+                    .bind(crate::state::now_rfc3339())
+                    .bind(serde_json::json!([
+                        "the server restarted after this backup was complete; the archive is kept (copies that had not finished are marked failed and can be retried)"
+                    ]).to_string())
+                    .bind(row.id)
+                    .execute(self.state())
+                    .await?;
+                continue;
+            }
             if let Some(path) = self.row_archive_path(row) {
                 tracing::info!(job = %row.id, path = %path.display(), "removing the archive of a backup interrupted by the last shutdown");
                 crate::archive::writer::discard_file(&path);
