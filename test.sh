@@ -13,11 +13,13 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 # The Garage S3 server for the tests (cached outside the clone; the first build takes ~20 min).
 GARAGE_BIN="$(tests/garage.sh path)"; export GARAGE_BIN # not `export X=$(..)`: that hides a failure
 
-# Tools the tests call: GNU tar, sha256sum, python3 (tarfile), sqlite3, chromium, PostgreSQL 15.
+# Tools the tests call: GNU tar, sha256sum, python3 (tarfile), sqlite3, chromium, PostgreSQL 15, age.
 need=()
 command -v chromium >/dev/null || need+=(chromium)
 command -v sqlite3 >/dev/null || need+=(sqlite3)
 command -v pigz >/dev/null || need+=(pigz)
+# Debian's age CLI: the encryption tests check that it opens what Backstop writes and back.
+command -v age >/dev/null || need+=(age)
 # PostgreSQL 15 for the content-pg tests (they start their own cluster as the postgres user).
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
 if [ ${#need[@]} -gt 0 ]; then

@@ -94,10 +94,19 @@ pub async fn run(cli: Cli) -> Result<()> {
             println!("{}", job.archive_name.unwrap_or_default());
             Ok(())
         }
-        Command::Restore { file } => {
+        Command::Restore { file, identity } => {
+            let key = match &identity {
+                Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                    engine::Error::invalid(format!("cannot read the key file {}", path.display()))
+                        .with_source(e)
+                })?),
+                None => None,
+            };
             let _lock = crate::lock::exclusive_lock(&engine_config.data_dir)?;
             let engine = crate::http::open_with_plugins(engine_config, false).await?;
-            let result = engine.restore_file_cli(&file, progress_printer()).await;
+            let result = engine
+                .restore_file_cli(&file, key.as_deref(), progress_printer())
+                .await;
             engine.close().await;
             let job = result?;
             println!("restored {} (job {})", file.display(), job.id);

@@ -74,8 +74,15 @@ pub enum Command {
         #[arg(long)]
         include_recordings: bool,
     },
-    /// Restore an archive (refused while a server holds the same data dir).
-    Restore { file: PathBuf },
+    /// Restore an archive (refused while a server holds the same data dir). An encrypted
+    /// `.age` archive is decrypted with the instance key, or the key in `--identity`.
+    Restore {
+        file: PathBuf,
+        /// A key file for an encrypted archive: the emergency kit, or any file with an
+        /// `AGE-SECRET-KEY-1...` line.
+        #[arg(long)]
+        identity: Option<PathBuf>,
+    },
     /// Check an archive's integrity without restoring.
     Verify { file: PathBuf },
     /// List backup jobs.

@@ -314,20 +314,30 @@ impl Engine {
     /// final name (never replacing one), then the record is marked succeeded: a crash in
     /// between leaves a `running` upload that the restart sweep marks failed and whose file
     /// it removes, so no file is ever without its owner.
+    ///
+    /// An encrypted (age) upload is decrypted first with `identity` (the admin's key, from
+    /// the emergency kit) and the instance key; a wrong key is refused (422), nothing kept.
     pub async fn finish_upload(
         &self,
         target: UploadTarget,
         original_filename: Option<String>,
+        identity: Option<&str>,
         requested_by: Option<String>,
     ) -> Result<Job> {
         self.core
-            .finish_upload(target, original_filename, requested_by)
+            .finish_upload(target, original_filename, identity, requested_by)
             .await
     }
 
-    /// `backstop restore FILE`: list the file as an upload, then restore it in this process.
-    pub async fn restore_file_cli(&self, file: &Path, progress: ProgressFn) -> Result<Job> {
-        self.core.restore_file_cli(file, progress).await
+    /// `backstop restore FILE [--identity KEYFILE]`: list the file as an upload (decrypted
+    /// first when it is an age file), then restore it in this process.
+    pub async fn restore_file_cli(
+        &self,
+        file: &Path,
+        identity: Option<&str>,
+        progress: ProgressFn,
+    ) -> Result<Job> {
+        self.core.restore_file_cli(file, identity, progress).await
     }
 
     /// The archive limits used by validation (entry count, sizes, expansion).
@@ -479,13 +489,36 @@ impl Engine {
         self.core.remote_archives(id).await
     }
     /// Downloads, checks and lists a copy as a backup with trigger `import`.
+    /// An encrypted copy is decrypted with `identity` (the admin's key) and the instance key.
     pub async fn import_archive(
         &self,
         id: DestinationId,
         name: &str,
+        identity: Option<&str>,
         requested_by: Option<String>,
     ) -> Result<Job> {
-        self.core.import_archive(id, name, requested_by).await
+        self.core
+            .import_archive(id, name, identity, requested_by)
+            .await
+    }
+    /// The encryption settings (no secret).
+    pub async fn encryption(&self) -> Result<wire::encryption::EncryptionView> {
+        crate::encryption::view(self.core.state()).await
+    }
+    /// Changes them; the change that first enables encryption returns the new key and the
+    /// emergency kit, once.
+    pub async fn update_encryption(
+        &self,
+        body: &serde_json::Value,
+    ) -> Result<wire::encryption::EncryptionView> {
+        crate::encryption::update(self.core.state(), body).await
+    }
+    /// Does this key open the archives this instance encrypts?
+    pub async fn check_encryption_key(
+        &self,
+        identity: &str,
+    ) -> Result<wire::encryption::CheckResult> {
+        crate::encryption::check(self.core.state(), identity).await
     }
     /// Queues a failed (or missing) copy of a backup again.
     pub async fn retry_copy(&self, job: JobId, destination: DestinationId) -> Result<Job> {

@@ -14,6 +14,7 @@
 //! - [`fault`]: crash fault points for the kill -9 tests (debug builds only).
 //! - [`backup`]: the backup pipeline, top to bottom.
 //! - [`destinations`]: copies off this machine (S3), their retention, import.
+//! - [`encryption`]: the instance key and streamed age encryption of archives.
 //! - [`jobs`]: job records, the single runner, cancel, retention, restart sweep.
 
 pub mod archive;
@@ -25,6 +26,7 @@ mod core;
 pub mod demo;
 pub mod destinations;
 pub mod dirs;
+pub mod encryption;
 pub mod error;
 pub mod fault;
 pub mod instance;

@@ -12,11 +12,33 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/stat
 /// Opens the state DB and applies its migrations.
 pub async fn open(url: &str) -> Result<SqlitePool> {
     let pool = crate::content::open_sqlite(url, "state database").await?;
+    restrict_to_owner(url);
     MIGRATOR
         .run(&pool)
         .await
         .map_err(|e| Error::internal("the state database could not be migrated", e))?;
     Ok(pool)
+}
+
+/// The state DB holds password hashes, destination secrets and the encryption key: its files
+/// are readable by their owner only (0600), whatever the umask.
+fn restrict_to_owner(url: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .map(|p| p.split('?').next().unwrap_or(p))
+    else {
+        return;
+    };
+    for suffix in ["", "-wal", "-shm"] {
+        let file = format!("{path}{suffix}");
+        if std::path::Path::new(&file).is_file()
+            && let Err(e) = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+        {
+            tracing::warn!(path = %file, error = %e, "cannot make the state database private (0600)");
+        }
+    }
 }
 
 /// Reads one JSON setting.

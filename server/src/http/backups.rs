@@ -260,7 +260,7 @@ async fn restore(
     request_body(content(
         (super::schemas::UploadForm = "multipart/form-data"),
         (super::schemas::Binary = "application/gzip")),
-        description = "multipart field `file`, or the raw archive (optional `X-Filename` header)"),
+        description = "multipart field `file` (and `identity`, the key for an encrypted `.age` archive), or the raw archive (optional `X-Filename` header)"),
     responses((status = 201, description = "the job (kind backup, trigger upload)", body = wire::Job),
         (status = 413, description = "larger than the upload limit", body = super::schemas::ErrorBody),
         (status = 422, description = "not a valid archive (the message says why)", body = super::schemas::ErrorBody)))]
@@ -292,24 +292,43 @@ async fn upload(
         if content_type.starts_with("multipart/form-data") {
             use axum::extract::FromRequest;
             let mut mp = Multipart::from_request(req, &()).await.map_err(|e| ApiError(Error::invalid(format!("bad multipart body: {}", e.body_text()))))?;
+            // Fields in any order: `file` (streamed to disk), `identity` (the key for an
+            // encrypted archive, DESIGN section 11; small, read into memory).
+            let mut got: Option<(Option<String>, u64)> = None;
+            let mut identity: Option<String> = None;
             while let Some(mut field) = mp.next_field().await.map_err(|e| ApiError(Error::invalid(format!("bad multipart body: {}", e.body_text()))))? {
-                if field.name() != Some("file") {
-                    continue;
-                }
-                let original = field.file_name().map(str::to_owned);
-                let mut file = tokio::fs::File::create(target.path()).await.map_err(|e| ApiError(Error::internal("cannot store the upload", e)))?;
-                let mut written = 0u64;
-                while let Some(chunk) = field.chunk().await.map_err(|e| ApiError(Error::invalid(format!("the upload broke off: {}", e.body_text()))))? {
-                    written += chunk.len() as u64;
-                    if written > limit {
-                        return Err(too_large(limit));
+                match field.name() {
+                    Some("identity") => {
+                        let mut text = Vec::new();
+                        while let Some(chunk) = field.chunk().await.map_err(|e| ApiError(Error::invalid(format!("bad multipart body: {}", e.body_text()))))? {
+                            text.extend_from_slice(&chunk);
+                            if text.len() > 16 * 1024 {
+                                return Err(ApiError(Error::invalid("the identity field is too long for an age key").with_field("identity", "an AGE-SECRET-KEY-1... line or a kit file")));
+                            }
+                        }
+                        identity = Some(String::from_utf8_lossy(&text).into_owned());
                     }
-                    file.write_all(&chunk).await.map_err(|e| ApiError(Error::internal("cannot store the upload", e)))?;
+                    Some("file") if got.is_none() => {
+                        let original = field.file_name().map(str::to_owned);
+                        let mut file = tokio::fs::File::create(target.path()).await.map_err(|e| ApiError(Error::internal("cannot store the upload", e)))?;
+                        let mut written = 0u64;
+                        while let Some(chunk) = field.chunk().await.map_err(|e| ApiError(Error::invalid(format!("the upload broke off: {}", e.body_text()))))? {
+                            written += chunk.len() as u64;
+                            if written > limit {
+                                return Err(too_large(limit));
+                            }
+                            file.write_all(&chunk).await.map_err(|e| ApiError(Error::internal("cannot store the upload", e)))?;
+                        }
+                        file.flush().await.map_err(|e| ApiError(Error::internal("cannot store the upload", e)))?;
+                        got = Some((original, written));
+                    }
+                    _ => continue,
                 }
-                file.flush().await.map_err(|e| ApiError(Error::internal("cannot store the upload", e)))?;
-                return Ok((original, written));
             }
-            Err(ApiError(Error::invalid("the multipart body has no field named \"file\"").with_field("file", "required")))
+            match got {
+                Some((original, written)) => Ok((original, written, identity)),
+                None => Err(ApiError(Error::invalid("the multipart body has no field named \"file\"").with_field("file", "required"))),
+            }
         } else if content_type.starts_with("application/gzip") || content_type.starts_with("application/x-gzip") || content_type.starts_with("application/octet-stream") {
             let original = req
                 .headers()
@@ -328,7 +347,7 @@ async fn upload(
                 file.write_all(&chunk).await.map_err(|e| ApiError(Error::internal("cannot store the upload", e)))?;
             }
             file.flush().await.map_err(|e| ApiError(Error::internal("cannot store the upload", e)))?;
-            Ok((original, written))
+            Ok((original, written, None))
         } else {
             Err(ApiError(Error::invalid(
                 "send the archive as multipart/form-data (field \"file\") or as a raw application/gzip body",
@@ -337,13 +356,13 @@ async fn upload(
     }
     .await;
     match result {
-        Ok((original, size)) => {
+        Ok((original, size, identity)) => {
             if size == 0 {
                 return Err(ApiError(Error::invalid("the uploaded file is empty")));
             }
             let job = st
                 .engine
-                .finish_upload(target, original, Some(who.username))
+                .finish_upload(target, original, identity.as_deref(), Some(who.username))
                 .await?;
             Ok((StatusCode::CREATED, Json(job)).into_response())
         }

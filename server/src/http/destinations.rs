@@ -24,6 +24,8 @@ pub fn routes() -> Router<AppState> {
         .route("/destinations/{id}/archives/", get(archives))
         .route("/destinations/{id}/archives/{name}/import/", post(import))
         .route("/jobs/{id}/copies/{destination_id}/retry/", post(retry))
+        .route("/encryption/", get(encryption).put(put_encryption))
+        .route("/encryption/check/", post(check_key))
 }
 
 /// Destination ids are positive integers; anything else is simply unknown.
@@ -127,10 +129,19 @@ pub(super) async fn archives(
     }))
 }
 
+/// The optional body of an import: the key for an encrypted copy (DESIGN section 11).
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ImportBody {
+    /// `AGE-SECRET-KEY-1...` (or a whole emergency kit); the instance key is tried too.
+    identity: Option<String>,
+}
+
 #[utoipa::path(post, path = "/api/backups/destinations/{id}/archives/{name}/import/", tag = "destinations",
     summary = "Import a copy: downloaded, checked against its sidecar, validated, listed as a backup with trigger `import`",
     params(("id" = DestinationId, Path, description = "a destination id"),
         ("name" = String, Path, description = "an archive name from the archives list")),
+    request_body(content = Option<ImportBody>, description = "optional: the key for an encrypted copy"),
     responses((status = 201, description = "the imported backup", body = wire::Job),
         (status = 404, description = "no complete copy of that name", body = super::schemas::ErrorBody),
         (status = 422, description = "the copy is damaged or not a valid archive", body = super::schemas::ErrorBody)))]
@@ -138,10 +149,26 @@ pub(super) async fn import(
     State(st): State<AppState>,
     Authenticated(who): Authenticated,
     Path((id, name)): Path<(String, String)>,
+    body: axum::body::Bytes,
 ) -> ApiResult<Response> {
+    let identity = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let b: ImportBody = serde_json::from_slice(&body).map_err(|e| {
+            ApiError(Error::invalid(format!(
+                "the body must be empty or {{\"identity\": \"AGE-SECRET-KEY-1...\"}}: {e}"
+            )))
+        })?;
+        b.identity
+    };
     let job = st
         .engine
-        .import_archive(destination_id(&id)?, &name, Some(who.username))
+        .import_archive(
+            destination_id(&id)?,
+            &name,
+            identity.as_deref(),
+            Some(who.username),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(job)).into_response())
 }
@@ -163,4 +190,44 @@ pub(super) async fn retry(
         .ok_or_else(|| ApiError(Error::not_found(format!("no job {id:?}"))))?;
     let job = st.engine.retry_copy(job, destination_id(&dest)?).await?;
     Ok((StatusCode::ACCEPTED, Json(job)).into_response())
+}
+
+#[utoipa::path(get, path = "/api/backups/encryption/", tag = "encryption",
+    summary = "The encryption settings (never the secret)",
+    responses((status = 200, description = "the settings", body = wire::encryption::EncryptionView)))]
+pub(super) async fn encryption(
+    State(st): State<AppState>,
+) -> ApiResult<Json<wire::encryption::EncryptionView>> {
+    Ok(Json(st.engine.encryption().await?))
+}
+
+#[utoipa::path(put, path = "/api/backups/encryption/", tag = "encryption",
+    summary = "Change the encryption settings; the PUT that first enables it returns the new key (`identity`) and the emergency kit (`kit`), once",
+    request_body(content = serde_json::Value, description = "`enabled`, `encrypt_local`, `recipients` (age1... public keys), each optional"),
+    responses((status = 200, description = "the settings", body = wire::encryption::EncryptionView),
+        (status = 400, description = "invalid; `fields` says which", body = super::schemas::ErrorBody)))]
+pub(super) async fn put_encryption(
+    State(st): State<AppState>,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> ApiResult<Json<wire::encryption::EncryptionView>> {
+    Ok(Json(st.engine.update_encryption(&body).await?))
+}
+
+/// `POST /api/backups/encryption/check/`.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CheckBody {
+    /// `AGE-SECRET-KEY-1...`, or the whole emergency kit.
+    identity: String,
+}
+
+#[utoipa::path(post, path = "/api/backups/encryption/check/", tag = "encryption",
+    summary = "Does this key open the archives this instance encrypts?",
+    request_body(content = CheckBody),
+    responses((status = 200, description = "`ok` and why", body = wire::encryption::CheckResult)))]
+pub(super) async fn check_key(
+    State(st): State<AppState>,
+    ApiJson(body): ApiJson<CheckBody>,
+) -> ApiResult<Json<wire::encryption::CheckResult>> {
+    Ok(Json(st.engine.check_encryption_key(&body.identity).await?))
 }

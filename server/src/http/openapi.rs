@@ -70,6 +70,9 @@ pub use super::schemas::{Binary, ErrorBody, ErrorDetail, PluginForm, UploadForm}
         super::destinations::archives,
         super::destinations::import,
         super::destinations::retry,
+        super::destinations::encryption,
+        super::destinations::put_encryption,
+        super::destinations::check_key,
     ),
     components(schemas(
         ErrorBody,
@@ -109,6 +112,10 @@ pub use super::schemas::{Binary, ErrorBody, ErrorDetail, PluginForm, UploadForm}
         wire::destination::RemoteArchiveList,
         wire::destination::JobCopy,
         wire::destination::CopyStatus,
+        wire::encryption::EncryptionView,
+        wire::encryption::CheckResult,
+        super::destinations::ImportBody,
+        super::destinations::CheckBody,
     )),
     modifiers(&Common),
     security(("cookie" = []), ("bearer" = []))

@@ -16,6 +16,7 @@
 pub mod account;
 pub mod content;
 pub mod destination;
+pub mod encryption;
 mod ids;
 mod job;
 mod manifest;

@@ -1,10 +1,12 @@
 //! Copies off this machine (DESIGN section 10): after every successful backup each enabled
 //! destination gets the archive, in parallel; retries; retention per destination; import.
 //!
-//! A copy, per destination: upload (multipart, hashing what is sent) -> compare with the
-//! job's size and sha256 (the local file did not change under us) -> read the object back
-//! and hash it (what the store holds is what was sent) -> write the sidecar, last -> prune
-//! the destination's oldest copies beyond its `retention_count`.
+//! A copy, per destination: upload (multipart, hashing what is sent: sha256 of the whole,
+//! MD5 of each part) -> compare with the job's size and sha256 (the local file did not change
+//! under us) -> check what the store holds: its size, and the ETag it computed from the
+//! bytes it received (S3's multipart ETag, the MD5 of the parts' MD5s) against ours; a store
+//! whose ETags follow another scheme is read back in full and hashed instead -> write the
+//! sidecar, last -> prune the destination's oldest copies beyond its `retention_count`.
 //!
 //! A failed copy never fails the backup and never stops the other destinations: it is a
 //! `copies[]` entry with its reason, a warning on the job naming the destination, and the
@@ -22,7 +24,7 @@ use super::DestinationRow;
 use super::s3::{Bucket, Digest256};
 use crate::archive::{Progress, ProgressFn};
 use crate::core::Core;
-use crate::jobs::{Job, JobId, JobKind, JobStatus};
+use crate::jobs::{Job, JobId, JobKind, JobStatus, RemoveOnDrop};
 use crate::{Error, ErrorKind, Result};
 use wire::DestinationId;
 use wire::destination::{RemoteArchive, SIDECAR_FORMAT, Sidecar};
@@ -71,7 +73,10 @@ impl Core {
             }
         }
         self.emit_job(job).await;
-        let source = match self.copy_source(job, archive).await {
+        let sources = match self
+            .copy_sources(job, archive, &rows, cancel, progress)
+            .await
+        {
             Ok(s) => s,
             Err(e) => {
                 let mut warnings = Vec::new();
@@ -82,8 +87,12 @@ impl Core {
             }
         };
         let counters: Vec<Arc<AtomicU64>> = rows.iter().map(|_| Arc::default()).collect();
-        // Upload and read-back: twice the archive per destination.
-        let total = source.size * 2 * rows.len() as u64;
+        // Upload and check (a read-back where the ETag cannot tell): twice the copy's size
+        // per destination.
+        let total: u64 = rows
+            .iter()
+            .map(|d| sources.for_destination(d).size * 2)
+            .sum();
         let report = {
             let counters = counters.clone();
             let progress = progress.clone();
@@ -100,7 +109,7 @@ impl Core {
         let copies = rows.iter().zip(&counters).map(|(d, counter)| {
             let report = report.clone();
             let counter = counter.clone();
-            let source = &source;
+            let source = sources.for_destination(d);
             async move {
                 let tick = move |n: u64| {
                     counter.store(n, Ordering::Relaxed);
@@ -114,6 +123,71 @@ impl Core {
             .into_iter()
             .flatten()
             .collect()
+    }
+
+    /// The plain archive, and its encrypted form when a destination wants one and
+    /// encryption is set up: encrypted once, the same bytes for every such destination
+    /// (in a `.staging-copy-*` folder of the archive folder, removed when the copies end).
+    pub(crate) async fn copy_sources(
+        &self,
+        job: JobId,
+        archive: &Path,
+        rows: &[DestinationRow],
+        cancel: &CancellationToken,
+        progress: &ProgressFn,
+    ) -> Result<Sources> {
+        let plain = self.copy_source(job, archive).await?;
+        let mut sources = Sources {
+            plain,
+            encrypted: None,
+        };
+        if !rows.iter().any(|d| d.encrypt) {
+            return Ok(sources);
+        }
+        let Some(recipients) = crate::encryption::recipients(self.state()).await? else {
+            // Those copies fail with "set up encryption first" (DESIGN section 11).
+            return Ok(sources);
+        };
+        let dir = archive
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(format!(".staging-copy-{job}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::internal(format!("cannot create {}", dir.display()), e))?;
+        let guard = RemoveOnDrop(dir.clone());
+        let name = format!("{}.age", sources.plain.name);
+        let path = dir.join(&name);
+        let (src, dst, cancel2, progress2) = (
+            archive.to_path_buf(),
+            path.clone(),
+            cancel.clone(),
+            progress.clone(),
+        );
+        let total = sources.plain.size;
+        let (size, sha256) = tokio::task::spawn_blocking(move || {
+            crate::encryption::encrypt_file(&src, &dst, &recipients, &cancel2, &|n| {
+                progress2(Progress {
+                    step: "encrypt",
+                    done_bytes: n,
+                    total_bytes: total,
+                })
+            })
+        })
+        .await
+        .map_err(|e| Error::internal("the encryption task failed", e))??;
+        sources.encrypted = Some((
+            CopySource {
+                path,
+                name,
+                size,
+                sha256,
+                encrypted: true,
+                summary: sources.plain.summary.clone(),
+            },
+            guard,
+        ));
+        Ok(sources)
     }
 
     /// One copy, start to end, recorded; `Some(warning)` when it failed.
@@ -165,9 +239,10 @@ impl Core {
             ));
         }
         let bucket = Bucket::open(&d.s3_config(), self.config().copy_retry)?;
-        let sent = bucket
+        let up = bucket
             .upload_file(&source.name, &source.path, cancel, tick)
             .await?;
+        let sent = up.digest.clone();
         if sent.size != source.size || sent.sha256 != source.sha256 {
             return Err(Error::new(
                 ErrorKind::Internal,
@@ -177,19 +252,25 @@ impl Core {
                 ),
             ));
         }
+        // What the store holds: its size and the ETag it computed from the bytes it got
+        // (the MD5s of the very bytes hashed above); a store whose ETags mean something else
+        // is read back in full and hashed.
         let size = source.size;
-        let held = bucket
-            .read_back(&source.name, cancel, &|n| tick(size + n))
-            .await?;
-        if held != sent {
-            return Err(Error::new(
-                ErrorKind::Internal,
-                format!(
-                    "the store holds different bytes than were sent ({} bytes, sha256 {}; sent {} bytes, {})",
-                    held.size, held.sha256, sent.size, sent.sha256
-                ),
-            ));
+        if !bucket.holds(&source.name, &up).await? {
+            let held = bucket
+                .read_back(&source.name, cancel, &|n| tick(size + n))
+                .await?;
+            if held != sent {
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    format!(
+                        "the store holds different bytes than were sent ({} bytes, sha256 {}; sent {} bytes, {})",
+                        held.size, held.sha256, sent.size, sent.sha256
+                    ),
+                ));
+            }
         }
+        tick(size * 2);
         let s = &source.summary;
         bucket
             .put_sidecar(&Sidecar {
@@ -336,7 +417,17 @@ impl Core {
                     return;
                 }
             };
-            let source = match core.copy_source(job, &path).await {
+            let cancel = CancellationToken::new();
+            let sources = match core
+                .copy_sources(
+                    job,
+                    &path,
+                    std::slice::from_ref(&d),
+                    &cancel,
+                    &crate::archive::no_progress(),
+                )
+                .await
+            {
                 Ok(s) => s,
                 Err(e) => {
                     core.copy_failed(job, &d, &e).await;
@@ -344,8 +435,8 @@ impl Core {
                     return;
                 }
             };
-            let cancel = CancellationToken::new();
-            if let Some(w) = core.copy_one(job, &d, &source, &cancel, &|_| {}).await {
+            let source = sources.for_destination(&d);
+            if let Some(w) = core.copy_one(job, &d, source, &cancel, &|_| {}).await {
                 tracing::warn!(job = %job, "{w}");
             }
         });
@@ -377,6 +468,7 @@ impl Core {
         &self,
         destination: DestinationId,
         name: &str,
+        identity: Option<&str>,
         requested_by: Option<String>,
     ) -> Result<Job> {
         let d = self.destination_row(destination).await?;
@@ -387,11 +479,6 @@ impl Core {
                 d.name
             ))
         })?;
-        if sidecar.encrypted {
-            return Err(Error::invalid(format!(
-                "{name} is encrypted; importing encrypted copies needs the encryption key, which this version cannot use yet"
-            )));
-        }
         let target = self.begin_upload().await?;
         let got = bucket
             .download(name, target.path(), &CancellationToken::new(), &|_| {})
@@ -402,13 +489,34 @@ impl Core {
                 d.name, got.size, got.sha256, sidecar.size_bytes, sidecar.sha256
             )));
         }
+        // An encrypted copy is decrypted here, into a new file; only the plain archive is kept.
+        let target = self.decrypt_upload(target, identity).await?;
+        let original = name.strip_suffix(".age").unwrap_or(name).to_owned();
         self.finish_stored(
             target,
             wire::JobTrigger::Import,
-            Some(name.to_owned()),
+            Some(original),
             requested_by,
         )
         .await
+    }
+}
+
+/// What the copies of one archive send.
+pub(crate) struct Sources {
+    plain: CopySource,
+    /// The `.age` form, and the guard that removes its staging folder.
+    encrypted: Option<(CopySource, RemoveOnDrop)>,
+}
+
+impl Sources {
+    /// What `d` gets: the encrypted form when it wants one and there is one; otherwise the
+    /// plain archive (which `send` refuses for a destination that wants encryption).
+    fn for_destination(&self, d: &DestinationRow) -> &CopySource {
+        match &self.encrypted {
+            Some((enc, _)) if d.encrypt => enc,
+            _ => &self.plain,
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! One S3-compatible bucket (and prefix) as a destination sees it, through `object_store`:
-//! streamed multipart uploads with fixed-size parts, a read-back check, sidecars, listing,
+//! streamed multipart uploads with fixed-size parts, checks of what the store holds (ETag,
+//! or a full read-back), sidecars, listing,
 //! deletes, downloads and the probe behind the "test" button.
 //!
 //! Memory is bounded whatever the archive size: the file is read in [`READ_BUF`] pieces into
@@ -71,6 +72,52 @@ pub struct Bucket {
     bucket: String,
 }
 
+/// What an upload sent, and the ETag the store answered with.
+#[derive(Debug, Clone)]
+pub struct Uploaded {
+    pub digest: Digest256,
+    /// S3's multipart ETag of what was sent: `hex(md5(md5(part 1) .. md5(part N)))-N`.
+    pub expected_etag: String,
+    pub e_tag: Option<String>,
+}
+
+/// The MD5 of each [`PART_SIZE`] part of a stream, in order (how S3 stores see the parts).
+#[derive(Default)]
+struct PartMd5s {
+    current: md5::Md5,
+    in_part: usize,
+    done: Vec<[u8; 16]>,
+}
+
+impl PartMd5s {
+    fn update(&mut self, mut bytes: &[u8]) {
+        use md5::Digest as _;
+        while !bytes.is_empty() {
+            let take = (PART_SIZE - self.in_part).min(bytes.len());
+            self.current.update(&bytes[..take]);
+            self.in_part += take;
+            bytes = &bytes[take..];
+            if self.in_part == PART_SIZE {
+                self.done
+                    .push(std::mem::take(&mut self.current).finalize().into());
+                self.in_part = 0;
+            }
+        }
+    }
+
+    fn etag(mut self) -> String {
+        use md5::Digest as _;
+        if self.in_part > 0 || self.done.is_empty() {
+            self.done.push(self.current.finalize().into());
+        }
+        let mut all = md5::Md5::new();
+        for d in &self.done {
+            all.update(d);
+        }
+        format!("{}-{}", hex::encode(all.finalize()), self.done.len())
+    }
+}
+
 /// What was written or read: the byte count and the sha256 (hex) of those bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Digest256 {
@@ -139,7 +186,7 @@ impl Bucket {
         file: &Path,
         cancel: &CancellationToken,
         progress: &(dyn Fn(u64) + Send + Sync),
-    ) -> Result<Digest256> {
+    ) -> Result<Uploaded> {
         let mut f = tokio::fs::File::open(file).await.map_err(|e| {
             Error::internal(format!("cannot read the archive {}", file.display()), e)
         })?;
@@ -150,6 +197,7 @@ impl Bucket {
             .map_err(|e| self.fail("starting the upload", e))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
         let mut hasher = Sha256::new();
+        let mut parts = PartMd5s::default();
         let mut buf = vec![0u8; READ_BUF];
         let mut sent = 0u64;
         let outcome: Result<()> = async {
@@ -163,6 +211,7 @@ impl Bucket {
                     return Ok(());
                 }
                 hasher.update(&buf[..n]);
+                parts.update(&buf[..n]);
                 tokio::select! {
                     biased;
                     _ = cancel.cancelled() => return Err(Error::canceled()),
@@ -178,15 +227,43 @@ impl Bucket {
             let _ = writer.abort().await;
             return Err(e);
         }
-        tokio::select! {
+        let put = tokio::select! {
             biased;
             _ = cancel.cancelled() => return Err(Error::canceled()),
-            r = writer.finish() => { r.map_err(|e| self.fail("finishing the upload", e))?; }
-        }
-        Ok(Digest256 {
-            size: sent,
-            sha256: hex::encode(hasher.finalize()),
+            r = writer.finish() => r.map_err(|e| self.fail("finishing the upload", e))?,
+        };
+        Ok(Uploaded {
+            digest: Digest256 {
+                size: sent,
+                sha256: hex::encode(hasher.finalize()),
+            },
+            expected_etag: parts.etag(),
+            e_tag: put.e_tag.map(|t| t.trim_matches('"').to_owned()),
         })
+    }
+
+    /// Whether the store holds exactly what [`Bucket::upload_file`] sent, without reading
+    /// it back: the object's size, and its ETag as the store computed it from the bytes it
+    /// received (S3's multipart ETag, the MD5 of the parts' MD5s) equal to ours. `false`
+    /// when the store's ETag follows another scheme (some providers, SSE-KMS): then only a
+    /// read-back can tell.
+    pub async fn holds(&self, name: &str, up: &Uploaded) -> Result<bool> {
+        let meta = self
+            .store
+            .head(&self.key(name))
+            .await
+            .map_err(|e| self.fail("checking the copy", e))?;
+        if meta.size != up.digest.size {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!(
+                    "the store holds {} bytes where {} were sent",
+                    meta.size, up.digest.size
+                ),
+            ));
+        }
+        let held = meta.e_tag.as_deref().map(|t| t.trim_matches('"'));
+        Ok(held == Some(up.expected_etag.as_str()) && up.e_tag.as_deref() == held)
     }
 
     /// Size and sha256 of what the store holds as `name`, read back in full.
@@ -452,6 +529,28 @@ pub fn explain(op: &str, e: &object_store::Error, endpoint: &str, bucket: &str) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn part_md5s_follow_the_s3_multipart_etag() {
+        use md5::Digest as _;
+        // 2.5 parts, fed in odd pieces: three parts, the last one short.
+        let data: Vec<u8> = (0..PART_SIZE * 5 / 2)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let mut p = PartMd5s::default();
+        for piece in data.chunks(777_777) {
+            p.update(piece);
+        }
+        let mut all = md5::Md5::new();
+        for part in data.chunks(PART_SIZE) {
+            all.update(md5::Md5::digest(part));
+        }
+        assert_eq!(p.etag(), format!("{}-3", hex::encode(all.finalize())));
+        // An empty upload is one empty part.
+        let empty = PartMd5s::default().etag();
+        let one = md5::Md5::digest(md5::Md5::digest(b""));
+        assert_eq!(empty, format!("{}-1", hex::encode(one)));
+    }
 
     #[test]
     fn the_secret_is_never_in_debug_output() {

@@ -57,10 +57,48 @@ impl Core {
         &self,
         target: UploadTarget,
         original_filename: Option<String>,
+        identity: Option<&str>,
         requested_by: Option<String>,
     ) -> Result<Job> {
+        let target = self.decrypt_upload(target, identity).await?;
         self.finish_stored(target, JobTrigger::Upload, original_filename, requested_by)
             .await
+    }
+
+    /// An uploaded (or imported) file that is an age file is decrypted into a new upload
+    /// target with the key the admin gave and the instance key (DESIGN section 11); the
+    /// encrypted file is removed. A plain `.tar.gz` is returned as it is. A wrong key or a
+    /// damaged file is refused (422) and nothing is kept.
+    pub(crate) async fn decrypt_upload(
+        &self,
+        target: UploadTarget,
+        identity: Option<&str>,
+    ) -> Result<UploadTarget> {
+        if !crate::encryption::is_age_file(target.path()) {
+            return Ok(target);
+        }
+        let mut ids = Vec::new();
+        if let Some(text) = identity.filter(|t| !t.trim().is_empty()) {
+            ids.push(crate::encryption::parse_identity(text)?);
+        }
+        if let Some(ours) = crate::encryption::instance_identity(self.state()).await? {
+            ids.push(ours);
+        }
+        if ids.is_empty() {
+            return Err(Error::rejected(
+                "this archive is encrypted and this install has no key for it: give the key from your emergency kit (AGE-SECRET-KEY-1...)",
+            )
+            .with_field("identity", "required for an encrypted archive"));
+        }
+        let plain = self.begin_upload().await?;
+        let (from, to) = (target.path().to_path_buf(), plain.path().to_path_buf());
+        tokio::task::spawn_blocking(move || {
+            crate::encryption::decrypt_file(&from, &to, &ids, &Default::default())
+        })
+        .await
+        .map_err(|e| Error::internal("the decryption task failed", e))??;
+        drop(target);
+        Ok(plain)
     }
 
     /// [`Core::finish_upload`] for an archive that arrived another way (`import`: from a
@@ -130,13 +168,20 @@ impl Core {
     }
 
     /// `backstop restore FILE`: list the file as an upload, then restore it in this process.
-    pub async fn restore_file_cli(&self, file: &Path, progress: ProgressFn) -> Result<Job> {
+    pub async fn restore_file_cli(
+        &self,
+        file: &Path,
+        identity: Option<&str>,
+        progress: ProgressFn,
+    ) -> Result<Job> {
         let target = self.begin_upload().await?;
         tokio::fs::copy(file, target.path()).await.map_err(|e| {
             Error::invalid(format!("cannot read {}", file.display())).with_source(e)
         })?;
         let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
-        let upload = self.finish_upload(target, name, Some("cli".into())).await?;
+        let upload = self
+            .finish_upload(target, name, identity, Some("cli".into()))
+            .await?;
         let job = self.start_restore(upload.id, Some("cli".into())).await?;
         self.run_to_completion(job.id, progress).await
     }

@@ -1,0 +1,503 @@
+//! Encryption (DESIGN section 11): the instance key, extra recipients, and streamed age
+//! encryption and decryption of archive files.
+//!
+//! - The instance key is an X25519 age identity made when encryption is first enabled. Its
+//!   secret is returned once (with the emergency kit) and then kept only in the state DB
+//!   (settings key `encryption.identity`; the state DB is never archived, never restored,
+//!   and its file is made 0600 at open). It is never logged: it only ever travels as an
+//!   `age::secrecy::SecretString` or in the one answer that shows it.
+//! - Disabling encryption keeps the key, so archives already encrypted still open, and
+//!   enabling it again reuses it (no second kit: the first one still works).
+//! - `NAME.tar.gz.age` is exactly the v1 `.tar.gz`, encrypted to the instance key and every
+//!   extra recipient, so any age tool (and any of those keys) opens it.
+//!
+//! Encrypting and decrypting stream through fixed buffers (age's STREAM chunks are 64 KiB),
+//! so memory does not grow with the archive; both are blocking and run off the async workers.
+
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::Path;
+use std::str::FromStr;
+
+use age::secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+use sqlx::SqlitePool;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Error, ErrorKind, Result};
+use wire::encryption::{CheckResult, EncryptionView};
+
+const SETTINGS_KEY: &str = "encryption";
+const IDENTITY_KEY: &str = "encryption.identity";
+/// The first bytes of every age file (the binary format's header line).
+pub const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct Saved {
+    enabled: bool,
+    encrypt_local: bool,
+    #[serde(default)]
+    recipients: Vec<String>,
+}
+
+async fn saved(pool: &SqlitePool) -> Result<Saved> {
+    Ok(match crate::state::get_setting(pool, SETTINGS_KEY).await? {
+        Some(v) => serde_json::from_value(v)
+            .map_err(|e| Error::internal("the stored encryption settings are corrupt", e))?,
+        None => Saved::default(),
+    })
+}
+
+async fn stored_identity(pool: &SqlitePool) -> Result<Option<age::x25519::Identity>> {
+    match crate::state::get_setting(pool, IDENTITY_KEY).await? {
+        Some(serde_json::Value::String(s)) => {
+            age::x25519::Identity::from_str(&s).map(Some).map_err(|e| {
+                Error::new(
+                    ErrorKind::Internal,
+                    format!("the stored instance key is corrupt: {e}"),
+                )
+            })
+        }
+        Some(_) => Err(Error::new(
+            ErrorKind::Internal,
+            "the stored instance key is corrupt",
+        )),
+        None => Ok(None),
+    }
+}
+
+/// The settings as the API shows them (no secret).
+pub async fn view(pool: &SqlitePool) -> Result<EncryptionView> {
+    let s = saved(pool).await?;
+    Ok(EncryptionView {
+        enabled: s.enabled,
+        encrypt_local: s.encrypt_local,
+        public_key: stored_identity(pool)
+            .await?
+            .map(|i| i.to_public().to_string()),
+        recipients: s.recipients,
+        identity: None,
+        kit: None,
+    })
+}
+
+/// Applies `PUT /api/backups/encryption/` (`enabled`, `encrypt_local`, `recipients`, each
+/// optional). The PUT that first enables encryption creates the instance key and returns
+/// its secret and the emergency kit, once.
+pub async fn update(pool: &SqlitePool, body: &serde_json::Value) -> Result<EncryptionView> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| Error::invalid("the body must be a JSON object"))?;
+    let mut s = saved(pool).await?;
+    for (k, v) in obj {
+        match k.as_str() {
+            "enabled" => s.enabled = v.as_bool().ok_or_else(|| bool_field("enabled"))?,
+            "encrypt_local" => {
+                s.encrypt_local = v.as_bool().ok_or_else(|| bool_field("encrypt_local"))?
+            }
+            "recipients" => {
+                let list = v.as_array().ok_or_else(|| {
+                    Error::invalid("recipients must be a list of age public keys")
+                        .with_field("recipients", "a list of age1... public keys")
+                })?;
+                let mut out = Vec::new();
+                for (i, r) in list.iter().enumerate() {
+                    let text = r.as_str().unwrap_or("").trim();
+                    if age::x25519::Recipient::from_str(text).is_err() {
+                        return Err(Error::invalid(format!(
+                            "recipient {} is not an age X25519 public key (age1...): {:?}",
+                            i + 1,
+                            text.chars().take(80).collect::<String>()
+                        ))
+                        .with_field("recipients", "each must be an age1... public key"));
+                    }
+                    if !out.iter().any(|o| o == text) {
+                        out.push(text.to_owned());
+                    }
+                }
+                if out.len() > 20 {
+                    return Err(Error::invalid("at most 20 extra recipients")
+                        .with_field("recipients", "at most 20"));
+                }
+                s.recipients = out;
+            }
+            // Read-only fields a client may send back as it got them.
+            "public_key" | "identity" | "kit" => {}
+            other => {
+                return Err(Error::invalid(format!("unknown field {other:?}"))
+                    .with_field(other, "not an encryption setting"));
+            }
+        }
+    }
+    if s.encrypt_local && !s.enabled {
+        return Err(
+            Error::invalid("encrypting the local folder needs encryption enabled")
+                .with_field("encrypt_local", "enable encryption first"),
+        );
+    }
+    let mut created = None;
+    if s.enabled && stored_identity(pool).await?.is_none() {
+        let identity = age::x25519::Identity::generate();
+        let secret = identity.to_string();
+        crate::state::put_setting(
+            pool,
+            IDENTITY_KEY,
+            &serde_json::Value::String(secret.expose_secret().to_owned()),
+        )
+        .await?;
+        created = Some(identity);
+    }
+    crate::state::put_setting(
+        pool,
+        SETTINGS_KEY,
+        &serde_json::to_value(&s).map_err(|e| Error::internal("cannot store the settings", e))?,
+    )
+    .await?;
+    let mut v = view(pool).await?;
+    if let Some(identity) = created {
+        let secret = identity.to_string().expose_secret().to_owned();
+        v.kit = Some(kit_text(&secret, &identity.to_public().to_string()));
+        v.identity = Some(secret);
+    }
+    Ok(v)
+}
+
+fn bool_field(name: &str) -> Error {
+    Error::invalid(format!("{name} must be true or false")).with_field(name, "true or false")
+}
+
+/// Does `identity` open this instance's archives (is it the instance key)?
+pub async fn check(pool: &SqlitePool, identity: &str) -> Result<CheckResult> {
+    let Some(ours) = stored_identity(pool).await? else {
+        return Ok(CheckResult {
+            ok: false,
+            message: "encryption has never been enabled here, so there is no instance key yet"
+                .into(),
+        });
+    };
+    let given = match parse_identity(identity) {
+        Ok(i) => i,
+        Err(e) => {
+            return Ok(CheckResult {
+                ok: false,
+                message: e.message().to_owned(),
+            });
+        }
+    };
+    Ok(
+        if given.to_public().to_string() == ours.to_public().to_string() {
+            CheckResult {
+                ok: true,
+                message: "this key opens your backups".into(),
+            }
+        } else {
+            CheckResult {
+                ok: false,
+                message: format!(
+                    "this is a different key (its public key is {}); it does not open the archives this instance encrypts",
+                    given.to_public()
+                ),
+            }
+        },
+    )
+}
+
+/// A key as an admin pastes it: the `AGE-SECRET-KEY-1...` line alone or a whole key file
+/// (an emergency kit, or `age-keygen` output, with `#` comments).
+pub fn parse_identity(text: &str) -> Result<age::x25519::Identity> {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("AGE-SECRET-KEY-1"))
+        .ok_or_else(|| {
+            Error::invalid("no age secret key (a line starting AGE-SECRET-KEY-1) was given")
+                .with_field(
+                    "identity",
+                    "paste the AGE-SECRET-KEY-1... line or the whole kit",
+                )
+        })?;
+    age::x25519::Identity::from_str(line).map_err(|_| {
+        Error::invalid(
+            "the AGE-SECRET-KEY-1... line is not a valid age key (a character is wrong or missing)",
+        )
+        .with_field("identity", "not a valid age secret key")
+    })
+}
+
+/// Who encrypted copies are for: the instance key and every extra recipient. `None` when
+/// encryption is off or was never set up.
+pub async fn recipients(pool: &SqlitePool) -> Result<Option<Vec<age::x25519::Recipient>>> {
+    let s = saved(pool).await?;
+    let Some(identity) = stored_identity(pool).await? else {
+        return Ok(None);
+    };
+    if !s.enabled {
+        return Ok(None);
+    }
+    let mut out = vec![identity.to_public()];
+    for r in &s.recipients {
+        out.push(age::x25519::Recipient::from_str(r).map_err(|e| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("a stored recipient is corrupt: {e}"),
+            )
+        })?);
+    }
+    Ok(Some(out))
+}
+
+/// The instance key, when one exists (restore and import of encrypted archives).
+pub async fn instance_identity(pool: &SqlitePool) -> Result<Option<age::x25519::Identity>> {
+    stored_identity(pool).await
+}
+
+/// Whether the encryption settings say to keep local archives encrypted.
+pub async fn encrypt_local(pool: &SqlitePool) -> Result<bool> {
+    let s = saved(pool).await?;
+    Ok(s.enabled && s.encrypt_local)
+}
+
+/// Whether `path` starts like an age file.
+pub fn is_age_file(path: &Path) -> bool {
+    let mut head = [0u8; AGE_MAGIC.len()];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| head == AGE_MAGIC)
+}
+
+/// Encrypts `src` into the new file `dst` for `recipients`, streamed; fsyncs it. Returns
+/// the size and sha256 of what was written. Blocking.
+pub fn encrypt_file(
+    src: &Path,
+    dst: &Path,
+    recipients: &[age::x25519::Recipient],
+    cancel: &CancellationToken,
+    progress: &dyn Fn(u64),
+) -> Result<(u64, String)> {
+    let input = std::fs::File::open(src)
+        .map_err(|e| Error::internal(format!("cannot read {}", src.display()), e))?;
+    let out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dst)
+        .map_err(|e| Error::internal(format!("cannot create {}", dst.display()), e))?;
+    let hashing = HashingWriter {
+        inner: BufWriter::with_capacity(1 << 20, out),
+        hasher: Sha256::new(),
+        written: 0,
+    };
+    let encryptor =
+        age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot encrypt: {e}")))?;
+    let io = |e: std::io::Error| Error::internal(format!("cannot write {}", dst.display()), e);
+    let mut writer = encryptor.wrap_output(hashing).map_err(io)?;
+    let mut reader = BufReader::with_capacity(1 << 20, input);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut done = 0u64;
+    loop {
+        if cancel.is_cancelled() {
+            return Err(Error::canceled());
+        }
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| Error::internal(format!("cannot read {}", src.display()), e))?;
+        if n == 0 {
+            break;
+        }
+        writer.write_all(&buf[..n]).map_err(io)?;
+        done += n as u64;
+        progress(done);
+    }
+    let mut hashing = writer.finish().map_err(io)?;
+    hashing.inner.flush().map_err(io)?;
+    let file = hashing.inner.into_inner().map_err(|e| io(e.into_error()))?;
+    file.sync_all().map_err(io)?;
+    Ok((hashing.written, hex::encode(hashing.hasher.finalize())))
+}
+
+/// Decrypts the age file `src` into the new file `dst` with `identities`, streamed; fsyncs
+/// it. A wrong key, a file that is not age, a truncated or tampered file: `Rejected` with
+/// the reason, and `dst` removed. Returns the size and sha256 of the plaintext. Blocking.
+pub fn decrypt_file(
+    src: &Path,
+    dst: &Path,
+    identities: &[age::x25519::Identity],
+    cancel: &CancellationToken,
+) -> Result<(u64, String)> {
+    let result = decrypt_inner(src, dst, identities, cancel);
+    if result.is_err() {
+        let _ = std::fs::remove_file(dst);
+    }
+    result
+}
+
+fn decrypt_inner(
+    src: &Path,
+    dst: &Path,
+    identities: &[age::x25519::Identity],
+    cancel: &CancellationToken,
+) -> Result<(u64, String)> {
+    let input = std::fs::File::open(src)
+        .map_err(|e| Error::internal(format!("cannot read {}", src.display()), e))?;
+    let decryptor = age::Decryptor::new(BufReader::with_capacity(1 << 20, input))
+        .map_err(|e| Error::rejected(format!("the file is not a readable age file: {e}")))?;
+    let mut reader = decryptor
+        .decrypt(identities.iter().map(|i| i as &dyn age::Identity))
+        .map_err(|e| match e {
+            age::DecryptError::NoMatchingKeys => Error::rejected(
+                "this key does not open the archive: it was encrypted for a different key",
+            ),
+            other => Error::rejected(format!("the archive cannot be decrypted: {other}")),
+        })?;
+    let out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dst)
+        .map_err(|e| Error::internal(format!("cannot create {}", dst.display()), e))?;
+    let mut out = BufWriter::with_capacity(1 << 20, out);
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    let werr = |e: std::io::Error| Error::internal(format!("cannot write {}", dst.display()), e);
+    loop {
+        if cancel.is_cancelled() {
+            return Err(Error::canceled());
+        }
+        let n = reader.read(&mut buf).map_err(|e| {
+            Error::rejected(format!(
+                "the encrypted archive is damaged (truncated or changed), so nothing was restored: {e}"
+            ))
+        })?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n]).map_err(werr)?;
+        size += n as u64;
+    }
+    out.flush().map_err(werr)?;
+    out.into_inner()
+        .map_err(|e| werr(e.into_error()))?
+        .sync_all()
+        .map_err(werr)?;
+    Ok((size, hex::encode(hasher.finalize())))
+}
+
+struct HashingWriter<W: Write> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The emergency kit: a text file an age tool reads as a key file (comments are `#`).
+pub fn kit_text(secret: &str, public_key: &str) -> String {
+    format!(
+        "# Backstop emergency kit. Keep this file OFF the machine it protects (a password\n\
+         # manager, a USB stick in a drawer, paper). Without it, encrypted backups cannot be\n\
+         # opened by anyone, including you.\n\
+         #\n\
+         # Restore with Backstop (a fresh install): add the same destination on the Backups\n\
+         #   page, Browse copies, Import, paste this key when asked, then Restore.\n\
+         # Restore without Backstop: age -d -i backstop-key.txt NAME.tar.gz.age | tar xz\n\
+         #   then check it with: sha256sum -c checksums.sha256\n\
+         # Check that this is still the right key: Backups page, Encryption, Check a key.\n\
+         #\n\
+         # public key: {public_key}\n\
+         {secret}\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    #[test]
+    fn what_is_encrypted_opens_with_the_key_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        let src = file(dir.path(), "a.tar.gz", &plain);
+        let key = age::x25519::Identity::generate();
+        let other = age::x25519::Identity::generate();
+        let enc = dir.path().join("a.tar.gz.age");
+        let never = CancellationToken::new();
+        let (size, sha) = encrypt_file(
+            &src,
+            &enc,
+            &[key.to_public(), other.to_public()],
+            &never,
+            &|_| {},
+        )
+        .unwrap();
+        let bytes = std::fs::read(&enc).unwrap();
+        assert_eq!(size, bytes.len() as u64);
+        assert_eq!(sha, hex::encode(Sha256::digest(&bytes)));
+        assert!(bytes.starts_with(AGE_MAGIC) && is_age_file(&enc));
+        // Either recipient opens it.
+        for id in [&key, &other] {
+            let out = dir.path().join(format!("out-{}", id.to_public()));
+            let (n, s) = decrypt_file(&enc, &out, std::slice::from_ref(id), &never).unwrap();
+            assert_eq!(std::fs::read(&out).unwrap(), plain);
+            assert_eq!(
+                (n, s),
+                (plain.len() as u64, hex::encode(Sha256::digest(&plain)))
+            );
+        }
+        // A stranger's key, a truncated file, a flipped byte: refused, nothing left behind.
+        let stranger = age::x25519::Identity::generate();
+        let out = dir.path().join("x");
+        let e = decrypt_file(&enc, &out, &[stranger], &never).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Rejected);
+        assert!(e.message().contains("different key"), "{}", e.message());
+        assert!(!out.exists());
+        let cut = file(dir.path(), "cut.age", &bytes[..bytes.len() - 1000]);
+        let e = decrypt_file(&cut, &out, std::slice::from_ref(&key), &never).unwrap_err();
+        assert!(e.message().contains("damaged"), "{}", e.message());
+        assert!(!out.exists());
+        let mut flipped = bytes.clone();
+        let mid = flipped.len() / 2;
+        flipped[mid] ^= 1;
+        let bad = file(dir.path(), "bad.age", &flipped);
+        let e = decrypt_file(&bad, &out, std::slice::from_ref(&key), &never).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Rejected);
+        assert!(!out.exists());
+        let not_age = file(dir.path(), "plain", b"hello");
+        assert!(decrypt_file(&not_age, &out, &[key], &never).is_err() && !is_age_file(&not_age));
+    }
+
+    #[test]
+    fn a_pasted_kit_or_key_line_parses_and_junk_is_refused_with_a_reason() {
+        let key = age::x25519::Identity::generate();
+        let secret = key.to_string().expose_secret().to_owned();
+        let kit = kit_text(&secret, &key.to_public().to_string());
+        assert_eq!(
+            parse_identity(&kit).unwrap().to_public().to_string(),
+            key.to_public().to_string()
+        );
+        assert!(parse_identity(&format!("  {secret}  ")).is_ok());
+        let e = parse_identity("hello").unwrap_err();
+        assert_eq!(
+            e.field_errors().get("identity").map(String::as_str),
+            Some("paste the AGE-SECRET-KEY-1... line or the whole kit")
+        );
+        let mut broken = secret.clone();
+        broken.pop();
+        assert!(parse_identity(&broken).is_err());
+    }
+}
