@@ -501,7 +501,9 @@ mod tests {
             key.to_public().to_string()
         );
         assert!(parse_identity(&format!("  {secret}  ")).is_ok());
-        let e = parse_identity("hello").unwrap_err();
+        let Err(e) = parse_identity("hello") else {
+            panic!("junk parsed as a key")
+        };
         assert_eq!(
             e.field_errors().get("identity").map(String::as_str),
             Some("paste the AGE-SECRET-KEY-1... line or the whole kit")

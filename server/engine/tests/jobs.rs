@@ -836,7 +836,7 @@ async fn upload_copy_of(f: &Fixture, source: &Job) -> Job {
     let target = f.engine.begin_upload().await.expect("begin upload");
     std::fs::copy(&from, target.path()).expect("copy the archive");
     f.engine
-        .finish_upload(target, Some("from-elsewhere.tar.gz".into()), None)
+        .finish_upload(target, Some("from-elsewhere.tar.gz".into()), None, None)
         .await
         .expect("finish upload")
 }

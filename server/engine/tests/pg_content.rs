@@ -243,7 +243,7 @@ async fn archives_do_not_cross_into_a_schema_or_engine_they_do_not_fit() {
         .join("sqlite/backups")
         .join(sqlite_archive.archive_name.as_deref().unwrap());
     let refused = pg
-        .restore_file_cli(&path, engine::archive::no_progress())
+        .restore_file_cli(&path, None, engine::archive::no_progress())
         .await
         .expect_err("a SQLite reference-schema archive does not fit this schema");
     let refused = refused.to_string();
@@ -333,7 +333,7 @@ async fn the_reference_schema_goes_from_sqlite_to_postgres_and_back_byte_for_byt
     let pg = Engine::open(config(&tmp.path().join("pg"), &db.url()))
         .await
         .unwrap();
-    pg.restore_file_cli(&from_sqlite, engine::archive::no_progress())
+    pg.restore_file_cli(&from_sqlite, None, engine::archive::no_progress())
         .await
         .expect("a SQLite archive of the reference schema restores into PostgreSQL");
 
@@ -378,7 +378,7 @@ async fn the_reference_schema_goes_from_sqlite_to_postgres_and_back_byte_for_byt
     fresh_config.demo = false;
     let fresh = Engine::open(fresh_config).await.unwrap();
     fresh
-        .restore_file_cli(&from_pg, engine::archive::no_progress())
+        .restore_file_cli(&from_pg, None, engine::archive::no_progress())
         .await
         .expect("a PostgreSQL archive of the reference schema restores into SQLite");
     let round_trip = sqlite_dump(&fresh, tmp.path()).await;
