@@ -113,7 +113,13 @@ async fn the_key_is_shown_once_checked_later_and_never_read_back() -> Result<()>
     // Not built yet, and said so rather than ignored.
     let (s, e) = put_encryption(&app, json!({"encrypt_local": true})).await?;
     assert_eq!(s, 400, "{e}");
-    assert!(e["error"]["message"].as_str().unwrap().contains("not available yet"), "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not available yet"),
+        "{e}"
+    );
 
     // The state DB (which holds the key) is private, and no archive carries the key.
     use std::os::unix::fs::PermissionsExt;
