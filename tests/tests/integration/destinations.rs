@@ -541,3 +541,39 @@ async fn a_fresh_install_lists_the_copies_and_imports_one_that_then_restores() -
     assert!(leftovers.is_empty(), "{leftovers:?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn cancel_during_the_copy_stops_it_and_keeps_the_complete_backup() -> Result<()> {
+    let garage = Garage::start().await?;
+    let app = TestApp::spawn().await?;
+    app.login_admin().await?;
+    write_noise(&app.data.path().join("logos/noise.bin"), 400 << 20);
+    let id = add(&app, body(&garage, "garage", "")).await?;
+    let (_, job) = app.post_json("/api/backups/jobs/", json!({})).await?;
+    let jid = job["id"].as_i64().unwrap();
+    wait_for_copy(&app, jid).await?;
+    let (s, c) = app
+        .post_json(&format!("/api/backups/jobs/{jid}/cancel/"), json!({}))
+        .await?;
+    assert_eq!(s, 200, "{c}");
+    let job = app.wait_job(jid, Duration::from_secs(60)).await?;
+    assert_eq!(
+        job["status"], "succeeded",
+        "the archive was complete: {job}"
+    );
+    assert_eq!(copies(&job)[0]["status"], "failed", "{job}");
+    assert_eq!(copies(&job)[0]["error"], "canceled by request");
+    assert_eq!(
+        sha256_file(&app.archive_of(&job)),
+        job["sha256"].as_str().unwrap()
+    );
+    let (_, list) = app
+        .get_json(&format!("/api/backups/destinations/{id}/archives/"))
+        .await?;
+    assert_eq!(
+        list["archives"],
+        json!([]),
+        "a canceled copy is never listed: {list}"
+    );
+    Ok(())
+}
