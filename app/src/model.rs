@@ -19,6 +19,13 @@ pub use wire::{
 /// One line a plugin logged during a job (`GET /api/backups/jobs/{id}/plugin-log/`).
 pub use wire::plugin::PluginLogLine as PluginLogLineView;
 
+/// Destinations (DESIGN section 10) and a job's copies, as the REST API has them.
+pub use wire::DestinationId;
+pub use wire::destination::{
+    CopyStatus, Destination, DestinationInput, DestinationKind, JobCopy, RemoteArchive, S3Input,
+    TestResult,
+};
+
 /// A content table for the Data page (the wire type).
 pub use wire::content::TableSummary as TableView;
 
@@ -29,6 +36,14 @@ pub use wire::settings::{Frequency, Schedule as ScheduleView, SettingsView};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum SaveOutcome {
     Saved(SettingsView),
+    Invalid(BTreeMap<String, String>),
+}
+
+/// The result of saving a destination: saved, or one message per invalid field (a field
+/// error is an answer, like [`SaveOutcome::Invalid`], not a failed call).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum DestinationSave {
+    Saved(Box<Destination>),
     Invalid(BTreeMap<String, String>),
 }
 

@@ -1,10 +1,10 @@
 // The Destinations card against a real single-node Garage S3 server (garage.mjs), the way a
 // person uses it: add a destination (a bad bucket name marked next to its field, a wrong
 // secret failing the test with a credentials message, then the right one passing), an
-// encrypted copy failing with "set up encryption first" on its badge and in the
+// encrypted copy failing with "set up encryption first" (no key yet) on its badge and in the
 // destination's warning, Retry after switching encryption off, a backup copied at once,
 // the enabled switch, disaster recovery on a fresh install (Browse copies, Import, restore),
-// and Delete with its confirm.
+// an encrypted copy imported there with the emergency kit's key, and Delete with its confirm.
 //
 // One Garage and one server for the file; the tests run in order and build on each other.
 import { test, before, after } from 'node:test';
@@ -308,6 +308,64 @@ test('disaster recovery: a fresh install given the same bucket lists its copies,
     await waitForStatus(page, rid, 'succeeded', 120000);
     assert.deepEqual(page.errors, []);
     assert.deepEqual(await dataPageCounts(page, fresh.base), before, 'the imported copy restored the data');
+    await page.context().close();
+  } finally {
+    await fresh.stop();
+    fresh.cleanup();
+  }
+});
+
+test('an encrypted copy carries a lock, and a fresh install imports it with the emergency kit key', async () => {
+  const page = await adminPage();
+  // Encryption on (its UI is not this file's subject): the answer holds the key, once.
+  const r = await page.request.put(`${server.base}/api/backups/encryption/`, {
+    headers: { origin: server.base }, data: { enabled: true },
+  });
+  assert.equal(r.status(), 200);
+  const { identity } = await r.json();
+  assert.match(identity, /^AGE-SECRET-KEY-1/);
+  const item = card(page);
+  await item.locator('button.dest-edit').click();
+  await page.waitForSelector('#destination-dialog');
+  await fillForm(page, { encrypt: true });
+  await saveForm(page);
+  await item.locator('.dest-encrypt:text-is("Encrypted copies")').waitFor();
+  const id = await runBackup(page);
+  await waitForStatus(page, id, 'succeeded');
+  const copy = copyOf(page, id);
+  await copy.locator('.copy-status:text-is("succeeded")').waitFor({ timeout: 60000 });
+  assert.equal(await copy.locator('.copy-lock').count(), 1, 'the copy says it is encrypted');
+  assert.equal(await copy.locator('.copy-badge').getAttribute('data-tooltip'), `Copied to ${NAME}, encrypted`);
+  assert.deepEqual(page.errors, []);
+  await page.context().close();
+
+  const fresh = await startServer();
+  try {
+    const page = await adminPage(fresh.base);
+    await page.click('#add-destination');
+    await page.waitForSelector('#destination-dialog');
+    await fillForm(page, garageFields());
+    await saveForm(page);
+    await card(page).locator('button.dest-browse').click();
+    const dialog = page.locator('#archives-dialog');
+    const sealed = dialog.locator('tr[data-archive$=".age"]');
+    await sealed.first().waitFor({ timeout: 60000 });
+    assert.equal(await sealed.count(), 1);
+    assert.equal(await sealed.locator('.archive-lock .lock').count(), 1, 'the encrypted copy has its lock');
+    assert.equal(await dialog.locator('tr[data-archive]:not([data-archive$=".age"]) .archive-lock .lock').count(), 0);
+    // Without the key a fresh install cannot open it, and says what to give.
+    await sealed.locator('button.archive-import').click();
+    await dialog.locator('[role="status"] .error').waitFor({ timeout: 60000 });
+    assert.match(await dialog.locator('[role="status"]').textContent(), /emergency kit/);
+    await page.fill('#import-identity', identity);
+    await sealed.locator('button.archive-import').click();
+    await dialog.locator('[role="status"]:has-text("Imported")').waitFor({ timeout: 60000 });
+    const imported = Number((await dialog.locator('[role="status"]').textContent()).match(/backup job (\d+)/)[1]);
+    const job = await api(page, fresh.base, `/api/backups/jobs/${imported}/`);
+    assert.equal(job.trigger, 'import');
+    assert.equal(job.can_restore, true);
+    // The refused import is the one failed call (the browser logs its HTTP status).
+    assert.deepEqual(page.errors.filter((e) => !/status of (4\d\d|500)/.test(e)), []);
     await page.context().close();
   } finally {
     await fresh.stop();

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod data;
+pub mod destinations;
 pub mod jobs;
 pub mod settings;
 

@@ -6,16 +6,18 @@ use leptos::prelude::*;
 
 use crate::components::modal::Modal;
 
-/// What is being confirmed; `None` hides the dialog.
+/// What is being confirmed; `None` hides the dialog. `A` is what the owner does on
+/// confirm: a job action for the history, a destination id for the Destinations card.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Confirm {
+pub struct Confirm<A = ConfirmAction> {
     pub title: String,
     pub body: String,
     pub confirm_label: String,
     pub danger: bool,
-    pub action: ConfirmAction,
+    pub action: A,
 }
 
+/// The history's confirmed actions.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ConfirmAction {
     Delete(crate::model::JobId),
@@ -24,10 +26,13 @@ pub enum ConfirmAction {
 }
 
 #[component]
-pub fn ConfirmDialog(
-    state: RwSignal<Option<Confirm>>,
-    on_confirm: Callback<ConfirmAction>,
-) -> impl IntoView {
+pub fn ConfirmDialog<A>(
+    state: RwSignal<Option<Confirm<A>>>,
+    on_confirm: Callback<A>,
+) -> impl IntoView
+where
+    A: Clone + Send + Sync + 'static,
+{
     let close = Callback::new(move |()| state.set(None));
     move || {
         state.get().map(|c| {

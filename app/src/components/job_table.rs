@@ -1,5 +1,6 @@
 //! The history table: one row per job, a progress bar while it runs, icon buttons for its
-//! actions, and an expandable row with the error and warnings.
+//! actions, an expandable row with the error and warnings, and under a backup's name its
+//! copies to the destinations (a failed one with its reason and a Retry button).
 //!
 //! Rows are keyed by job id and read their job reactively, so a progress event updates a
 //! few text nodes in place instead of rebuilding the row: keyboard focus and an open
@@ -11,7 +12,7 @@ use leptos::prelude::*;
 use crate::components::confirm_dialog::{Confirm, ConfirmAction};
 use crate::components::local_time::LocalTime;
 use crate::components::progress_bar::{ProgressBar, progress_text};
-use crate::model::{JobId, JobStatus, JobView, format_bytes};
+use crate::model::{CopyStatus, DestinationId, JobCopy, JobId, JobStatus, JobView, format_bytes};
 
 fn trigger_label(t: &str) -> &'static str {
     match t {
@@ -19,6 +20,7 @@ fn trigger_label(t: &str) -> &'static str {
         "scheduled" => "Scheduled",
         "upload" => "Upload",
         "pre-restore" => "Safety (pre-restore)",
+        "import" => "Import",
         _ => "Other",
     }
 }
@@ -26,8 +28,13 @@ fn trigger_label(t: &str) -> &'static str {
 /// Columns of the history, shared by the header and the details row's colspan.
 const COLUMNS: usize = 8;
 
+/// `message` is the page's status line (what a copy's Retry says).
 #[component]
-pub fn JobTable(jobs: RwSignal<Vec<JobView>>, confirm: RwSignal<Option<Confirm>>) -> impl IntoView {
+pub fn JobTable(
+    jobs: RwSignal<Vec<JobView>>,
+    confirm: RwSignal<Option<Confirm>>,
+    message: RwSignal<Option<(bool, String)>>,
+) -> impl IntoView {
     let expanded = RwSignal::new(None::<JobId>);
     let ids = Memo::new(move |_| jobs.with(|l| l.iter().map(|j| j.id).collect::<Vec<_>>()));
     view! {
@@ -50,7 +57,7 @@ pub fn JobTable(jobs: RwSignal<Vec<JobView>>, confirm: RwSignal<Option<Confirm>>
                         <tr><td colspan=COLUMNS.to_string() class="empty">"No backups yet. Run one, or upload an archive."</td></tr>
                     </Show>
                     <For each=move || ids.get() key=|id| *id let:id>
-                        <JobRow id=id jobs=jobs confirm=confirm expanded=expanded/>
+                        <JobRow id=id jobs=jobs confirm=confirm expanded=expanded message=message/>
                     </For>
                 </tbody>
             </table>
@@ -72,6 +79,7 @@ fn JobRow(
     jobs: RwSignal<Vec<JobView>>,
     confirm: RwSignal<Option<Confirm>>,
     expanded: RwSignal<Option<JobId>>,
+    message: RwSignal<Option<(bool, String)>>,
 ) -> impl IntoView {
     let job = Memo::new(move |_| jobs.with(|l| l.iter().find(|j| j.id == id).cloned()));
     let status = field(job, |j| j.status.as_str().to_owned());
@@ -105,6 +113,9 @@ fn JobRow(
     let can_restore = field(job, |j| j.can_restore);
     let can_cancel = field(job, |j| j.can_cancel);
     let can_delete = field(job, |j| j.can_delete);
+    let copies = field(job, |j| j.copies.clone());
+    // Only a succeeded backup can be copied again (the engine refuses the others).
+    let can_retry = Memo::new(move |_| status.get() == "succeeded");
     // The error is the tooltip of a failed job's badge (CSS shows data-tooltip on hover and
     // on keyboard focus); no `title` as well, or the browser shows a second, native tooltip.
     let tooltip = Memo::new(move |_| {
@@ -154,6 +165,13 @@ fn JobRow(
                 <div class="cell-stack">
                     <span class="kind">{move || kind.get()}</span>
                     <span class="archive-name" title=move || name.get()>{move || name.get()}</span>
+                    <Show when=move || copies.with(|c| !c.is_empty())>
+                        <ul class="copies" aria-label=move || format!("Copies of {}", name.get())>
+                            {move || copies.get().into_iter().map(|c| view! {
+                                <CopyBadge job=id copy=c can_retry=can_retry jobs=jobs message=message/>
+                            }).collect_view()}
+                        </ul>
+                    </Show>
                 </div>
             </td>
             <td data-label="Status">
@@ -230,6 +248,89 @@ fn JobRow(
                 </td>
             </tr>
         </Show>
+    }
+    // Type-erased: the page's view type is otherwise deeper than the compiler allows.
+    .into_any()
+}
+
+/// One copy of a job's archive: the destination's name and the copy's status, both in full
+/// in its tooltip; a failed one's tooltip has the reason (shown on hover and on keyboard
+/// focus, like a failed job's badge: `data-tooltip`, not `title`, so the browser does not
+/// show a second, native tooltip) and, on a succeeded backup, a Retry button.
+#[component]
+fn CopyBadge(
+    job: JobId,
+    copy: JobCopy,
+    can_retry: Memo<bool>,
+    jobs: RwSignal<Vec<JobView>>,
+    message: RwSignal<Option<(bool, String)>>,
+) -> impl IntoView {
+    let dest = copy.destination_id;
+    let failed = copy.status == CopyStatus::Failed;
+    let status = copy.status.as_str();
+    // The full name too: the badge may cut it short.
+    let tooltip = match copy.status {
+        CopyStatus::Failed => format!(
+            "Copy to {} failed: {}",
+            copy.destination,
+            copy.error.clone().unwrap_or_default()
+        ),
+        CopyStatus::Succeeded if copy.encrypted => {
+            format!("Copied to {}, encrypted", copy.destination)
+        }
+        CopyStatus::Succeeded => format!("Copied to {}", copy.destination),
+        CopyStatus::Running => format!("Copying to {}…", copy.destination),
+        CopyStatus::Pending => format!("Waiting to copy to {}", copy.destination),
+    };
+    let name = copy.destination.clone();
+    let label = format!("Retry the copy to {}", copy.destination);
+    let retry = move |_| {
+        let name = name.clone();
+        leptos::task::spawn_local(async move {
+            match crate::api::destinations::retry_copy(job, dest).await {
+                Ok(answer) => {
+                    jobs.update(|l| mark_retried(l, &answer, dest));
+                    crate::components::modal::focus_fallback(&format!("#copy-{job}-{dest}"));
+                    message.set(Some((true, format!("Copying job {job} to {name} again…"))));
+                }
+                Err(e) => message.set(Some((false, e.to_string()))),
+            }
+        });
+    };
+    view! {
+        <li class=format!("copy copy-{status}") data-destination-id=dest.to_string()>
+            <span class="copy-badge" id=format!("copy-{job}-{dest}") data-tooltip=tooltip
+                tabindex=if failed { "0" } else { "-1" }>
+                <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M7 18h10a4 4 0 0 0 .5-7.97A6 6 0 0 0 6.1 9.1 4.5 4.5 0 0 0 7 18z"/></svg>
+                <span class="copy-name">{copy.destination.clone()}</span>
+                <span class="copy-status">{status}</span>
+                {copy.encrypted.then(|| view! {
+                    <svg class="copy-lock" viewBox="0 0 24 24" aria-hidden="true"><rect x="5" y="11" width="14" height="10" rx="2"/><path d="M8 11V8a4 4 0 0 1 8 0v3"/></svg>
+                    <span class="visually-hidden">", encrypted"</span>
+                })}
+            </span>
+            {move || (failed && can_retry.get()).then(|| view! {
+                <button class="btn btn-small copy-retry" aria-label=label.clone()
+                    on:click=retry.clone()>"Retry"</button>
+            })}
+        </li>
+    }
+    .into_any()
+}
+
+/// Puts the answer of a Retry (the copy queued again) into the list, unless the event
+/// stream already said more: the copy's own events can overtake the answer.
+fn mark_retried(list: &mut [JobView], answer: &JobView, dest: DestinationId) {
+    let Some(new) = answer.copies.iter().find(|c| c.destination_id == dest) else {
+        return;
+    };
+    if let Some(slot) = list
+        .iter_mut()
+        .find(|j| j.id == answer.id)
+        .and_then(|j| j.copies.iter_mut().find(|c| c.destination_id == dest))
+        && slot.status == CopyStatus::Failed
+    {
+        *slot = new.clone();
     }
 }
 
@@ -327,5 +428,29 @@ mod tests {
         assert_eq!(l[1].status, JobStatus::Failed);
         upsert(&mut l, job(3, "succeeded"));
         assert_eq!(l[0].status, JobStatus::Succeeded);
+    }
+
+    fn with_copy(id: i64, status: &str) -> JobView {
+        let mut j = job(id, "succeeded");
+        j.copies = vec![
+            serde_json::from_value(serde_json::json!({
+                "destination_id": 4, "destination": "nas", "status": status, "error": null,
+                "size_bytes": null, "sha256": null, "finished_at": null,
+            }))
+            .expect("a valid copy"),
+        ];
+        j
+    }
+
+    #[test]
+    fn a_retry_answer_never_overwrites_what_the_event_stream_said_since() {
+        let dest = DestinationId(4);
+        let mut l = vec![with_copy(1, "failed")];
+        mark_retried(&mut l, &with_copy(1, "pending"), dest);
+        assert_eq!(l[0].copies[0].status, CopyStatus::Pending);
+        // The copy's own events came first: the late answer changes nothing.
+        let mut l = vec![with_copy(1, "succeeded")];
+        mark_retried(&mut l, &with_copy(1, "pending"), dest);
+        assert_eq!(l[0].copies[0].status, CopyStatus::Succeeded);
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod auth_gate;
 pub mod confirm_dialog;
+pub mod destinations;
 pub mod job_table;
 pub mod local_time;
 pub mod modal;

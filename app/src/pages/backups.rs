@@ -1,4 +1,5 @@
-//! The Backups page: settings, Run Backup, Upload, and the live history.
+//! The Backups page: settings, Run Backup, Upload, the destinations that get a copy of
+//! every backup, and the live history.
 
 use leptos::prelude::*;
 
@@ -106,12 +107,13 @@ fn BackupsContent() -> impl IntoView {
                 {move || message.get().map(|(ok, m)| view! { <span class=if ok { "ok" } else { "error" }>{m}</span> })}
             </p>
         </section>
+        <crate::components::destinations::DestinationsCard jobs=jobs/>
         <section class="card history">
             <div class="history-head">
                 <h2 id="history-title" tabindex="-1">"History"</h2>
                 <span class="count">{move || match total.get() { 1 => "1 job".to_owned(), n => format!("{n} jobs") }}</span>
             </div>
-            <JobTable jobs=jobs confirm=confirm/>
+            <JobTable jobs=jobs confirm=confirm message=message/>
             <nav class="pager" aria-label="History pages">
                 <button class="btn" disabled=move || offset.get() == 0
                     on:click=move |_| offset.update(|o| *o = (*o - PAGE_SIZE).max(0))>"Newer"</button>
