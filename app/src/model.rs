@@ -26,6 +26,9 @@ pub use wire::destination::{
     TestResult,
 };
 
+/// Encryption (DESIGN section 11): the settings and the key check.
+pub use wire::encryption::{CheckResult, EncryptionView};
+
 /// A content table for the Data page (the wire type).
 pub use wire::content::TableSummary as TableView;
 
@@ -44,6 +47,14 @@ pub enum SaveOutcome {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum DestinationSave {
     Saved(Box<Destination>),
+    Invalid(BTreeMap<String, String>),
+}
+
+/// The result of changing the encryption settings: saved (the first enable carries the
+/// key and the kit, once), or one message per invalid field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum EncryptionSave {
+    Saved(Box<EncryptionView>),
     Invalid(BTreeMap<String, String>),
 }
 

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod data;
 pub mod destinations;
+pub mod encryption;
 pub mod jobs;
 pub mod settings;
 

@@ -3,6 +3,7 @@
 pub mod auth_gate;
 pub mod confirm_dialog;
 pub mod destinations;
+pub mod encryption;
 pub mod job_table;
 pub mod local_time;
 pub mod modal;

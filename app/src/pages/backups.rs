@@ -1,5 +1,5 @@
 //! The Backups page: settings, Run Backup, Upload, the destinations that get a copy of
-//! every backup, and the live history.
+//! every backup, encryption and its key, and the live history.
 
 use leptos::prelude::*;
 
@@ -108,6 +108,7 @@ fn BackupsContent() -> impl IntoView {
             </p>
         </section>
         <crate::components::destinations::DestinationsCard jobs=jobs/>
+        <crate::components::encryption::EncryptionCard/>
         <section class="card history">
             <div class="history-head">
                 <h2 id="history-title" tabindex="-1">"History"</h2>
