@@ -259,15 +259,13 @@ fn DestinationItem(
         Memo::new(move |_| dest.with(|d| d.as_ref().and_then(|d| d.last_success_at.clone())));
 
     let run_test = move |_| {
-        testing.set(true);
-        test_result.set(None);
         leptos::task::spawn_local(async move {
-            let r = crate::api::destinations::test_destination(id).await;
-            testing.set(false);
-            test_result.set(Some(match r {
-                Ok(t) => (t.ok, t.message),
-                Err(e) => (false, e.to_string()),
-            }));
+            run_check(testing, test_result, async move {
+                crate::api::destinations::test_destination(id)
+                    .await
+                    .map(|t| (t.ok, t.message))
+            })
+            .await;
             // The test is also the destination's last status.
             reload.update(|r| *r += 1);
         });
@@ -392,6 +390,37 @@ fn DestinationItem(
     .into_any()
 }
 
+/// Runs a check whose answer is a verdict and a sentence (a destination's Test, the
+/// Encryption card's Check a key): `busy` while it runs, then the verdict in `result`; a
+/// call that fails is a failed verdict with its message.
+pub async fn run_check(
+    busy: RwSignal<bool>,
+    result: RwSignal<Option<(bool, String)>>,
+    check: impl std::future::Future<Output = Result<(bool, String), crate::error::AppError>>,
+) {
+    busy.set(true);
+    result.set(None);
+    let verdict = check.await.unwrap_or_else(|e| (false, e.to_string()));
+    busy.set(false);
+    result.set(Some(verdict));
+}
+
+/// The messages of `errors` that no field in `placed` shows next to itself, for the foot
+/// of a form: `form`'s as it is, any other key's prefixed with the key.
+pub fn unplaced_errors(errors: &BTreeMap<String, String>, placed: &[&str]) -> Vec<String> {
+    errors
+        .iter()
+        .filter(|(k, _)| !placed.contains(&k.as_str()))
+        .map(|(k, v)| {
+            if k == "form" {
+                v.clone()
+            } else {
+                format!("{k}: {v}")
+            }
+        })
+        .collect()
+}
+
 /// The Add / Edit dialog. On edit the secret field starts empty: empty keeps the stored one.
 #[component]
 fn DestinationForm(
@@ -483,20 +512,7 @@ fn DestinationForm(
             })}
         }
     };
-    let other_errors = move || {
-        errors.with(|e| {
-            e.iter()
-                .filter(|(k, _)| !FIELDS.contains(&k.as_str()))
-                .map(|(k, v)| {
-                    if k == "form" {
-                        v.clone()
-                    } else {
-                        format!("{k}: {v}")
-                    }
-                })
-                .collect::<Vec<_>>()
-        })
-    };
+    let other_errors = move || errors.with(|e| unplaced_errors(e, &FIELDS));
     let text_field = move |label: &'static str,
                            field: &'static str,
                            input_id: &'static str,

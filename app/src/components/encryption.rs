@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use leptos::prelude::*;
 
+use crate::components::destinations::{run_check, unplaced_errors};
 use crate::model::{EncryptionSave, EncryptionView};
 
 /// The name the emergency kit is saved under.
@@ -129,20 +130,7 @@ pub fn EncryptionCard() -> impl IntoView {
     };
 
     let recipient_error = move || errors.with(|e| e.get("recipients").cloned());
-    let other_errors = move || {
-        errors.with(|e| {
-            e.iter()
-                .filter(|(k, _)| k.as_str() != "recipients")
-                .map(|(k, v)| {
-                    if k == "form" {
-                        v.clone()
-                    } else {
-                        format!("{k}: {v}")
-                    }
-                })
-                .collect::<Vec<_>>()
-        })
-    };
+    let other_errors = move || errors.with(|e| unplaced_errors(e, &["recipients"]));
 
     view! {
         <section class="card encryption" aria-labelledby="encryption-title">
@@ -266,16 +254,11 @@ fn CheckKey() -> impl IntoView {
     let result = RwSignal::new(None::<(bool, String)>);
     let check = move |_| {
         let identity = text.get_untracked();
-        checking.set(true);
-        result.set(None);
-        leptos::task::spawn_local(async move {
-            let r = crate::api::encryption::check_encryption_key(identity).await;
-            checking.set(false);
-            result.set(Some(match r {
-                Ok(c) => (c.ok, c.message),
-                Err(e) => (false, e.to_string()),
-            }));
-        });
+        leptos::task::spawn_local(run_check(checking, result, async move {
+            crate::api::encryption::check_encryption_key(identity)
+                .await
+                .map(|c| (c.ok, c.message))
+        }));
     };
     view! {
         <div class="check-key">
