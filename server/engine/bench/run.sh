@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Backup benchmark: Backstop's backup (dump + archive) against GNU tar, gzip, pigz and sqlite3,
-# and the same backup with encryption (the archive encrypted once with age, as for the copies
-# that leave the machine) against without, in the same process.
+# and the same backup with encryption against without, in the same process: encrypted in the
+# same pass (`encrypt_local`), and a plain archive encrypted afterwards (for the copies).
 #
 # Run from the repository root:
 #     bash server/engine/bench/run.sh
@@ -121,7 +121,7 @@ echo "== timing (each after sync)" >&2
 rm -f "$OUT"/*; sync; sleep 1
 line=$(BENCH_ENCRYPT=1 "$BIN" --cancel-at "$CANCEL_AT" content.db "$OUT" logos=logos recordings=recordings)
 echo "backstop: $line" >&2
-eval "$(echo "$line" | tr ' ' '\n' | grep -E '^(dump_secs|archive_secs|total_secs|archive_bytes|peak_rss_kib|cancel_secs|cancel_max_s|encrypt_secs|peak_rss_after_encrypt_kib)=' | sed 's/^/bs_/')"
+eval "$(echo "$line" | tr ' ' '\n' | grep -E '^(dump_secs|archive_secs|total_secs|archive_bytes|peak_rss_kib|cancel_secs|cancel_max_s|encrypt_secs|peak_rss_after_encrypt_kib|local_enc_archive_secs|plain_archive_best_secs|with_copy_archive_secs)=' | sed 's/^/bs_/')"
 archive=$(ls "$OUT"/backstop-*.tar.gz)
 [ "$(ls -A "$OUT")" = "$(basename "$archive")" ] \
     || { echo "canceled backups left files in $OUT: $(ls -A "$OUT")" >&2; exit 1; }
@@ -173,8 +173,10 @@ compressible content: backstop ${compr_archive_bytes} bytes, tar | gzip -6 ${gz6
 ratio size backstop / gzip -6             $(ratio "$compr_archive_bytes" "$gz6_bytes")   target <= 1.05
 backstop peak RSS                         $((bs_peak_rss_kib / 1024)) MiB   target <= 64
 $(printf '%-41s' "cancel latency (at $CANCEL_AT)") ${bs_cancel_secs//,/ } s, each canceled, nothing left behind
-backup + encryption (age, once)          $(python3 -c "print(f'{$bs_total_secs + $bs_encrypt_secs:.3f}')")s  (encrypt ${bs_encrypt_secs}s)
-ratio with / without encryption           $(ratio "$(python3 -c "print($bs_total_secs + $bs_encrypt_secs)")" "$bs_total_secs")   target <= 1.15
+encrypted backup (encrypt_local: dump + tar -> gzip -> age in one pass)  $(python3 -c "print(f'{$bs_dump_secs + $bs_local_enc_archive_secs:.3f}')")s  (archive ${bs_local_enc_archive_secs}s; plain archive, best of 2: ${bs_plain_archive_best_secs}s)
+ratio with / without encryption           $(ratio "$(python3 -c "print($bs_dump_secs + $bs_local_enc_archive_secs)")" "$(python3 -c "print($bs_dump_secs + $bs_plain_archive_best_secs)")")   target <= 1.15
+plain backup + encrypted form for the copies, one pass  $(python3 -c "print(f'{$bs_dump_secs + $bs_with_copy_archive_secs:.3f}')")s, ratio $(ratio "$(python3 -c "print($bs_dump_secs + $bs_with_copy_archive_secs)")" "$(python3 -c "print($bs_dump_secs + $bs_plain_archive_best_secs)")")
+plain backup, then encrypted afterwards (a retry)  $(python3 -c "print(f'{$bs_total_secs + $bs_encrypt_secs:.3f}')")s  (encrypt ${bs_encrypt_secs}s), ratio $(ratio "$(python3 -c "print($bs_total_secs + $bs_encrypt_secs)")" "$bs_total_secs")
 peak RSS with encryption                  $((bs_peak_rss_after_encrypt_kib / 1024)) MiB   target <= 64
 cancel max ${bs_cancel_max_s} s = $(python3 -c "print(f'{100 * $bs_cancel_max_s / $bs_total_secs:.1f}')")% of a full backup (${bs_total_secs}s)   target < 1 s
 EOF

@@ -1,9 +1,10 @@
 //! The backup pipeline, top to bottom (DESIGN section 4): admit (the backup folder is
 //! safe and writable) -> `pre-backup` -> dump the database -> collect directories and plugin
-//! content -> `post-collect` -> `pre-archive` -> stream tar -> gzip -> sha256 -> `.partial`
-//! -> fsync -> rename (never replacing) -> record -> `post-archive` -> retention ->
-//! `post-backup` -> copies to the destinations. The runner ([`crate::jobs::runner`]) marks the job succeeded after this
-//! returns, so nobody sees the finished backup before retention has run.
+//! content -> `post-collect` -> `pre-archive` -> stream tar -> gzip (-> age, with
+//! `encrypt_local`) -> sha256 -> `.partial` -> fsync -> rename (never replacing) -> record ->
+//! `post-archive` -> retention -> `post-backup` -> copies to the destinations. The runner
+//! ([`crate::jobs::runner`]) marks the job succeeded after this returns, so nobody sees the
+//! finished backup before retention has run.
 
 use std::path::{Path, PathBuf};
 
@@ -153,7 +154,23 @@ impl Core {
         // 3. Stream tar -> gzip -> sha256 -> .partial -> fsync -> rename. The record claims the
         // name before the file exists, so the file is owned from its first byte (a crash
         // leaves a file the restart sweep knows to remove), and no other record names it.
-        let name = self.claim_archive_name(row.id, &dest).await?;
+        // `encrypt_local`: the archive is stored encrypted, written so in the same pass.
+        let encrypt_to = crate::encryption::local_recipients(self.state()).await?;
+        let name = self
+            .claim_archive_name(row.id, &dest, encrypt_to.is_some())
+            .await?;
+        // A plain archive with destinations that encrypt: its encrypted form is written in
+        // the same pass, for the copies. Not having it only means the copies encrypt later.
+        let copy_plan = if encrypt_to.is_none() {
+            self.encrypted_copy_plan(row.id, &dest, &name)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e.detailed(), "no encrypted copy beside the archive");
+                    None
+                })
+        } else {
+            None
+        };
         let req = crate::archive::writer::ArchiveRequest {
             dest_dir: dest.clone(),
             file_name: name.clone(),
@@ -169,6 +186,10 @@ impl Core {
             missing_directories: missing,
             plugin_files,
             plugins,
+            encrypt_to,
+            also_encrypted: copy_plan
+                .as_ref()
+                .map(|p| (p.path.clone(), p.recipients.clone())),
         };
         let outcome = {
             let (cancel, progress) = (cancel.clone(), progress.clone());
@@ -222,8 +243,9 @@ impl Core {
 
         // 6. Copies to the destinations (DESIGN section 10). A failed copy is a warning,
         //    never a failed backup: the archive is complete and kept.
+        let premade = copy_plan.and_then(|p| p.made(outcome.encrypted_copy.clone()));
         let warnings = self
-            .copy_to_destinations(row.id, &outcome.path, cancel, &progress)
+            .copy_to_destinations(row.id, &outcome.path, premade, cancel, &progress)
             .await;
         done.warnings.extend(warnings);
         Ok(done)

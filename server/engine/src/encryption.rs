@@ -8,8 +8,13 @@
 //!   `age::secrecy::SecretString` or in the one answer that shows it.
 //! - Disabling encryption keeps the key, so archives already encrypted still open, and
 //!   enabling it again reuses it (no second kit: the first one still works).
-//! - `encrypt_local` (keeping the local archives encrypted too) is refused for now: see
-//!   [`update`].
+//! - `encrypt_local` keeps the local archives encrypted too: a backup is then written as
+//!   `NAME.tar.gz.age` straight away (tar -> gzip -> age -> file, one pass, the plain
+//!   `.tar.gz` never touches the disk), and its record's size and sha256 are those of the
+//!   `.age` file as stored (what a download gives). Restore, verify and the manifest read it
+//!   through the instance key; a copy to a destination that wants encryption sends those
+//!   bytes as they are. Turning it off (or on) changes only the backups made afterwards:
+//!   archives already stored keep their form, and the key is kept, so all stay restorable.
 //! - `NAME.tar.gz.age` is exactly the v1 `.tar.gz`, encrypted to the instance key and every
 //!   extra recipient, so any age tool (and any of those keys) opens it.
 //!
@@ -136,14 +141,6 @@ pub async fn update(pool: &SqlitePool, body: &serde_json::Value) -> Result<Encry
                 .with_field("encrypt_local", "enable encryption first"),
         );
     }
-    if s.encrypt_local {
-        // Not built yet: a local `.age` archive would need the restore, verify, manifest
-        // and copy paths to decrypt it first. Refused rather than silently ignored.
-        return Err(Error::invalid(
-            "keeping the local archives encrypted is not available yet: local archives stay plain .tar.gz in the backup folder (copies that leave the machine are encrypted)",
-        )
-        .with_field("encrypt_local", "not available yet"));
-    }
     let mut created = None;
     if s.enabled && stored_identity(pool).await?.is_none() {
         let identity = age::x25519::Identity::generate();
@@ -260,10 +257,105 @@ pub async fn instance_identity(pool: &SqlitePool) -> Result<Option<age::x25519::
     stored_identity(pool).await
 }
 
-/// Whether the encryption settings say to keep local archives encrypted.
-pub async fn encrypt_local(pool: &SqlitePool) -> Result<bool> {
-    let s = saved(pool).await?;
-    Ok(s.enabled && s.encrypt_local)
+/// Who local archives are encrypted for, when the settings say to keep them encrypted
+/// (`encrypt_local`); `None` when local archives stay plain.
+pub async fn local_recipients(pool: &SqlitePool) -> Result<Option<Vec<age::x25519::Recipient>>> {
+    if !saved(pool).await?.encrypt_local {
+        return Ok(None);
+    }
+    recipients(pool).await
+}
+
+/// The keys that open this instance's own encrypted archives: the instance key, if any.
+pub async fn local_keys(pool: &SqlitePool) -> Result<Vec<age::x25519::Identity>> {
+    Ok(stored_identity(pool).await?.into_iter().collect())
+}
+
+/// Opens an age stream for reading with `keys`. A file that is not age, a key that does
+/// not open it, or no key at all: `Rejected`, with the reason.
+pub fn decrypting<R: Read>(
+    input: R,
+    keys: &[age::x25519::Identity],
+) -> Result<age::stream::StreamReader<R>> {
+    if keys.is_empty() {
+        return Err(Error::rejected(
+            "this archive is encrypted and there is no key to open it here: give the key from the emergency kit (AGE-SECRET-KEY-1...)",
+        )
+        .with_field("identity", "required for an encrypted archive"));
+    }
+    let decryptor = age::Decryptor::new(input)
+        .map_err(|e| Error::rejected(format!("the file is not a readable age file: {e}")))?;
+    decryptor
+        .decrypt(keys.iter().map(|i| i as &dyn age::Identity))
+        .map_err(|e| match e {
+            age::DecryptError::NoMatchingKeys => Error::rejected(
+                "this key does not open the archive: it was encrypted for a different key",
+            ),
+            other => Error::rejected(format!("the archive cannot be decrypted: {other}")),
+        })
+}
+
+/// An archive file as a plain `.tar.gz` stream: decrypted with `keys` when it is an age
+/// file, as it is otherwise.
+pub fn open_plain(path: &Path, keys: &[age::x25519::Identity]) -> Result<Box<dyn Read>> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| Error::internal(format!("cannot open {}", path.display()), e))?;
+    let file = BufReader::with_capacity(256 << 10, file);
+    Ok(if is_age_file(path) {
+        Box::new(decrypting(file, keys)?)
+    } else {
+        Box::new(file)
+    })
+}
+
+/// An age encryptor writing into a file, counting and hashing what it writes (the bytes as
+/// stored). Memory is one 64 KiB STREAM chunk plus the file buffer, whatever the size.
+pub struct EncryptingWriter {
+    inner: age::stream::StreamWriter<HashingWriter<BufWriter<std::fs::File>>>,
+}
+
+impl EncryptingWriter {
+    pub fn new(file: std::fs::File, recipients: &[age::x25519::Recipient]) -> Result<Self> {
+        let encryptor =
+            age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+                .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot encrypt: {e}")))?;
+        let hashing = HashingWriter {
+            inner: BufWriter::with_capacity(1 << 20, file),
+            hasher: Sha256::new(),
+            written: 0,
+        };
+        let inner = encryptor
+            .wrap_output(hashing)
+            .map_err(|e| Error::internal("cannot start the encryption", e))?;
+        Ok(EncryptingWriter { inner })
+    }
+
+    /// Writes the last chunk (without it the file does not decrypt) and flushes. Returns the
+    /// file (not synced), the size and sha256 of what was written.
+    pub fn finish(self) -> std::io::Result<(std::fs::File, u64, String)> {
+        let mut hashing = self.inner.finish()?;
+        hashing.inner.flush()?;
+        let file = hashing.inner.into_inner().map_err(|e| e.into_error())?;
+        Ok((
+            file,
+            hashing.written,
+            hex::encode(hashing.hasher.finalize()),
+        ))
+    }
+}
+
+impl Write for EncryptingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Whether an archive file name is the encrypted form (`NAME.tar.gz.age`).
+pub fn is_age_name(name: &str) -> bool {
+    name.ends_with(".age")
 }
 
 /// Whether `path` starts like an age file.
@@ -290,16 +382,8 @@ pub fn encrypt_file(
         .create_new(true)
         .open(dst)
         .map_err(|e| Error::internal(format!("cannot create {}", dst.display()), e))?;
-    let hashing = HashingWriter {
-        inner: BufWriter::with_capacity(1 << 20, out),
-        hasher: Sha256::new(),
-        written: 0,
-    };
-    let encryptor =
-        age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot encrypt: {e}")))?;
     let io = |e: std::io::Error| Error::internal(format!("cannot write {}", dst.display()), e);
-    let mut writer = encryptor.wrap_output(hashing).map_err(io)?;
+    let mut writer = EncryptingWriter::new(out, recipients)?;
     let mut reader = BufReader::with_capacity(1 << 20, input);
     let mut buf = vec![0u8; 1 << 20];
     let mut done = 0u64;
@@ -317,11 +401,9 @@ pub fn encrypt_file(
         done += n as u64;
         progress(done);
     }
-    let mut hashing = writer.finish().map_err(io)?;
-    hashing.inner.flush().map_err(io)?;
-    let file = hashing.inner.into_inner().map_err(|e| io(e.into_error()))?;
+    let (file, size, sha256) = writer.finish().map_err(io)?;
     file.sync_all().map_err(io)?;
-    Ok((hashing.written, hex::encode(hashing.hasher.finalize())))
+    Ok((size, sha256))
 }
 
 /// Decrypts the age file `src` into the new file `dst` with `identities`, streamed; fsyncs
@@ -348,16 +430,7 @@ fn decrypt_inner(
 ) -> Result<(u64, String)> {
     let input = std::fs::File::open(src)
         .map_err(|e| Error::internal(format!("cannot read {}", src.display()), e))?;
-    let decryptor = age::Decryptor::new(BufReader::with_capacity(1 << 20, input))
-        .map_err(|e| Error::rejected(format!("the file is not a readable age file: {e}")))?;
-    let mut reader = decryptor
-        .decrypt(identities.iter().map(|i| i as &dyn age::Identity))
-        .map_err(|e| match e {
-            age::DecryptError::NoMatchingKeys => Error::rejected(
-                "this key does not open the archive: it was encrypted for a different key",
-            ),
-            other => Error::rejected(format!("the archive cannot be decrypted: {other}")),
-        })?;
+    let mut reader = decrypting(BufReader::with_capacity(1 << 20, input), identities)?;
     let out = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -182,6 +182,8 @@ impl Fixture {
                 path: self.path("scratch/epg.xml"),
             }],
             plugins: vec![("epg".into(), "1.2.3".into())],
+            encrypt_to: None,
+            also_encrypted: None,
         }
     }
 
@@ -204,6 +206,7 @@ impl Fixture {
             path,
             limits,
             &self.schema,
+            &[],
             &CancellationToken::new(),
             no_progress(),
         )
@@ -737,6 +740,7 @@ async fn extract_to_staging_recreates_the_trees_and_the_database_file() {
         &out.path,
         &Limits::default(),
         &f.schema,
+        &[],
         &targets,
         &CancellationToken::new(),
         no_progress(),
@@ -809,6 +813,7 @@ async fn extracted_modes_are_masked_no_setuid_and_nothing_group_or_world_writabl
         &hostile,
         &Limits::default(),
         &f.schema,
+        &[],
         &targets,
         &CancellationToken::new(),
         no_progress(),
@@ -854,6 +859,7 @@ async fn extract_of_a_tampered_archive_removes_everything_it_staged() {
         &bad,
         &Limits::default(),
         &f.schema,
+        &[],
         &targets,
         &CancellationToken::new(),
         no_progress(),
@@ -1516,6 +1522,7 @@ async fn verify_of_a_canceled_read_returns_canceled() {
         &out.path,
         &Limits::default(),
         &f.schema,
+        &[],
         &cancel,
         no_progress(),
     )
@@ -1572,7 +1579,7 @@ async fn a_validation_canceled_part_way_stops_before_the_end() {
     };
     let (path, schema, c) = (out.path.clone(), f.schema.clone(), cancel.clone());
     let err = tokio::task::spawn_blocking(move || {
-        archive::verify_archive(&path, &Limits::default(), &schema, &c, progress)
+        archive::verify_archive(&path, &Limits::default(), &schema, &[], &c, progress)
     })
     .await
     .expect("join")
@@ -1587,4 +1594,127 @@ async fn a_validation_canceled_part_way_stops_before_the_end() {
     );
     // The same archive verifies when nobody cancels.
     assert!(f.verify(&out.path).expect("valid").ok);
+}
+
+/// `encrypt_local` and the copies' encrypted form (DESIGN section 11): one pass writes the
+/// archive encrypted, or plain plus its encrypted form beside it. Both open with the key
+/// into a valid archive, verify reads the stored file through the key (and reports the
+/// stored bytes), and no key or another key is refused without reading on.
+#[tokio::test]
+async fn an_archive_written_encrypted_or_with_an_encrypted_copy_opens_only_with_its_key() {
+    let f = Fixture::new().await;
+    let key = age::x25519::Identity::generate();
+    let stranger = age::x25519::Identity::generate();
+    let never = CancellationToken::new();
+
+    // Stored encrypted.
+    let mut req = f.request().await;
+    req.file_name.push_str(".age");
+    req.encrypt_to = Some(vec![key.to_public()]);
+    let enc = tokio::task::spawn_blocking(move || {
+        archive::write_archive(req, &CancellationToken::new(), no_progress())
+    })
+    .await
+    .expect("join")
+    .expect("written");
+    let bytes = std::fs::read(&enc.path).expect("read");
+    assert!(bytes.starts_with(engine::encryption::AGE_MAGIC));
+    assert_eq!(enc.size_bytes, bytes.len() as u64);
+    assert_eq!(
+        enc.sha256,
+        sha256_hex(&bytes),
+        "the record is the stored file"
+    );
+    let keys = [key.clone()];
+    let report = archive::verify_archive(
+        &enc.path,
+        &Limits::default(),
+        &f.schema,
+        &keys,
+        &never,
+        no_progress(),
+    )
+    .expect("verifies with the key");
+    assert_eq!(
+        (report.archive_bytes, report.sha256.as_str()),
+        (enc.size_bytes, enc.sha256.as_str())
+    );
+    for (label, keys) in [("no key", vec![]), ("another key", vec![stranger.clone()])] {
+        let e = archive::verify_archive(
+            &enc.path,
+            &Limits::default(),
+            &f.schema,
+            &keys,
+            &never,
+            no_progress(),
+        )
+        .expect_err(label);
+        assert_eq!(e.kind(), ErrorKind::Rejected, "{label}");
+    }
+    let plain = f.path("scratch/opened.tar.gz");
+    engine::encryption::decrypt_file(&enc.path, &plain, &keys, &never).expect("decrypts");
+    f.verify(&plain).expect("the plaintext is a valid archive");
+    let m = engine::restore::read_manifest(&enc.path, &keys).expect("manifest");
+    assert_eq!(m.format, "backstop-backup");
+
+    // A changed byte: refused as damaged by the authenticated stream.
+    let mut flipped = bytes.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 1;
+    let bad = f.path("scratch/bad.tar.gz.age");
+    std::fs::write(&bad, &flipped).expect("write");
+    let e = archive::verify_archive(
+        &bad,
+        &Limits::default(),
+        &f.schema,
+        &keys,
+        &never,
+        no_progress(),
+    )
+    .expect_err("damaged");
+    assert_eq!(e.kind(), ErrorKind::Rejected);
+
+    // Plain, with the encrypted form beside it: that form opens into the very archive.
+    let mut req = f.request().await;
+    let side = f.path("scratch/copy.tar.gz.age");
+    req.also_encrypted = Some((side.clone(), vec![key.to_public()]));
+    let both = tokio::task::spawn_blocking(move || {
+        archive::write_archive(req, &CancellationToken::new(), no_progress())
+    })
+    .await
+    .expect("join")
+    .expect("written");
+    let side_bytes = std::fs::read(&side).expect("read");
+    assert_eq!(
+        both.encrypted_copy,
+        Some(Ok((side_bytes.len() as u64, sha256_hex(&side_bytes))))
+    );
+    let opened = f.path("scratch/copy-opened.tar.gz");
+    engine::encryption::decrypt_file(&side, &opened, &keys, &never).expect("decrypts");
+    assert_eq!(
+        std::fs::read(&opened).expect("read"),
+        std::fs::read(&both.path).expect("read"),
+        "the encrypted form is the archive itself"
+    );
+
+    // The second file cannot be created: the archive is still written, and says why.
+    let mut req = f.request().await;
+    req.also_encrypted = Some((f.path("no-such-dir/x.age"), vec![key.to_public()]));
+    let alone = tokio::task::spawn_blocking(move || {
+        archive::write_archive(req, &CancellationToken::new(), no_progress())
+    })
+    .await
+    .expect("join")
+    .expect("the archive does not depend on its copy");
+    assert!(
+        matches!(&alone.encrypted_copy, Some(Err(why)) if why.contains("cannot create")),
+        "{:?}",
+        alone.encrypted_copy
+    );
+    f.verify(&alone.path).expect("valid");
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }

@@ -1109,6 +1109,7 @@ fn verify(gz: &[u8], schema: &SchemaInfo) -> engine::Result<archive::VerifyRepor
             &path,
             &limits(),
             schema,
+            &[],
             &CancellationToken::new(),
             archive::no_progress(),
         )
@@ -1266,6 +1267,8 @@ fn backstop_verifies_its_own_archive_of_a_long_name_with_a_line_break() {
             missing_directories: vec![],
             plugin_files: vec![],
             plugins: vec![],
+            encrypt_to: None,
+            also_encrypted: None,
         },
         &CancellationToken::new(),
         archive::no_progress(),
@@ -1275,6 +1278,7 @@ fn backstop_verifies_its_own_archive_of_a_long_name_with_a_line_break() {
         &out.path,
         &Limits::default(),
         &schema,
+        &[],
         &CancellationToken::new(),
         archive::no_progress(),
     )

@@ -187,7 +187,9 @@ async fn cancel_job(
     responses((status = 200, description = "the archive", content_type = "application/gzip", body = super::schemas::Binary),
         (status = 206, description = "the requested range", content_type = "application/gzip", body = super::schemas::Binary)))]
 /// Streams the archive with `Content-Length`, `HEAD` and `Range` support (tower-http's
-/// `ServeFile` does the range arithmetic and never reads the file into memory).
+/// `ServeFile` does the range arithmetic and never reads the file into memory). An archive
+/// stored encrypted (`NAME.tar.gz.age`) is sent as stored, as `application/octet-stream`
+/// (age has no registered media type).
 async fn download(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -199,12 +201,15 @@ async fn download(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "backup.tar.gz".into());
-    let served = tower_http::services::ServeFile::new_with_mime(
-        &path,
-        &"application/gzip".parse().expect("valid mime"),
-    )
-    .oneshot(req)
-    .await;
+    let mime = if name.ends_with(".age") {
+        "application/octet-stream"
+    } else {
+        "application/gzip"
+    };
+    let served =
+        tower_http::services::ServeFile::new_with_mime(&path, &mime.parse().expect("valid mime"))
+            .oneshot(req)
+            .await;
     let mut res = match served {
         Ok(r) => r.map(Body::new),
         Err(never) => match never {},

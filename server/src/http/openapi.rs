@@ -466,6 +466,7 @@ mod tests {
             original_filename: None,
             size_bytes: None,
             sha256: None,
+            encrypted: false,
             include_recordings: false,
             progress: wire::JobProgress::default(),
             error: None,

@@ -172,6 +172,11 @@ pub struct Job {
     pub original_filename: Option<String>,
     pub size_bytes: Option<i64>,
     pub sha256: Option<String>,
+    /// The archive is stored encrypted (`NAME.tar.gz.age`, DESIGN section 11): a download
+    /// gives the `.age` file as stored, and a restore decrypts it with the instance key.
+    /// For a restore job: whether its source is.
+    #[serde(default)]
+    pub encrypted: bool,
     pub include_recordings: bool,
     pub progress: JobProgress,
     pub error: Option<String>,

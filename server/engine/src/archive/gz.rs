@@ -18,6 +18,9 @@
 //!   returned, so at most [`POOL`] chunks (and as many compressed outputs) exist at once.
 //! - The writer asks a flusher thread to `fdatasync` every [`SYNC_EVERY`] bytes, so the disk
 //!   writes while we compute instead of all at the final fsync.
+//! - The file gets the gzip stream as it is, or encrypted with age (`encrypt_local`). A second
+//!   output may take the same stream encrypted into another file, on its own thread (the
+//!   form the copies send when the local archive is plain): one pass makes both.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -71,6 +74,21 @@ struct Piece {
 pub(crate) struct Written {
     pub size: u64,
     pub sha256: String,
+    /// The second, encrypted output, when one was asked for.
+    pub side: Option<SideOutcome>,
+}
+
+/// How the second output ended: its size and sha256, or why it was given up. Its failure
+/// never fails the archive (a copy made from it is a copy, and copies never fail a backup).
+pub type SideOutcome = std::result::Result<(u64, String), String>;
+
+/// Buffers in flight to the second output's thread.
+const SIDE_QUEUE: usize = 4;
+
+enum SideMsg {
+    Data(Vec<u8>),
+    /// The stream is complete: finish and sync. A channel closed without it is abandoned.
+    End,
 }
 
 /// Starts the workers and the writer on `scope`; they end when the returned [`Gz`] is
@@ -78,6 +96,8 @@ pub(crate) struct Written {
 pub(crate) fn start<'scope, 'env>(
     scope: &'scope std::thread::Scope<'scope, 'env>,
     file: File,
+    encrypt_to: Option<Vec<age::x25519::Recipient>>,
+    side: Option<(File, Vec<age::x25519::Recipient>)>,
     workers: usize,
     cancel: &'env CancellationToken,
 ) -> Gz<'scope> {
@@ -99,8 +119,33 @@ pub(crate) fn start<'scope, 'env>(
     drop(done_tx);
     let stop = Arc::new(AtomicBool::new(false));
     let writer_stop = Arc::clone(&stop);
-    let writer =
-        scope.spawn(move || write_members(file, done_rx, pool_tx, &outputs, cancel, &writer_stop));
+    // The second output (the encrypted form for the copies) on its own thread, so the
+    // encryption runs beside the compression instead of after it.
+    let (side_tx, side) = match side {
+        None => (None, None),
+        Some((side_file, recipients)) => match Sink::new(side_file, Some(&recipients)) {
+            Ok(sink) => {
+                let (tx, rx) = sync_channel::<SideMsg>(SIDE_QUEUE);
+                (
+                    Some(tx),
+                    Some(Ok(scope.spawn(move || side_writer(rx, sink)))),
+                )
+            }
+            Err(e) => (None, Some(Err(e.message().to_owned()))),
+        },
+    };
+    let writer = scope.spawn(move || {
+        let sink = Sink::new(file, encrypt_to.as_deref())?;
+        write_members(
+            sink,
+            side_tx,
+            done_rx,
+            pool_tx,
+            &outputs,
+            cancel,
+            &writer_stop,
+        )
+    });
     Gz {
         stop,
         tail: Vec::new(),
@@ -110,6 +155,7 @@ pub(crate) fn start<'scope, 'env>(
         jobs: Some(job_tx),
         pool: pool_rx,
         writer: Some(writer),
+        side,
     }
 }
 
@@ -126,6 +172,7 @@ pub(crate) struct Gz<'scope> {
     jobs: Option<Sender<Job>>,
     pool: Receiver<Vec<u8>>,
     writer: Option<std::thread::ScopedJoinHandle<'scope, Result<Written>>>,
+    side: Option<std::result::Result<std::thread::ScopedJoinHandle<'scope, SideOutcome>, String>>,
 }
 
 impl Gz<'_> {
@@ -211,8 +258,10 @@ impl Gz<'_> {
         let flushed = self.dispatch();
         self.jobs = None;
         let written = self.join_writer();
-        let written = written?;
+        let side = self.join_side();
+        let mut written = written?;
         flushed?;
+        written.side = side;
         Ok(written)
     }
 
@@ -221,9 +270,18 @@ impl Gz<'_> {
     pub(crate) fn abort(mut self) -> Option<Error> {
         self.stop.store(true, Ordering::Relaxed);
         self.jobs = None;
-        self.join_writer()
-            .err()
-            .filter(|e| e.message() != ABANDONED)
+        let err = self.join_writer().err();
+        let _ = self.join_side();
+        err.filter(|e| e.message() != ABANDONED)
+    }
+
+    fn join_side(&mut self) -> Option<SideOutcome> {
+        Some(match self.side.take()? {
+            Ok(h) => h
+                .join()
+                .unwrap_or_else(|_| Err("its writer crashed".into())),
+            Err(why) => Err(why),
+        })
     }
 
     fn join_writer(&mut self) -> Result<Written> {
@@ -399,9 +457,97 @@ fn looks_incompressible(block: &[u8]) -> bool {
     entropy > 7.8
 }
 
-/// The writer thread: puts members in order, hashes and writes them, recycles buffers.
+/// Where the gzip stream goes: the file itself, or an age encryptor writing into the file
+/// (`encrypt_local`: the archive is stored as `NAME.tar.gz.age`). Either way what is hashed
+/// and counted is what the file holds.
+enum Sink {
+    Plain {
+        file: File,
+        hasher: Sha256,
+        size: u64,
+    },
+    Encrypted {
+        writer: crate::encryption::EncryptingWriter,
+        /// The same file, for the background syncs.
+        file: File,
+    },
+}
+
+impl Sink {
+    fn new(file: File, encrypt_to: Option<&[age::x25519::Recipient]>) -> Result<Sink> {
+        Ok(match encrypt_to {
+            None => Sink::Plain {
+                file,
+                hasher: Sha256::new(),
+                size: 0,
+            },
+            Some(recipients) => {
+                let clone = file
+                    .try_clone()
+                    .map_err(|e| Error::internal("cannot write the archive file", e))?;
+                Sink::Encrypted {
+                    writer: crate::encryption::EncryptingWriter::new(clone, recipients)?,
+                    file,
+                }
+            }
+        })
+    }
+
+    fn file(&self) -> &File {
+        match self {
+            Sink::Plain { file, .. } | Sink::Encrypted { file, .. } => file,
+        }
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::Plain { file, hasher, size } => {
+                hasher.update(bytes);
+                *size += bytes.len() as u64;
+                file.write_all(bytes)
+            }
+            Sink::Encrypted { writer, .. } => writer.write_all(bytes),
+        }
+    }
+
+    /// Ends the stream (age's last chunk), syncs the file; its size and sha256.
+    fn finish(self) -> std::io::Result<(u64, String)> {
+        let (file, size, sha256) = match self {
+            Sink::Plain { file, hasher, size } => (file, size, hex::encode(hasher.finalize())),
+            Sink::Encrypted { writer, .. } => writer.finish()?,
+        };
+        file.sync_all()?;
+        Ok((size, sha256))
+    }
+}
+
+/// The second output's thread: writes what the writer hands it; finishes (and syncs) only
+/// when told the stream is complete.
+fn side_writer(rx: Receiver<SideMsg>, mut sink: Sink) -> SideOutcome {
+    let failed = |e: std::io::Error| format!("cannot write the encrypted copy: {e}");
+    while let Ok(m) = rx.recv() {
+        match m {
+            SideMsg::Data(bytes) => sink.write_all(&bytes).map_err(failed)?,
+            SideMsg::End => return sink.finish().map_err(failed),
+        }
+    }
+    Err("the archive was not completed".into())
+}
+
+/// Hands `bytes` to the second output; gives it up (`None`) once its thread has stopped.
+fn to_side(side: &mut Option<SyncSender<SideMsg>>, bytes: &[u8]) {
+    if let Some(tx) = side
+        && tx.send(SideMsg::Data(bytes.to_vec())).is_err()
+    {
+        *side = None;
+    }
+}
+
+/// The writer thread: puts members in order, writes them to the sink (which hashes them),
+/// recycles buffers.
 fn write_members(
-    mut file: File,
+    mut sink: Sink,
+    mut side: Option<SyncSender<SideMsg>>,
     done: Receiver<Done>,
     pool: Sender<Vec<u8>>,
     outputs: &Mutex<Vec<Vec<u8>>>,
@@ -409,15 +555,15 @@ fn write_members(
     stop: &AtomicBool,
 ) -> Result<Written> {
     let failed = |e| Error::internal("cannot write the archive file", e);
-    let mut hasher = Sha256::new();
+    // Bytes of gzip stream written (before any encryption): when to kick the flusher.
     let mut size = 0u64;
     let mut next = 0u64;
     let mut pending: BTreeMap<u64, (Vec<u8>, Piece)> = BTreeMap::new();
-    let flusher = Flusher::start(&file);
+    let flusher = Flusher::start(sink.file());
     let mut synced_at = 0u64;
     let mut crc = Crc::new();
-    hasher.update(GZIP_HEADER);
-    file.write_all(&GZIP_HEADER).map_err(failed)?;
+    sink.write_all(&GZIP_HEADER).map_err(failed)?;
+    to_side(&mut side, &GZIP_HEADER);
     size += GZIP_HEADER.len() as u64;
     while let Ok(d) = done.recv() {
         if cancel.is_cancelled() {
@@ -428,8 +574,8 @@ fn write_members(
         }
         pending.insert(d.seq, (d.input, d.output?));
         while let Some((input, piece)) = pending.remove(&next) {
-            hasher.update(&piece.bytes);
-            file.write_all(&piece.bytes).map_err(failed)?;
+            sink.write_all(&piece.bytes).map_err(failed)?;
+            to_side(&mut side, &piece.bytes);
             size += piece.bytes.len() as u64;
             crc.combine(&piece.crc);
             next += 1;
@@ -454,9 +600,8 @@ fn write_members(
     trailer.extend_from_slice(&FINAL_BLOCK);
     trailer.extend_from_slice(&crc.sum().to_le_bytes());
     trailer.extend_from_slice(&crc.amount().to_le_bytes());
-    hasher.update(&trailer);
-    file.write_all(&trailer).map_err(failed)?;
-    size += trailer.len() as u64;
+    sink.write_all(&trailer).map_err(failed)?;
+    to_side(&mut side, &trailer);
     drop(flusher);
     if cancel.is_cancelled() {
         return Err(canceled());
@@ -464,10 +609,15 @@ fn write_members(
     if stop.load(Ordering::Relaxed) {
         return Err(Error::internal(ABANDONED, PipelineBroken));
     }
-    file.sync_all().map_err(failed)?;
+    // Both files sync at once: the second output finishes on its own thread meanwhile.
+    if let Some(tx) = side.take() {
+        let _ = tx.send(SideMsg::End);
+    }
+    let (size, sha256) = sink.finish().map_err(failed)?;
     Ok(Written {
         size,
-        sha256: hex::encode(hasher.finalize()),
+        sha256,
+        side: None,
     })
 }
 

@@ -96,14 +96,20 @@ pub struct ExtractReport {
 }
 
 /// Checks `path` completely without changing anything. Blocking.
+///
+/// An archive stored encrypted (an age file, `NAME.tar.gz.age`) is read through `keys`
+/// (none, or none that opens it: refused); the report's `archive_bytes` and `sha256` are
+/// then those of the file as stored, and a truncated or changed file fails age's
+/// authentication and is refused as damaged.
 pub fn verify_archive(
     path: &Path,
     limits: &Limits,
     schema: &SchemaInfo,
+    keys: &[age::x25519::Identity],
     cancel: &CancellationToken,
     progress: ProgressFn,
 ) -> Result<VerifyReport> {
-    read_archive(path, limits, schema, cancel, progress, "verify", None)
+    read_archive(path, limits, schema, keys, cancel, progress, "verify", None)
 }
 
 /// Checks `path` exactly as [`verify_archive`] does and, in the same pass, extracts it into
@@ -112,6 +118,7 @@ pub fn extract_to_staging(
     path: &Path,
     limits: &Limits,
     schema: &SchemaInfo,
+    keys: &[age::x25519::Identity],
     targets: &StagingTargets,
     cancel: &CancellationToken,
     progress: ProgressFn,
@@ -121,6 +128,7 @@ pub fn extract_to_staging(
         path,
         limits,
         schema,
+        keys,
         cancel,
         progress,
         "extract",
@@ -347,6 +355,7 @@ fn read_archive(
     path: &Path,
     limits: &Limits,
     schema: &SchemaInfo,
+    keys: &[age::x25519::Identity],
     cancel: &CancellationToken,
     progress: ProgressFn,
     step: &'static str,
@@ -361,12 +370,22 @@ fn read_archive(
         hasher: RefCell::new(Sha256::new()),
         violation: RefCell::new(None),
     });
-    let counting = Counting {
-        file,
-        shared: Rc::clone(&shared),
+    let counting = BufReader::with_capacity(
+        64 << 10,
+        Counting {
+            file,
+            shared: Rc::clone(&shared),
+        },
+    );
+    // What is counted and hashed is the file as stored; an encrypted one is decrypted above
+    // that (age authenticates every 64 KiB chunk, so a changed byte stops the read).
+    let stored: Box<dyn Read> = if crate::encryption::is_age_file(path) {
+        Box::new(crate::encryption::decrypting(counting, keys)?)
+    } else {
+        Box::new(counting)
     };
     let guard = Guard {
-        inner: MultiGzDecoder::new(BufReader::with_capacity(64 << 10, counting)),
+        inner: MultiGzDecoder::new(stored),
         shared: Rc::clone(&shared),
         total: 0,
         limits: limits.clone(),

@@ -53,6 +53,13 @@ pub struct ArchiveRequest {
     pub plugin_files: Vec<FileContribution>,
     /// (plugin id, version) of every contributing plugin.
     pub plugins: Vec<(String, String)>,
+    /// Store the archive encrypted to these recipients (`encrypt_local`, DESIGN section 11):
+    /// the file is then `NAME.tar.gz.age`, and the outcome's size and sha256 are its own.
+    pub encrypt_to: Option<Vec<age::x25519::Recipient>>,
+    /// Also write the archive encrypted to these recipients into this new file, in the same
+    /// pass (the form the copies send when the local archive is plain). A failure of that
+    /// second file never fails the archive: the outcome says what became of it.
+    pub also_encrypted: Option<(PathBuf, Vec<age::x25519::Recipient>)>,
 }
 
 /// A finished archive.
@@ -66,7 +73,13 @@ pub struct ArchiveOutcome {
     pub manifest: wire::Manifest,
     /// Things skipped or changed while archiving, for the job's `warnings`.
     pub warnings: Vec<String>,
+    /// The encrypted copy asked for by `also_encrypted`: its size and sha256, or why it was
+    /// given up.
+    pub encrypted_copy: Option<EncryptedCopy>,
 }
+
+/// See [`ArchiveOutcome::encrypted_copy`].
+pub type EncryptedCopy = super::gz::SideOutcome;
 
 /// `backstop-YYYYMMDDTHHMMSSZ.tar.gz`, or with `-1`, `-2`... when that name (or its
 /// `.partial`) already exists in `dir`.
@@ -83,13 +96,14 @@ pub fn archive_name_avoiding(
     recorded: &dyn Fn(&str) -> bool,
 ) -> String {
     let base = format!("backstop-{}", now.format("%Y%m%dT%H%M%SZ"));
+    // A name is taken in either form (plain, or `.age`), so copies of two archives never
+    // share an object name either.
     let taken = |name: &str| {
-        recorded(name)
-            || dir.join(name).symlink_metadata().is_ok()
-            || dir
-                .join(format!("{name}.partial"))
-                .symlink_metadata()
-                .is_ok()
+        [name.to_owned(), format!("{name}.age")].iter().any(|n| {
+            recorded(n)
+                || dir.join(n).symlink_metadata().is_ok()
+                || dir.join(format!("{n}.partial")).symlink_metadata().is_ok()
+        })
     };
     let first = format!("{base}.tar.gz");
     if !taken(&first) {
@@ -121,11 +135,15 @@ pub fn write_archive(
                 sha256: written.sha256,
                 manifest,
                 warnings,
+                encrypted_copy: written.side,
             })
         },
     );
     result.map_err(|e| {
         discard_file(&partial);
+        if let Some((side, _)) = &req.also_encrypted {
+            discard_file(side);
+        }
         // Whatever failed last, a canceled job reports the cancel.
         if cancel.is_cancelled() { canceled() } else { e }
     })
@@ -281,8 +299,21 @@ fn write_partial(
     let mut throttle = Throttle::new(progress, "archive");
     throttle.finish(0, total);
 
-    let written = std::thread::scope(|s| {
-        let mut gz = gz::start(s, file, workers, cancel);
+    let mut side_error = None;
+    let side = match &req.also_encrypted {
+        None => None,
+        Some((path, recipients)) => {
+            match OpenOptions::new().write(true).create_new(true).open(path) {
+                Ok(f) => Some((f, recipients.clone())),
+                Err(e) => {
+                    side_error = Some(format!("cannot create {}: {e}", path.display()));
+                    None
+                }
+            }
+        }
+    };
+    let mut written = std::thread::scope(|s| {
+        let mut gz = gz::start(s, file, req.encrypt_to.clone(), side, workers, cancel);
         let mut w = EntryWriter {
             gz: &mut gz,
             cancel,
@@ -302,6 +333,9 @@ fn write_partial(
             }),
         }
     })?;
+    if let Some(why) = side_error {
+        written.side = Some(Err(why));
+    }
     throttle.finish(total, total);
     Ok((written, manifest, warnings))
 }

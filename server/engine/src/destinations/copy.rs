@@ -50,13 +50,81 @@ pub(crate) struct Summary {
     pub(crate) trigger: String,
 }
 
+/// Where a backup writes the encrypted form of its plain archive for the copies, in the same
+/// pass as the archive (see [`Core::encrypted_copy_plan`]).
+pub(crate) struct CopyPlan {
+    pub(crate) path: PathBuf,
+    pub(crate) recipients: Vec<age::x25519::Recipient>,
+    guard: RemoveOnDrop,
+}
+
+/// The encrypted form a backup made beside its archive, ready to send.
+pub(crate) struct Premade {
+    path: PathBuf,
+    size: u64,
+    sha256: String,
+    guard: RemoveOnDrop,
+}
+
+impl CopyPlan {
+    /// What became of the planned file: ready to send, or `None` (the copies then encrypt
+    /// the archive themselves, as a retry does).
+    pub(crate) fn made(
+        self,
+        outcome: Option<crate::archive::writer::EncryptedCopy>,
+    ) -> Option<Premade> {
+        match outcome? {
+            Ok((size, sha256)) => Some(Premade {
+                path: self.path,
+                size,
+                sha256,
+                guard: self.guard,
+            }),
+            Err(why) => {
+                tracing::warn!(%why, "the encrypted copy made with the archive was given up; the copies encrypt it afterwards");
+                None
+            }
+        }
+    }
+}
+
 impl Core {
+    /// For a plain local archive `name` of `job` in `dir`: the file its encrypted form is
+    /// written to, in the same pass, when an enabled destination wants encrypted copies and
+    /// encryption is set up ("encrypt once"). `None` otherwise.
+    pub(crate) async fn encrypted_copy_plan(
+        &self,
+        job: JobId,
+        dir: &Path,
+        name: &str,
+    ) -> Result<Option<CopyPlan>> {
+        let wanted = self
+            .destination_rows()
+            .await?
+            .iter()
+            .any(|d| d.enabled && d.encrypt);
+        if !wanted {
+            return Ok(None);
+        }
+        let Some(recipients) = crate::encryption::recipients(self.state()).await? else {
+            return Ok(None);
+        };
+        let staging = copy_staging(dir, job)?;
+        Ok(Some(CopyPlan {
+            path: staging.0.join(format!("{name}.age")),
+            recipients,
+            guard: staging,
+        }))
+    }
+
     /// The copy step of a backup: every enabled destination, in parallel. Returns the
-    /// warnings for the job (one per failed copy, naming the destination).
+    /// warnings for the job (one per failed copy, naming the destination). `premade` is the
+    /// encrypted form made with the archive, if any.
     pub(crate) async fn copy_to_destinations(
         &self,
         job: JobId,
         archive: &Path,
+        premade: Option<Premade>,
         cancel: &CancellationToken,
         progress: &ProgressFn,
     ) -> Vec<String> {
@@ -74,7 +142,7 @@ impl Core {
         }
         self.emit_job(job).await;
         let sources = match self
-            .copy_sources(job, archive, &rows, cancel, progress)
+            .copy_sources(job, archive, &rows, premade, cancel, progress)
             .await
         {
             Ok(s) => s,
@@ -125,38 +193,63 @@ impl Core {
             .collect()
     }
 
-    /// The plain archive, and its encrypted form when a destination wants one and
-    /// encryption is set up: encrypted once, the same bytes for every such destination
-    /// (in a `.staging-copy-*` folder of the archive folder, removed when the copies end).
+    /// The archive as stored, and its other form when a destination wants that one: the
+    /// encrypted form of a plain archive (when encryption is set up), or the plain form of
+    /// an archive stored encrypted (`encrypt_local`) for a destination with `encrypt` off.
+    /// Made once, the same bytes for every such destination, in a `.staging-copy-*` folder
+    /// of the archive folder that is removed when the copies end.
     pub(crate) async fn copy_sources(
         &self,
         job: JobId,
         archive: &Path,
         rows: &[DestinationRow],
+        premade: Option<Premade>,
         cancel: &CancellationToken,
         progress: &ProgressFn,
     ) -> Result<Sources> {
-        let plain = self.copy_source(job, archive).await?;
-        let mut sources = Sources {
-            plain,
-            encrypted: None,
-        };
-        if !rows.iter().any(|d| d.encrypt) {
-            return Ok(sources);
+        let stored = self.copy_source(job, archive).await?;
+        if !rows.iter().any(|d| d.encrypt != stored.encrypted) {
+            return Ok(Sources {
+                stored,
+                other: None,
+            });
         }
-        let Some(recipients) = crate::encryption::recipients(self.state()).await? else {
-            // Those copies fail with "set up encryption first" (DESIGN section 11).
-            return Ok(sources);
+        if let Some(p) = premade.filter(|_| !stored.encrypted) {
+            let other = CopySource {
+                name: format!("{}.age", stored.name),
+                path: p.path,
+                size: p.size,
+                sha256: p.sha256,
+                encrypted: true,
+                summary: stored.summary.clone(),
+            };
+            return Ok(Sources {
+                stored,
+                other: Some((other, p.guard)),
+            });
+        }
+        // Encrypting needs recipients; decrypting our own archive needs the instance key.
+        let recipients = if stored.encrypted {
+            None
+        } else {
+            match crate::encryption::recipients(self.state()).await? {
+                Some(r) => Some(r),
+                // Those copies fail with "set up encryption first" (DESIGN section 11).
+                None => {
+                    return Ok(Sources {
+                        stored,
+                        other: None,
+                    });
+                }
+            }
         };
-        let dir = archive
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join(format!(".staging-copy-{job}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::internal(format!("cannot create {}", dir.display()), e))?;
-        let guard = RemoveOnDrop(dir.clone());
-        let name = format!("{}.age", sources.plain.name);
+        let keys = self.archive_keys().await?;
+        let guard = copy_staging(archive.parent().unwrap_or(Path::new(".")), job)?;
+        let dir = guard.0.clone();
+        let name = match stored.name.strip_suffix(".age") {
+            Some(plain) => plain.to_owned(),
+            None => format!("{}.age", stored.name),
+        };
         let path = dir.join(&name);
         let (src, dst, cancel2, progress2) = (
             archive.to_path_buf(),
@@ -164,30 +257,33 @@ impl Core {
             cancel.clone(),
             progress.clone(),
         );
-        let total = sources.plain.size;
-        let (size, sha256) = tokio::task::spawn_blocking(move || {
-            crate::encryption::encrypt_file(&src, &dst, &recipients, &cancel2, &|n| {
-                progress2(Progress {
-                    step: "encrypt",
-                    done_bytes: n,
-                    total_bytes: total,
+        let total = stored.size;
+        let (size, sha256) = tokio::task::spawn_blocking(move || match recipients {
+            Some(recipients) => {
+                crate::encryption::encrypt_file(&src, &dst, &recipients, &cancel2, &|n| {
+                    progress2(Progress {
+                        step: "encrypt",
+                        done_bytes: n,
+                        total_bytes: total,
+                    })
                 })
-            })
+            }
+            None => crate::encryption::decrypt_file(&src, &dst, &keys, &cancel2),
         })
         .await
         .map_err(|e| Error::internal("the encryption task failed", e))??;
-        sources.encrypted = Some((
-            CopySource {
-                path,
-                name,
-                size,
-                sha256,
-                encrypted: true,
-                summary: sources.plain.summary.clone(),
-            },
-            guard,
-        ));
-        Ok(sources)
+        let other = CopySource {
+            path,
+            name,
+            size,
+            sha256,
+            encrypted: !stored.encrypted,
+            summary: stored.summary.clone(),
+        };
+        Ok(Sources {
+            stored,
+            other: Some((other, guard)),
+        })
     }
 
     /// One copy, start to end, recorded; `Some(warning)` when it failed.
@@ -360,15 +456,27 @@ impl Core {
             return Err(Error::conflict(format!("job {job} has no archive to copy")));
         };
         let path = archive.to_path_buf();
-        let manifest = tokio::task::spawn_blocking(move || read_manifest(&path))
-            .await
-            .map_err(|e| Error::internal("reading the manifest failed", e))??;
+        let keys = self.archive_keys().await?;
+        let manifest =
+            tokio::task::spawn_blocking(move || crate::restore::read_manifest(&path, &keys))
+                .await
+                .map_err(|e| Error::internal("reading the manifest failed", e))?
+                .map_err(|e| {
+                    Error::new(
+                        ErrorKind::Internal,
+                        format!(
+                            "cannot read the manifest of {}: {}",
+                            archive.display(),
+                            e.message()
+                        ),
+                    )
+                })?;
         Ok(CopySource {
             path: archive.to_path_buf(),
+            encrypted: crate::encryption::is_age_name(&name),
             name,
             size: size as u64,
             sha256,
-            encrypted: false,
             summary: Summary {
                 created_at: manifest.created_at,
                 app_version: manifest.app_version,
@@ -423,6 +531,7 @@ impl Core {
                     job,
                     &path,
                     std::slice::from_ref(&d),
+                    None,
                     &cancel,
                     &crate::archive::no_progress(),
                 )
@@ -502,20 +611,31 @@ impl Core {
     }
 }
 
+/// A new, empty `.staging-copy-<job>` folder in the archive folder `dir`, removed when the
+/// guard is dropped (and by the restart sweep after a crash).
+fn copy_staging(dir: &Path, job: JobId) -> Result<RemoveOnDrop> {
+    let path = dir.join(format!(".staging-copy-{job}"));
+    let _ = std::fs::remove_dir_all(&path);
+    std::fs::create_dir_all(&path)
+        .map_err(|e| Error::internal(format!("cannot create {}", path.display()), e))?;
+    Ok(RemoveOnDrop(path))
+}
+
 /// What the copies of one archive send.
 pub(crate) struct Sources {
-    plain: CopySource,
-    /// The `.age` form, and the guard that removes its staging folder.
-    encrypted: Option<(CopySource, RemoveOnDrop)>,
+    /// The archive as the archive folder holds it.
+    stored: CopySource,
+    /// Its other form (encrypted, or plain), and the guard that removes its staging folder.
+    other: Option<(CopySource, RemoveOnDrop)>,
 }
 
 impl Sources {
-    /// What `d` gets: the encrypted form when it wants one and there is one; otherwise the
-    /// plain archive (which `send` refuses for a destination that wants encryption).
+    /// What `d` gets: the form it wants (encrypted or not) when there is one; otherwise the
+    /// stored archive (which `send` refuses, plain, for a destination that wants encryption).
     fn for_destination(&self, d: &DestinationRow) -> &CopySource {
-        match &self.encrypted {
-            Some((enc, _)) if d.encrypt => enc,
-            _ => &self.plain,
+        match &self.other {
+            Some((other, _)) if d.encrypt == other.encrypted => other,
+            _ => &self.stored,
         }
     }
 }
@@ -542,32 +662,4 @@ async fn prune(bucket: &Bucket, keep: i64, newest: &str) -> Result<usize> {
         pruned += 1;
     }
     Ok(pruned)
-}
-
-/// The archive's `manifest.json` (its first entry), without reading further.
-fn read_manifest(path: &Path) -> Result<wire::Manifest> {
-    use std::io::Read;
-    let bad = |why: &str| {
-        Error::new(
-            ErrorKind::Internal,
-            format!("cannot read the manifest of {}: {why}", path.display()),
-        )
-    };
-    let file = std::fs::File::open(path).map_err(|e| bad(&e.to_string()))?;
-    let mut archive =
-        tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)));
-    let mut entries = archive.entries().map_err(|e| bad(&e.to_string()))?;
-    let first = entries
-        .next()
-        .ok_or_else(|| bad("the archive is empty"))?
-        .map_err(|e| bad(&e.to_string()))?;
-    if first.path().map_err(|e| bad(&e.to_string()))?.as_os_str() != "manifest.json" {
-        return Err(bad("manifest.json is not the first entry"));
-    }
-    let mut text = Vec::new();
-    first
-        .take(1 << 20)
-        .read_to_end(&mut text)
-        .map_err(|e| bad(&e.to_string()))?;
-    serde_json::from_slice(&text).map_err(|e| bad(&e.to_string()))
 }

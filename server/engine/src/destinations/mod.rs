@@ -16,7 +16,9 @@ pub mod s3;
 
 use std::collections::BTreeMap;
 
-use sqlx::FromRow;
+use sqlx::query::Query;
+use sqlx::sqlite::{Sqlite, SqliteArguments};
+use sqlx::{FromRow, Row};
 
 use crate::core::Core;
 use crate::{Error, Result};
@@ -100,6 +102,31 @@ struct Valid {
     input: DestinationInput,
     prefix: String,
     region: String,
+}
+
+impl Valid {
+    /// Binds the settings both writes store, in the order the INSERT and the UPDATE name
+    /// their columns: name, kind, enabled, retention_count, encrypt, endpoint, region,
+    /// bucket, prefix, path_style, access_key_id. The secret (kept on update when absent)
+    /// and the rest are the caller's.
+    fn bind_settings<'q>(
+        &'q self,
+        query: Query<'q, Sqlite, SqliteArguments<'q>>,
+    ) -> Query<'q, Sqlite, SqliteArguments<'q>> {
+        let i = &self.input;
+        query
+            .bind(i.name.trim())
+            .bind(i.kind.as_str())
+            .bind(i.enabled)
+            .bind(i.retention_count as i64)
+            .bind(i.encrypt)
+            .bind(i.s3.endpoint.trim().trim_end_matches('/'))
+            .bind(&self.region)
+            .bind(i.s3.bucket.trim())
+            .bind(&self.prefix)
+            .bind(i.s3.path_style)
+            .bind(i.s3.access_key_id.trim())
+    }
 }
 
 /// Reads a client's JSON body as a destination, every wrong field with its own message.
@@ -253,27 +280,17 @@ impl Core {
     /// Creates a destination from a client's JSON body.
     pub async fn create_destination(&self, body: &serde_json::Value) -> Result<Destination> {
         let v = validate(body, false)?;
-        let i = &v.input;
-        let id: DestinationId = sqlx::query_scalar(
-            "INSERT INTO destinations (name, kind, enabled, retention_count, encrypt, endpoint, region, bucket, prefix, \
-             path_style, access_key_id, secret_access_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(i.name.trim())
-        .bind(i.kind.as_str())
-        .bind(i.enabled)
-        .bind(i.retention_count as i64)
-        .bind(i.encrypt)
-        .bind(i.s3.endpoint.trim().trim_end_matches('/'))
-        .bind(&v.region)
-        .bind(i.s3.bucket.trim())
-        .bind(&v.prefix)
-        .bind(i.s3.path_style)
-        .bind(i.s3.access_key_id.trim())
-        .bind(i.s3.secret_access_key.as_deref().unwrap_or_default())
-        .bind(crate::state::now_rfc3339())
-        .fetch_one(self.state())
-        .await
-        .map_err(name_taken)?;
+        let id: DestinationId = v
+            .bind_settings(sqlx::query(
+                "INSERT INTO destinations (name, kind, enabled, retention_count, encrypt, endpoint, region, bucket, prefix, \
+                 path_style, access_key_id, secret_access_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            ))
+            .bind(v.input.s3.secret_access_key.as_deref().unwrap_or_default())
+            .bind(crate::state::now_rfc3339())
+            .fetch_one(self.state())
+            .await
+            .map_err(name_taken)?
+            .try_get("id")?;
         self.get_destination(id).await
     }
 
@@ -285,24 +302,12 @@ impl Core {
     ) -> Result<Destination> {
         self.destination_row(id).await?;
         let v = validate(body, true)?;
-        let i = &v.input;
-        sqlx::query(
+        v.bind_settings(sqlx::query(
             "UPDATE destinations SET name = ?, kind = ?, enabled = ?, retention_count = ?, encrypt = ?, endpoint = ?, \
              region = ?, bucket = ?, prefix = ?, path_style = ?, access_key_id = ?, \
              secret_access_key = COALESCE(?, secret_access_key) WHERE id = ?",
-        )
-        .bind(i.name.trim())
-        .bind(i.kind.as_str())
-        .bind(i.enabled)
-        .bind(i.retention_count as i64)
-        .bind(i.encrypt)
-        .bind(i.s3.endpoint.trim().trim_end_matches('/'))
-        .bind(&v.region)
-        .bind(i.s3.bucket.trim())
-        .bind(&v.prefix)
-        .bind(i.s3.path_style)
-        .bind(i.s3.access_key_id.trim())
-        .bind(i.s3.secret_access_key.as_deref())
+        ))
+        .bind(v.input.s3.secret_access_key.as_deref())
         .bind(id)
         .execute(self.state())
         .await

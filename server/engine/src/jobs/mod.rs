@@ -79,6 +79,10 @@ impl JobRow {
             status: self.status,
             trigger: self.trigger,
             requested_by: self.requested_by,
+            encrypted: self
+                .archive_name
+                .as_deref()
+                .is_some_and(crate::encryption::is_age_name),
             archive_name: self.archive_name,
             original_filename: self.original_filename,
             size_bytes: self.size_bytes,
@@ -637,14 +641,25 @@ impl Core {
 
     /// Claims a fresh archive name in `dir` for backup record `id` before its file is
     /// written: a name no record holds (the unique index `jobs_archive_owner` makes the claim
-    /// atomic between a backup and a concurrent upload) and no file in `dir` has.
-    pub(crate) async fn claim_archive_name(&self, id: JobId, dir: &Path) -> Result<String> {
+    /// atomic between a backup and a concurrent upload) and no file in `dir` has, in either
+    /// form; `NAME.tar.gz.age` when the archive is stored `encrypted`.
+    pub(crate) async fn claim_archive_name(
+        &self,
+        id: JobId,
+        dir: &Path,
+        encrypted: bool,
+    ) -> Result<String> {
         for _ in 0..100 {
             let recorded = self.recorded_names().await?;
             let name =
                 crate::archive::writer::archive_name_avoiding(chrono::Utc::now(), dir, &|n| {
                     recorded.contains(n)
                 });
+            let name = if encrypted {
+                format!("{name}.age")
+            } else {
+                name
+            };
             let claimed =
                 sqlx::query("UPDATE jobs SET archive_name = ?, archive_dir = ? WHERE id = ?")
                     .bind(&name)

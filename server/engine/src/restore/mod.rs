@@ -80,17 +80,20 @@ impl Core {
 
         // 1. Validate without changing anything (this pass also hashes every byte read).
         let schema = self.content().schema().await?;
+        // An archive stored encrypted (`encrypt_local`) opens with the instance key.
+        let keys = self.archive_keys().await?;
         let report = {
-            let (archive, schema, cancel, progress, limits) = (
+            let (archive, schema, keys, cancel, progress, limits) = (
                 archive.clone(),
                 schema.clone(),
+                keys.clone(),
                 cancel.clone(),
                 progress.clone(),
                 self.archive_limits(),
             );
             tokio::task::spawn_blocking(move || {
                 crate::archive::verify::verify_archive(
-                    &archive, &limits, &schema, &cancel, progress,
+                    &archive, &limits, &schema, &keys, &cancel, progress,
                 )
             })
             .await
@@ -229,7 +232,7 @@ impl Core {
             );
             tokio::task::spawn_blocking(move || {
                 crate::archive::verify::extract_to_staging(
-                    &archive, &limits, &schema, &targets, &cancel, progress,
+                    &archive, &limits, &schema, &keys, &targets, &cancel, progress,
                 )
             })
             .await

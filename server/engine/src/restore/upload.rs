@@ -47,7 +47,8 @@ impl Core {
     }
 
     /// Validates an uploaded file; on success stores it under a server-chosen name and lists
-    /// it as a backup job with trigger `upload`. On failure the file is removed (422).
+    /// it as a backup job with trigger `upload`. On failure the file is removed (422). With
+    /// `encrypt_local` the archive is kept encrypted (`NAME.tar.gz.age`).
     ///
     /// The record comes first (status `running`, claiming the name), then the file gets its
     /// final name (never replacing one), then the record is marked succeeded: a crash in
@@ -105,7 +106,7 @@ impl Core {
     /// destination), listed with `trigger`.
     pub(crate) async fn finish_stored(
         &self,
-        mut target: UploadTarget,
+        target: UploadTarget,
         trigger: JobTrigger,
         original_filename: Option<String>,
         requested_by: Option<String>,
@@ -113,17 +114,43 @@ impl Core {
         let report = self
             .verify_file(&target.path, crate::archive::no_progress())
             .await?;
-        let on_disk = std::fs::metadata(&target.path).map(|m| m.len()).ok();
-        let (size, sha) = match report.archive_bytes {
-            // The verifier hashed every byte of the file on its way through.
-            n if Some(n) == on_disk => (n, report.sha256.clone()),
-            _ => {
-                let p = target.path.clone();
-                tokio::task::spawn_blocking(move || file_sha256(&p))
-                    .await
-                    .map_err(|e| Error::internal("hashing the upload failed", e))??
+        // `encrypt_local`: what is kept is the verified archive, encrypted to the current
+        // recipients (so the instance key opens it, whichever key opened the upload).
+        let encrypt_to = crate::encryption::local_recipients(self.state()).await?;
+        let (mut target, size, sha) = match encrypt_to {
+            Some(recipients) => {
+                let encrypted = self.begin_upload().await?;
+                let (from, to) = (target.path.clone(), encrypted.path.clone());
+                let (size, sha) = tokio::task::spawn_blocking(move || {
+                    crate::encryption::encrypt_file(
+                        &from,
+                        &to,
+                        &recipients,
+                        &Default::default(),
+                        &|_| {},
+                    )
+                })
+                .await
+                .map_err(|e| Error::internal("the encryption task failed", e))??;
+                drop(target);
+                (encrypted, size, sha)
+            }
+            None => {
+                let on_disk = std::fs::metadata(&target.path).map(|m| m.len()).ok();
+                let (size, sha) = match report.archive_bytes {
+                    // The verifier hashed every byte of the file on its way through.
+                    n if Some(n) == on_disk => (n, report.sha256.clone()),
+                    _ => {
+                        let p = target.path.clone();
+                        tokio::task::spawn_blocking(move || file_sha256(&p))
+                            .await
+                            .map_err(|e| Error::internal("hashing the upload failed", e))??
+                    }
+                };
+                (target, size, sha)
             }
         };
+        let encrypted = crate::encryption::is_age_file(&target.path);
         let include_recordings = report.manifest.include_recordings;
         // Keep only a printable, bounded form of the client's name: it is shown, never used as a path.
         let original = original_filename.map(|n| {
@@ -150,7 +177,7 @@ impl Core {
             )
             .await?;
         let stored: Result<()> = async {
-            let name = self.claim_archive_name(id, &target.dir).await?;
+            let name = self.claim_archive_name(id, &target.dir, encrypted).await?;
             let final_path = target.dir.join(&name);
             let (from, to, dir) = (target.path.clone(), final_path, target.dir.clone());
             tokio::task::spawn_blocking(move || crate::archive::writer::publish(&from, &to, &dir))

@@ -16,10 +16,17 @@ impl Core {
         crate::archive::verify::Limits::default()
     }
 
+    /// The keys that open archives stored here encrypted (`encrypt_local`): the instance
+    /// key, when there is one.
+    pub(crate) async fn archive_keys(&self) -> Result<Vec<age::x25519::Identity>> {
+        crate::encryption::local_keys(self.state()).await
+    }
+
     /// Reads `manifest.json` of a backup job's archive.
     pub async fn job_manifest(&self, id: JobId) -> Result<wire::Manifest> {
         let path = self.archive_path(id).await?;
-        tokio::task::spawn_blocking(move || read_manifest(&path))
+        let keys = self.archive_keys().await?;
+        tokio::task::spawn_blocking(move || read_manifest(&path, &keys))
             .await
             .map_err(|e| Error::internal("reading the manifest failed", e))?
     }
@@ -45,6 +52,7 @@ impl Core {
         }
         let schema = self.content().schema().await?;
         let limits = self.archive_limits();
+        let keys = self.archive_keys().await?;
         let path = path.to_path_buf();
         // Cancellable: when the caller goes away (the client of an upload or a verify
         // disconnects and the request future is dropped), the guard cancels the token and
@@ -52,7 +60,9 @@ impl Core {
         let cancel = CancellationToken::new();
         let _stop_when_dropped = cancel.clone().drop_guard();
         tokio::task::spawn_blocking(move || {
-            crate::archive::verify::verify_archive(&path, &limits, &schema, &cancel, progress)
+            crate::archive::verify::verify_archive(
+                &path, &limits, &schema, &keys, &cancel, progress,
+            )
         })
         .await
         .map_err(|e| Error::internal("verification failed", e))?
@@ -78,12 +88,11 @@ impl Core {
     }
 }
 
-/// Reads `manifest.json` (the first entry) of an archive without reading the rest.
-pub fn read_manifest(path: &Path) -> Result<wire::Manifest> {
+/// Reads `manifest.json` (the first entry) of an archive without reading the rest; an
+/// archive stored encrypted is read through `keys`.
+pub fn read_manifest(path: &Path, keys: &[age::x25519::Identity]) -> Result<wire::Manifest> {
     use std::io::Read;
-    let file = std::fs::File::open(path)
-        .map_err(|e| Error::internal(format!("cannot open {}", path.display()), e))?;
-    let gz = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
+    let gz = flate2::read::MultiGzDecoder::new(crate::encryption::open_plain(path, keys)?);
     let mut archive = tar::Archive::new(gz);
     let mut entries = archive
         .entries()
