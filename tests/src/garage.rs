@@ -9,7 +9,9 @@
 //! [`Garage::access_key_id`] and [`Garage::secret_access_key`] are known up front, and the
 //! bucket exists once [`Garage::start`] returns (it waits until the S3 port answers HTTP).
 //! Further buckets and keys go through the `garage` CLI ([`Garage::cli`]), which talks to
-//! the node over RPC with the same config file.
+//! the node over RPC with the same config file. [`Garage::raw_store`] is a plain S3 client on
+//! the default bucket, for tests that look at (or tamper with) the store behind Backstop's
+//! back.
 //!
 //! Settings for speed: SQLite metadata, no fsync (`metadata_fsync`/`data_fsync` off),
 //! no scrub, no compression. Logs go to `garage.log` in the temp dir (quoted in errors).
@@ -25,6 +27,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use object_store::aws::{AmazonS3, AmazonS3Builder};
 
 /// Where `tests/garage.sh` installs Garage when `BACKSTOP_TOOLS_DIR` is not set.
 pub const DEFAULT_GARAGE_BIN: &str = "/var/tmp/backstop-tools/garage-2.5.0/bin/garage";
@@ -125,6 +128,19 @@ impl Garage {
 
     pub fn secret_access_key(&self) -> &str {
         &self.secret
+    }
+
+    /// A plain S3 client on the default bucket with the default key (path style, plain
+    /// HTTP), to read and write objects without going through Backstop.
+    pub fn raw_store(&self) -> Result<AmazonS3> {
+        Ok(AmazonS3Builder::new()
+            .with_endpoint(self.endpoint())
+            .with_region(self.region())
+            .with_bucket_name(self.bucket())
+            .with_access_key_id(self.access_key_id())
+            .with_secret_access_key(self.secret_access_key())
+            .with_allow_http(true)
+            .build()?)
     }
 
     /// The node's temp dir (config, `meta/`, `data/`, `garage.log`).

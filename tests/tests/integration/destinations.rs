@@ -6,7 +6,6 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::{Value, json};
@@ -39,18 +38,6 @@ async fn add(app: &TestApp, body: Value) -> Result<i64> {
         bail!("creating a destination answered {s}: {d}");
     }
     d["id"].as_i64().context("destination id")
-}
-
-/// A plain S3 client on the default bucket, to look at the store behind Backstop's back.
-fn raw(garage: &Garage) -> Result<impl ObjectStore> {
-    Ok(AmazonS3Builder::new()
-        .with_endpoint(garage.endpoint())
-        .with_region(garage.region())
-        .with_bucket_name(garage.bucket())
-        .with_access_key_id(garage.access_key_id())
-        .with_secret_access_key(garage.secret_access_key())
-        .with_allow_http(true)
-        .build()?)
 }
 
 async fn keys(store: &impl ObjectStore) -> Result<Vec<String>> {
@@ -105,7 +92,7 @@ async fn a_backup_is_copied_checked_and_listed_and_the_secret_never_comes_back()
 
     // What the store holds: the archive and its sidecar, under the prefix, and the same
     // bytes as the local file.
-    let store = raw(&garage)?;
+    let store = garage.raw_store()?;
     assert_eq!(
         keys(&store).await?,
         vec![
@@ -282,7 +269,7 @@ async fn invalid_destinations_are_refused_field_by_field_and_nothing_is_stored()
 async fn retention_keeps_the_newest_copies_and_never_touches_objects_backstop_did_not_write()
 -> Result<()> {
     let garage = Garage::start().await?;
-    let store = raw(&garage)?;
+    let store = garage.raw_store()?;
     // Objects of someone else's, beside where the copies go: one that even looks like an
     // archive with a sidecar that is not ours.
     for (k, v) in [
@@ -509,7 +496,7 @@ async fn a_fresh_install_lists_the_copies_and_imports_one_that_then_restores() -
     assert!(channels > 0, "the demo channels came back");
 
     // A tampered copy is refused and nothing is kept.
-    let store = raw(&garage)?;
+    let store = garage.raw_store()?;
     store
         .put(
             &ObjectPath::from(format!("dr/{name}")),

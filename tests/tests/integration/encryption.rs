@@ -6,7 +6,6 @@
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use reqwest::Method;
@@ -189,14 +188,7 @@ async fn an_encrypted_copy_opens_with_the_age_cli_and_the_kit_into_the_very_arch
     assert_eq!(list["archives"][0]["encrypted"], true);
 
     // Download it as a stranger would, and open it with Debian's age and each key.
-    let store = AmazonS3Builder::new()
-        .with_endpoint(garage.endpoint())
-        .with_region(garage.region())
-        .with_bucket_name(garage.bucket())
-        .with_access_key_id(garage.access_key_id())
-        .with_secret_access_key(garage.secret_access_key())
-        .with_allow_http(true)
-        .build()?;
+    let store = garage.raw_store()?;
     let bytes = store
         .get(&ObjectPath::from(format!("enc/{name}")))
         .await?
@@ -389,14 +381,7 @@ async fn a_tampered_encrypted_copy_is_refused_at_import() -> Result<()> {
     let name = format!("{}.age", job["archive_name"].as_str().unwrap());
     // Rewrite the object and its sidecar consistently (as an attacker with bucket access
     // could): only the age MAC catches it.
-    let store = AmazonS3Builder::new()
-        .with_endpoint(garage.endpoint())
-        .with_region(garage.region())
-        .with_bucket_name(garage.bucket())
-        .with_access_key_id(garage.access_key_id())
-        .with_secret_access_key(garage.secret_access_key())
-        .with_allow_http(true)
-        .build()?;
+    let store = garage.raw_store()?;
     let key = ObjectPath::from(format!("enc/{name}"));
     let mut bytes = store.get(&key).await?.bytes().await?.to_vec();
     let at = bytes.len() - 10;
