@@ -9,9 +9,12 @@
 //! [`Garage::access_key_id`] and [`Garage::secret_access_key`] are known up front, and the
 //! bucket exists once [`Garage::start`] returns (it waits until the S3 port answers HTTP).
 //! Further buckets and keys go through the `garage` CLI ([`Garage::cli`]), which talks to
-//! the node over RPC with the same config file. [`Garage::raw_store`] is a plain S3 client on
-//! the default bucket, for tests that look at (or tamper with) the store behind Backstop's
-//! back.
+//! the node over RPC with the same config file.
+//!
+//! For the destination tests: [`Garage::destination_body`] is what a client sends to make the
+//! default bucket a Backstop destination, [`add_destination`] sends it, and
+//! [`Garage::raw_store`] is a plain S3 client on the default bucket, for tests that look at
+//! (or tamper with) the store behind Backstop's back.
 //!
 //! Settings for speed: SQLite metadata, no fsync (`metadata_fsync`/`data_fsync` off),
 //! no scrub, no compression. Logs go to `garage.log` in the temp dir (quoted in errors).
@@ -28,6 +31,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
+use serde_json::{Value, json};
+
+use crate::TestApp;
 
 /// Where `tests/garage.sh` installs Garage when `BACKSTOP_TOOLS_DIR` is not set.
 pub const DEFAULT_GARAGE_BIN: &str = "/var/tmp/backstop-tools/garage-2.5.0/bin/garage";
@@ -128,6 +134,27 @@ impl Garage {
 
     pub fn secret_access_key(&self) -> &str {
         &self.secret
+    }
+
+    /// A destination body (`POST`/`PUT /api/backups/destinations/`) for the default bucket
+    /// and key, objects under `prefix`: enabled, every copy kept, encryption off.
+    pub fn destination_body(&self, name: &str, prefix: &str) -> Value {
+        json!({
+            "name": name,
+            "kind": "s3",
+            "enabled": true,
+            "retention_count": 0,
+            "encrypt": false,
+            "s3": {
+                "endpoint": self.endpoint(),
+                "region": self.region(),
+                "bucket": self.bucket(),
+                "prefix": prefix,
+                "path_style": true,
+                "access_key_id": self.access_key_id(),
+                "secret_access_key": self.secret_access_key(),
+            }
+        })
     }
 
     /// A plain S3 client on the default bucket with the default key (path style, plain
@@ -354,6 +381,16 @@ impl Drop for Garage {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Creates a destination on `app` (signed in as admin) from `body`; its id, or an error
+/// unless the server answers 201 Created.
+pub async fn add_destination(app: &TestApp, body: Value) -> Result<i64> {
+    let (s, d) = app.post_json("/api/backups/destinations/", body).await?;
+    if s != 201 {
+        bail!("creating a destination answered {s}: {d}");
+    }
+    d["id"].as_i64().context("destination id")
 }
 
 /// `bytes` random bytes as hex (std's per-process random SipHash keys; plenty for tests).

@@ -5,40 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::{Value, json};
-use tests::garage::Garage;
+use tests::garage::{Garage, add_destination};
 use tests::{TestApp, sha256_file, write_noise};
-
-/// A destination body for `garage`'s default bucket (encryption off: section 11 is separate).
-fn body(garage: &Garage, name: &str, prefix: &str) -> Value {
-    json!({
-        "name": name,
-        "kind": "s3",
-        "enabled": true,
-        "retention_count": 0,
-        "encrypt": false,
-        "s3": {
-            "endpoint": garage.endpoint(),
-            "region": garage.region(),
-            "bucket": garage.bucket(),
-            "prefix": prefix,
-            "path_style": true,
-            "access_key_id": garage.access_key_id(),
-            "secret_access_key": garage.secret_access_key(),
-        }
-    })
-}
-
-async fn add(app: &TestApp, body: Value) -> Result<i64> {
-    let (s, d) = app.post_json("/api/backups/destinations/", body).await?;
-    if s != 201 {
-        bail!("creating a destination answered {s}: {d}");
-    }
-    d["id"].as_i64().context("destination id")
-}
 
 async fn keys(store: &impl ObjectStore) -> Result<Vec<String>> {
     use futures_util::TryStreamExt;
@@ -60,7 +32,7 @@ async fn a_backup_is_copied_checked_and_listed_and_the_secret_never_comes_back()
     let garage = Garage::start().await?;
     let app = TestApp::spawn().await?;
     app.login_admin().await?;
-    let id = add(&app, body(&garage, "garage", "homelab/backstop/")).await?;
+    let id = add_destination(&app, garage.destination_body("garage", "homelab/backstop/")).await?;
 
     // The secret is write only, in every read.
     let (_, one) = app
@@ -138,16 +110,16 @@ async fn bad_credentials_and_a_missing_bucket_are_named_and_never_fail_the_backu
     let garage = Garage::start().await?;
     let app = TestApp::spawn().await?;
     app.login_admin().await?;
-    let mut wrong = body(&garage, "wrong-secret", "");
+    let mut wrong = garage.destination_body("wrong-secret", "");
     wrong["s3"]["secret_access_key"] = json!("0".repeat(64));
-    let wrong = add(&app, wrong).await?;
-    let mut missing = body(&garage, "no-bucket", "");
+    let wrong = add_destination(&app, wrong).await?;
+    let mut missing = garage.destination_body("no-bucket", "");
     missing["s3"]["bucket"] = json!("no-such-bucket");
-    let missing = add(&app, missing).await?;
-    let mut refused = body(&garage, "refused", "");
+    let missing = add_destination(&app, missing).await?;
+    let mut refused = garage.destination_body("refused", "");
     refused["s3"]["endpoint"] = json!("http://127.0.0.1:9");
-    let refused = add(&app, refused).await?;
-    let good = add(&app, body(&garage, "good", "")).await?;
+    let refused = add_destination(&app, refused).await?;
+    let good = add_destination(&app, garage.destination_body("good", "")).await?;
 
     for (id, expect) in [
         (wrong, "credentials"),
@@ -206,7 +178,7 @@ async fn invalid_destinations_are_refused_field_by_field_and_nothing_is_stored()
     let garage = Garage::start().await?;
     let app = TestApp::spawn().await?;
     app.login_admin().await?;
-    let mut b = body(&garage, "", "../up");
+    let mut b = garage.destination_body("", "../up");
     b["s3"]["bucket"] = json!("Bad_Bucket");
     b["s3"]["endpoint"] = json!("ftp://x");
     b["s3"]["access_key_id"] = json!("");
@@ -224,7 +196,7 @@ async fn invalid_destinations_are_refused_field_by_field_and_nothing_is_stored()
     ] {
         assert!(fields[f].is_string(), "no message for {f}: {e}");
     }
-    let mut no_secret = body(&garage, "x", "");
+    let mut no_secret = garage.destination_body("x", "");
     no_secret["s3"]
         .as_object_mut()
         .unwrap()
@@ -238,12 +210,15 @@ async fn invalid_destinations_are_refused_field_by_field_and_nothing_is_stored()
     assert_eq!(all["destinations"], json!([]));
 
     // A second one with the same name is a conflict; an update without a secret keeps it.
-    let id = add(&app, body(&garage, "nas", "")).await?;
+    let id = add_destination(&app, garage.destination_body("nas", "")).await?;
     let (s, _) = app
-        .post_json("/api/backups/destinations/", body(&garage, "nas", ""))
+        .post_json(
+            "/api/backups/destinations/",
+            garage.destination_body("nas", ""),
+        )
         .await?;
     assert_eq!(s, 409);
-    let mut update = body(&garage, "nas renamed", "p");
+    let mut update = garage.destination_body("nas renamed", "p");
     update["s3"]["secret_access_key"] = Value::Null;
     let r = app
         .req(
@@ -286,9 +261,9 @@ async fn retention_keeps_the_newest_copies_and_never_touches_objects_backstop_di
     }
     let app = TestApp::spawn().await?;
     app.login_admin().await?;
-    let mut b = body(&garage, "garage", "");
+    let mut b = garage.destination_body("garage", "");
     b["retention_count"] = json!(2);
-    let id = add(&app, b).await?;
+    let id = add_destination(&app, b).await?;
     let mut names = Vec::new();
     for _ in 0..4 {
         let job = app.backup(json!({})).await?;
@@ -348,7 +323,7 @@ async fn the_store_killed_mid_upload_fails_the_copy_not_the_backup_and_retry_sen
     app.login_admin().await?;
     // Incompressible, so the upload takes a while even on loopback.
     write_noise(&app.data.path().join("logos/noise.bin"), 400 << 20);
-    let id = add(&app, body(&garage, "garage", "")).await?;
+    let id = add_destination(&app, garage.destination_body("garage", "")).await?;
     let (s, job) = app.post_json("/api/backups/jobs/", json!({})).await?;
     assert_eq!(s, 202);
     let jid = job["id"].as_i64().unwrap();
@@ -410,7 +385,7 @@ async fn the_server_killed_mid_copy_keeps_the_complete_backup_and_the_copy_can_b
     let mut app = TestApp::spawn().await?;
     app.login_admin().await?;
     write_noise(&app.data.path().join("logos/noise.bin"), 400 << 20);
-    let id = add(&app, body(&garage, "garage", "")).await?;
+    let id = add_destination(&app, garage.destination_body("garage", "")).await?;
     let (_, job) = app.post_json("/api/backups/jobs/", json!({})).await?;
     let jid = job["id"].as_i64().unwrap();
     wait_for_copy(&app, jid).await?;
@@ -457,7 +432,7 @@ async fn a_fresh_install_lists_the_copies_and_imports_one_that_then_restores() -
     let garage = Garage::start().await?;
     let old = TestApp::spawn().await?;
     old.login_admin().await?;
-    add(&old, body(&garage, "garage", "dr")).await?;
+    add_destination(&old, garage.destination_body("garage", "dr")).await?;
     let job = old.backup(json!({})).await?;
     assert_eq!(copies(&job)[0]["status"], "succeeded", "{job}");
     let name = job["archive_name"].as_str().unwrap().to_owned();
@@ -465,7 +440,7 @@ async fn a_fresh_install_lists_the_copies_and_imports_one_that_then_restores() -
 
     let app = TestApp::spawn_with(&[("BACKSTOP_DEMO", "0")]).await?;
     app.login_admin().await?;
-    let id = add(&app, body(&garage, "same bucket", "dr")).await?;
+    let id = add_destination(&app, garage.destination_body("same bucket", "dr")).await?;
     let (_, list) = app
         .get_json(&format!("/api/backups/destinations/{id}/archives/"))
         .await?;
@@ -535,7 +510,7 @@ async fn cancel_during_the_copy_stops_it_and_keeps_the_complete_backup() -> Resu
     let app = TestApp::spawn().await?;
     app.login_admin().await?;
     write_noise(&app.data.path().join("logos/noise.bin"), 400 << 20);
-    let id = add(&app, body(&garage, "garage", "")).await?;
+    let id = add_destination(&app, garage.destination_body("garage", "")).await?;
     let (_, job) = app.post_json("/api/backups/jobs/", json!({})).await?;
     let jid = job["id"].as_i64().unwrap();
     wait_for_copy(&app, jid).await?;

@@ -10,18 +10,15 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use reqwest::Method;
 use serde_json::{Value, json};
-use tests::garage::Garage;
+use tests::garage::{Garage, add_destination};
 use tests::{TestApp, run, sha256_file, sha256_hex};
 
-fn destination(garage: &Garage, name: &str, encrypt: bool) -> Value {
-    json!({
-        "name": name, "encrypt": encrypt,
-        "s3": {
-            "endpoint": garage.endpoint(), "region": garage.region(), "bucket": garage.bucket(),
-            "prefix": "enc", "path_style": true,
-            "access_key_id": garage.access_key_id(), "secret_access_key": garage.secret_access_key(),
-        }
-    })
+/// Makes `garage`'s default bucket the destination `name` on `app`, copies encrypted, under
+/// `enc/`; its id.
+async fn add_encrypted(app: &TestApp, garage: &Garage, name: &str) -> Result<i64> {
+    let mut body = garage.destination_body(name, "enc");
+    body["encrypt"] = json!(true);
+    add_destination(app, body).await
 }
 
 async fn put_encryption(app: &TestApp, body: Value) -> Result<(u16, Value)> {
@@ -140,13 +137,7 @@ async fn an_encrypted_copy_opens_with_the_age_cli_and_the_kit_into_the_very_arch
     let app = TestApp::spawn().await?;
     app.login_admin().await?;
     // Encryption wanted but not set up: the copy fails, never goes out in the clear.
-    let (s, d) = app
-        .post_json(
-            "/api/backups/destinations/",
-            destination(&garage, "off-site", true),
-        )
-        .await?;
-    assert_eq!(s, 201, "{d}");
+    let id = add_encrypted(&app, &garage, "off-site").await?;
     let job = app.backup(json!({})).await?;
     assert_eq!(job["status"], "succeeded");
     assert_eq!(job["copies"][0]["status"], "failed", "{job}");
@@ -158,7 +149,7 @@ async fn an_encrypted_copy_opens_with_the_age_cli_and_the_kit_into_the_very_arch
         "{job}"
     );
     let (_, list) = app
-        .get_json(&format!("/api/backups/destinations/{}/archives/", d["id"]))
+        .get_json(&format!("/api/backups/destinations/{id}/archives/"))
         .await?;
     assert_eq!(list["archives"], json!([]), "nothing went out: {list}");
 
@@ -182,7 +173,7 @@ async fn an_encrypted_copy_opens_with_the_age_cli_and_the_kit_into_the_very_arch
     );
     let name = format!("{}.age", job["archive_name"].as_str().unwrap());
     let (_, list) = app
-        .get_json(&format!("/api/backups/destinations/{}/archives/", d["id"]))
+        .get_json(&format!("/api/backups/destinations/{id}/archives/"))
         .await?;
     assert_eq!(list["archives"][0]["name"], name.as_str(), "{list}");
     assert_eq!(list["archives"][0]["encrypted"], true);
@@ -230,11 +221,7 @@ async fn a_fresh_install_imports_and_uploads_encrypted_archives_with_the_kit_onl
     let garage = Garage::start().await?;
     let old = TestApp::spawn().await?;
     old.login_admin().await?;
-    old.post_json(
-        "/api/backups/destinations/",
-        destination(&garage, "off-site", true),
-    )
-    .await?;
+    add_encrypted(&old, &garage, "off-site").await?;
     let (_, enc) = put_encryption(&old, json!({"enabled": true})).await?;
     let kit = enc["kit"].as_str().unwrap().to_owned();
     let job = old.backup(json!({})).await?;
@@ -246,16 +233,8 @@ async fn a_fresh_install_imports_and_uploads_encrypted_archives_with_the_kit_onl
 
     let app = TestApp::spawn_with(&[("BACKSTOP_DEMO", "0")]).await?;
     app.login_admin().await?;
-    let (_, d) = app
-        .post_json(
-            "/api/backups/destinations/",
-            destination(&garage, "same", true),
-        )
-        .await?;
-    let import = format!(
-        "/api/backups/destinations/{}/archives/{name}/import/",
-        d["id"]
-    );
+    let id = add_encrypted(&app, &garage, "same").await?;
+    let import = format!("/api/backups/destinations/{id}/archives/{name}/import/");
     let count = |v: &Value| v["total"].as_i64().unwrap();
     let (_, before) = app.get_json("/api/backups/jobs/").await?;
 
@@ -370,12 +349,7 @@ async fn a_tampered_encrypted_copy_is_refused_at_import() -> Result<()> {
     let garage = Garage::start().await?;
     let app = TestApp::spawn().await?;
     app.login_admin().await?;
-    let (_, d) = app
-        .post_json(
-            "/api/backups/destinations/",
-            destination(&garage, "off-site", true),
-        )
-        .await?;
+    let id = add_encrypted(&app, &garage, "off-site").await?;
     put_encryption(&app, json!({"enabled": true})).await?;
     let job = app.backup(json!({})).await?;
     let name = format!("{}.age", job["archive_name"].as_str().unwrap());
@@ -395,10 +369,7 @@ async fn a_tampered_encrypted_copy_is_refused_at_import() -> Result<()> {
         .await?;
     let (s, e) = app
         .post_json(
-            &format!(
-                "/api/backups/destinations/{}/archives/{name}/import/",
-                d["id"]
-            ),
+            &format!("/api/backups/destinations/{id}/archives/{name}/import/"),
             json!({}),
         )
         .await?;
