@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::{Value, json};
@@ -297,6 +297,21 @@ async fn retention_keeps_the_newest_copies_and_never_touches_objects_backstop_di
     Ok(())
 }
 
+/// Adds a destination on `garage`, starts a backup of 400 MiB of noise (incompressible, so
+/// the upload takes a while even on loopback) and waits until its copy step has sent some
+/// bytes; (destination id, job id).
+async fn backup_caught_mid_copy(app: &TestApp, garage: &Garage) -> Result<(i64, i64)> {
+    write_noise(&app.data.path().join("logos/noise.bin"), 400 << 20);
+    let id = add_destination(app, garage.destination_body("garage", "")).await?;
+    let (s, job) = app.post_json("/api/backups/jobs/", json!({})).await?;
+    if s != 202 {
+        bail!("starting a backup answered {s}: {job}");
+    }
+    let jid = job["id"].as_i64().context("job id")?;
+    wait_for_copy(app, jid).await?;
+    Ok((id, jid))
+}
+
 /// Waits until the job is in its copy step with some bytes sent.
 async fn wait_for_copy(app: &TestApp, id: i64) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -315,27 +330,60 @@ async fn wait_for_copy(app: &TestApp, id: i64) -> Result<()> {
     }
 }
 
+/// Asserts what a copy that failed leaves behind: the backup succeeded, its local archive is
+/// complete (the job's SHA-256) and its copy is failed; the copy's error.
+#[track_caller]
+fn copy_failed_and_backup_kept<'a>(app: &TestApp, job: &'a Value) -> &'a str {
+    assert_eq!(
+        job["status"], "succeeded",
+        "a complete backup is kept: {job}"
+    );
+    assert_eq!(
+        sha256_file(&app.archive_of(job)),
+        job["sha256"].as_str().unwrap()
+    );
+    let c = &copies(job)[0];
+    assert_eq!(c["status"], "failed", "{job}");
+    c["error"].as_str().unwrap_or_default()
+}
+
+/// `POST .../jobs/{jid}/copies/{destination}/retry/`: (status, body).
+async fn retry(app: &TestApp, jid: i64, destination: i64) -> Result<(u16, Value)> {
+    app.post_json(
+        &format!("/api/backups/jobs/{jid}/copies/{destination}/retry/"),
+        json!({}),
+    )
+    .await
+}
+
+/// Polls job `jid` until its first copy has ended (succeeded or failed) after a retry; the
+/// job then.
+async fn wait_for_retry(app: &TestApp, jid: i64) -> Result<Value> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let (_, job) = app.get_json(&format!("/api/backups/jobs/{jid}/")).await?;
+        let st = &copies(&job)[0]["status"];
+        if st == "succeeded" || st == "failed" {
+            return Ok(job);
+        }
+        if Instant::now() > deadline {
+            bail!("the retry did not end: {job}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn the_store_killed_mid_upload_fails_the_copy_not_the_backup_and_retry_sends_it() -> Result<()>
 {
     let mut garage = Garage::start().await?;
     let app = TestApp::spawn_with(&[("BACKSTOP_COPY_RETRY_SECS", "1")]).await?;
     app.login_admin().await?;
-    // Incompressible, so the upload takes a while even on loopback.
-    write_noise(&app.data.path().join("logos/noise.bin"), 400 << 20);
-    let id = add_destination(&app, garage.destination_body("garage", "")).await?;
-    let (s, job) = app.post_json("/api/backups/jobs/", json!({})).await?;
-    assert_eq!(s, 202);
-    let jid = job["id"].as_i64().unwrap();
-    wait_for_copy(&app, jid).await?;
+    let (id, jid) = backup_caught_mid_copy(&app, &garage).await?;
     garage.kill();
     let job = app.wait_job(jid, Duration::from_secs(300)).await?;
-    assert_eq!(job["status"], "succeeded", "{job}");
-    let c = &copies(&job)[0];
-    assert_eq!(c["status"], "failed", "{job}");
-    assert!(c["error"].as_str().unwrap().contains("failed"), "{c}");
-    let local = app.archive_of(&job);
-    assert_eq!(sha256_file(&local), job["sha256"].as_str().unwrap());
+    let error = copy_failed_and_backup_kept(&app, &job);
+    assert!(error.contains("failed"), "{job}");
 
     garage.start_again().await?;
     // Nothing incomplete is listed: the sidecar was never written.
@@ -343,23 +391,9 @@ async fn the_store_killed_mid_upload_fails_the_copy_not_the_backup_and_retry_sen
         .get_json(&format!("/api/backups/destinations/{id}/archives/"))
         .await?;
     assert_eq!((s, &list["archives"]), (200, &json!([])), "{list}");
-    let (s, r) = app
-        .post_json(
-            &format!("/api/backups/jobs/{jid}/copies/{id}/retry/"),
-            json!({}),
-        )
-        .await?;
+    let (s, r) = retry(&app, jid, id).await?;
     assert_eq!(s, 202, "{r}");
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let job = loop {
-        let (_, j) = app.get_json(&format!("/api/backups/jobs/{jid}/")).await?;
-        let st = copies(&j)[0]["status"].clone();
-        if st == "succeeded" || st == "failed" {
-            break j;
-        }
-        assert!(Instant::now() < deadline, "the retry did not end: {j}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let job = wait_for_retry(&app, jid).await?;
     assert_eq!(copies(&job)[0]["status"], "succeeded", "{job}");
     assert_eq!(copies(&job)[0]["sha256"], job["sha256"]);
     let (_, list) = app
@@ -368,12 +402,7 @@ async fn the_store_killed_mid_upload_fails_the_copy_not_the_backup_and_retry_sen
     assert_eq!(list["archives"][0]["name"], job["archive_name"], "{list}");
     // A copy that is not failed cannot be retried into a second concurrent upload, and a
     // restore job is not a backup with an archive.
-    let (s, _) = app
-        .post_json(
-            &format!("/api/backups/jobs/{jid}/copies/999/retry/"),
-            json!({}),
-        )
-        .await?;
+    let (s, _) = retry(&app, jid, 999).await?;
     assert_eq!(s, 404);
     Ok(())
 }
@@ -384,46 +413,21 @@ async fn the_server_killed_mid_copy_keeps_the_complete_backup_and_the_copy_can_b
     let garage = Garage::start().await?;
     let mut app = TestApp::spawn().await?;
     app.login_admin().await?;
-    write_noise(&app.data.path().join("logos/noise.bin"), 400 << 20);
-    let id = add_destination(&app, garage.destination_body("garage", "")).await?;
-    let (_, job) = app.post_json("/api/backups/jobs/", json!({})).await?;
-    let jid = job["id"].as_i64().unwrap();
-    wait_for_copy(&app, jid).await?;
+    let (id, jid) = backup_caught_mid_copy(&app, &garage).await?;
     app.kill9();
     app.start().await?;
     app.login_admin().await?;
     let (_, job) = app.get_json(&format!("/api/backups/jobs/{jid}/")).await?;
-    assert_eq!(
-        job["status"], "succeeded",
-        "a complete backup is kept: {job}"
-    );
+    let error = copy_failed_and_backup_kept(&app, &job);
+    assert_eq!(error, "interrupted by restart");
     assert!(
         job["warnings"][0].as_str().unwrap().contains("restarted"),
         "{job}"
     );
-    assert_eq!(
-        sha256_file(&app.archive_of(&job)),
-        job["sha256"].as_str().unwrap()
-    );
-    assert_eq!(copies(&job)[0]["status"], "failed", "{job}");
-    assert_eq!(copies(&job)[0]["error"], "interrupted by restart");
-    let (s, _) = app
-        .post_json(
-            &format!("/api/backups/jobs/{jid}/copies/{id}/retry/"),
-            json!({}),
-        )
-        .await?;
+    let (s, _) = retry(&app, jid, id).await?;
     assert_eq!(s, 202);
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let (_, j) = app.get_json(&format!("/api/backups/jobs/{jid}/")).await?;
-        if copies(&j)[0]["status"] == "succeeded" {
-            break;
-        }
-        assert_ne!(copies(&j)[0]["status"], "failed", "{j}");
-        assert!(Instant::now() < deadline, "the retry did not end: {j}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let job = wait_for_retry(&app, jid).await?;
+    assert_eq!(copies(&job)[0]["status"], "succeeded", "{job}");
     Ok(())
 }
 
@@ -509,26 +513,14 @@ async fn cancel_during_the_copy_stops_it_and_keeps_the_complete_backup() -> Resu
     let garage = Garage::start().await?;
     let app = TestApp::spawn().await?;
     app.login_admin().await?;
-    write_noise(&app.data.path().join("logos/noise.bin"), 400 << 20);
-    let id = add_destination(&app, garage.destination_body("garage", "")).await?;
-    let (_, job) = app.post_json("/api/backups/jobs/", json!({})).await?;
-    let jid = job["id"].as_i64().unwrap();
-    wait_for_copy(&app, jid).await?;
+    let (id, jid) = backup_caught_mid_copy(&app, &garage).await?;
     let (s, c) = app
         .post_json(&format!("/api/backups/jobs/{jid}/cancel/"), json!({}))
         .await?;
     assert_eq!(s, 200, "{c}");
     let job = app.wait_job(jid, Duration::from_secs(60)).await?;
-    assert_eq!(
-        job["status"], "succeeded",
-        "the archive was complete: {job}"
-    );
-    assert_eq!(copies(&job)[0]["status"], "failed", "{job}");
-    assert_eq!(copies(&job)[0]["error"], "canceled by request");
-    assert_eq!(
-        sha256_file(&app.archive_of(&job)),
-        job["sha256"].as_str().unwrap()
-    );
+    let error = copy_failed_and_backup_kept(&app, &job);
+    assert_eq!(error, "canceled by request");
     let (_, list) = app
         .get_json(&format!("/api/backups/destinations/{id}/archives/"))
         .await?;
