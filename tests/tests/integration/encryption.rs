@@ -31,8 +31,40 @@ async fn put_encryption(app: &TestApp, body: Value) -> Result<(u16, Value)> {
     Ok((s, r.json().await.unwrap_or(Value::Null)))
 }
 
+/// `POST /api/backups/encryption/check/` with `identity` (a kit or a bare key line); the answer.
+async fn check_key(app: &TestApp, identity: &str) -> Result<Value> {
+    let (_, c) = app
+        .post_json(
+            "/api/backups/encryption/check/",
+            json!({ "identity": identity }),
+        )
+        .await?;
+    Ok(c)
+}
+
+/// The message of an API error answer (`{"error": {"message": ...}}`), or "" when it has none.
+fn error_message(e: &Value) -> &str {
+    e["error"]["message"].as_str().unwrap_or_default()
+}
+
 fn age_cli() -> &'static str {
     "/usr/bin/age"
+}
+
+/// A new identity file from Debian's `age-keygen` (its public key in a comment line).
+fn age_keygen() -> Result<String> {
+    Ok(String::from_utf8(
+        Command::new("age-keygen").output()?.stdout,
+    )?)
+}
+
+/// The `# public key: age1...` line of an identity file (`age-keygen`'s, or a kit).
+fn public_key_of(identity: &str) -> Result<String> {
+    identity
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .map(str::to_owned)
+        .context("no public key line")
 }
 
 #[tokio::test]
@@ -69,35 +101,18 @@ async fn the_key_is_shown_once_checked_later_and_never_read_back() -> Result<()>
     }
 
     // The check: the kit or the bare line opens our archives; another key does not.
-    for good in [kit.to_owned(), identity.clone()] {
-        let (_, c) = app
-            .post_json(
-                "/api/backups/encryption/check/",
-                json!({ "identity": good }),
-            )
-            .await?;
+    for good in [kit, identity.as_str()] {
+        let c = check_key(&app, good).await?;
         assert_eq!(c["ok"], true, "{c}");
         assert_eq!(c["message"], "this key opens your backups");
     }
-    let other = Command::new("age-keygen").output()?;
-    let other = String::from_utf8(other.stdout)?;
-    let (_, c) = app
-        .post_json(
-            "/api/backups/encryption/check/",
-            json!({ "identity": other }),
-        )
-        .await?;
+    let c = check_key(&app, &age_keygen()?).await?;
     assert_eq!(c["ok"], false, "{c}");
     assert!(
         c["message"].as_str().unwrap().contains("different key"),
         "{c}"
     );
-    let (_, c) = app
-        .post_json(
-            "/api/backups/encryption/check/",
-            json!({ "identity": "nonsense" }),
-        )
-        .await?;
+    let c = check_key(&app, "nonsense").await?;
     assert_eq!(c["ok"], false, "{c}");
 
     // Bad settings are refused by field; encrypt_local needs encryption on.
@@ -109,13 +124,7 @@ async fn the_key_is_shown_once_checked_later_and_never_read_back() -> Result<()>
     // Not built yet, and said so rather than ignored.
     let (s, e) = put_encryption(&app, json!({"encrypt_local": true})).await?;
     assert_eq!(s, 400, "{e}");
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("not available yet"),
-        "{e}"
-    );
+    assert!(error_message(&e).contains("not available yet"), "{e}");
 
     // The state DB (which holds the key) is private, and no archive carries the key.
     use std::os::unix::fs::PermissionsExt;
@@ -154,12 +163,8 @@ async fn an_encrypted_copy_opens_with_the_age_cli_and_the_kit_into_the_very_arch
     assert_eq!(list["archives"], json!([]), "nothing went out: {list}");
 
     // With a key and an extra recipient of the admin's own.
-    let own = String::from_utf8(Command::new("age-keygen").output()?.stdout)?;
-    let own_public = own
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: "))
-        .context("age-keygen public key")?
-        .to_owned();
+    let own = age_keygen()?;
+    let own_public = public_key_of(&own)?;
     let (_, enc) =
         put_encryption(&app, json!({"enabled": true, "recipients": [own_public]})).await?;
     let kit = enc["kit"].as_str().unwrap().to_owned();
@@ -241,25 +246,13 @@ async fn a_fresh_install_imports_and_uploads_encrypted_archives_with_the_kit_onl
     // No key here and none given; a stranger's key: refused, nothing kept.
     let (s, e) = app.post_json(&import, json!({})).await?;
     assert_eq!(s, 422, "{e}");
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("emergency kit"),
-        "{e}"
-    );
-    let stranger = String::from_utf8(Command::new("age-keygen").output()?.stdout)?;
+    assert!(error_message(&e).contains("emergency kit"), "{e}");
+    let stranger = age_keygen()?;
     let (s, e) = app
         .post_json(&import, json!({ "identity": stranger }))
         .await?;
     assert_eq!(s, 422, "{e}");
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("different key"),
-        "{e}"
-    );
+    assert!(error_message(&e).contains("different key"), "{e}");
     let (_, after) = app.get_json("/api/backups/jobs/").await?;
     assert_eq!(count(&before), count(&after));
     let partials = std::fs::read_dir(app.data.path().join("backups"))?
@@ -286,11 +279,7 @@ async fn a_fresh_install_imports_and_uploads_encrypted_archives_with_the_kit_onl
     std::fs::write(&plain, &local_plain)?;
     let key_file = dir.path().join("kit.txt");
     std::fs::write(&key_file, &kit)?;
-    let public = kit
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: "))
-        .unwrap()
-        .to_owned();
+    let public = public_key_of(&kit)?;
     let sealed = dir.path().join("a.tar.gz.age");
     let (ok, _, err) = run(Command::new(age_cli())
         .args(["-r", &public, "-o"])
@@ -316,13 +305,7 @@ async fn a_fresh_install_imports_and_uploads_encrypted_archives_with_the_kit_onl
     let r = upload(Some(&kit), cut).send().await?;
     assert_eq!(r.status(), 422);
     let body: Value = r.json().await?;
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("damaged"),
-        "{body}"
-    );
+    assert!(error_message(&body).contains("damaged"), "{body}");
     let r = upload(Some(&kit), sealed_bytes).send().await?;
     assert_eq!(r.status(), 201);
     let up: Value = r.json().await?;
@@ -374,9 +357,6 @@ async fn a_tampered_encrypted_copy_is_refused_at_import() -> Result<()> {
         )
         .await?;
     assert_eq!(s, 422, "{e}");
-    assert!(
-        e["error"]["message"].as_str().unwrap().contains("damaged"),
-        "{e}"
-    );
+    assert!(error_message(&e).contains("damaged"), "{e}");
     Ok(())
 }
