@@ -11,10 +11,11 @@
 //! Further buckets and keys go through the `garage` CLI ([`Garage::cli`]), which talks to
 //! the node over RPC with the same config file.
 //!
-//! For the destination tests: [`Garage::destination_body`] is what a client sends to make the
-//! default bucket a Backstop destination, [`add_destination`] sends it, and
-//! [`Garage::raw_store`] is a plain S3 client on the default bucket, for tests that look at
-//! (or tamper with) the store behind Backstop's back.
+//! For the destination tests: [`Garage::start_with_app`] starts a node and a signed-in
+//! Backstop server; [`Garage::destination_body`] is what a client sends to make the default
+//! bucket a Backstop destination, [`add_destination`] sends it and [`import_copy`] imports a
+//! copy back from it; [`Garage::raw_store`] is a plain S3 client on the default bucket, for
+//! tests that look at (or tamper with) the store behind Backstop's back.
 //!
 //! Settings for speed: SQLite metadata, no fsync (`metadata_fsync`/`data_fsync` off),
 //! no scrub, no compression. Logs go to `garage.log` in the temp dir (quoted in errors).
@@ -103,6 +104,15 @@ impl Garage {
         garage.write_config()?;
         garage.spawn().await?;
         Ok(garage)
+    }
+
+    /// Starts a node (as [`Garage::start`]) and then a fresh Backstop server with the admin
+    /// signed in: how most destination tests begin.
+    pub async fn start_with_app() -> Result<(Garage, TestApp)> {
+        let garage = Garage::start().await?;
+        let app = TestApp::spawn().await?;
+        app.login_admin().await?;
+        Ok((garage, app))
     }
 
     /// `http://127.0.0.1:PORT` of the S3 API (path-style requests).
@@ -391,6 +401,22 @@ pub async fn add_destination(app: &TestApp, body: Value) -> Result<i64> {
         bail!("creating a destination answered {s}: {d}");
     }
     d["id"].as_i64().context("destination id")
+}
+
+/// Imports the copy `name` held by destination `destination` on `app`
+/// (`POST .../destinations/{destination}/archives/{name}/import/` with `body`, which may carry
+/// an `identity`); (status, body).
+pub async fn import_copy(
+    app: &TestApp,
+    destination: i64,
+    name: &str,
+    body: Value,
+) -> Result<(u16, Value)> {
+    app.post_json(
+        &format!("/api/backups/destinations/{destination}/archives/{name}/import/"),
+        body,
+    )
+    .await
 }
 
 /// `bytes` random bytes as hex (std's per-process random SipHash keys; plenty for tests).

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::{Value, json};
-use tests::garage::{Garage, add_destination};
+use tests::garage::{Garage, add_destination, import_copy};
 use tests::{TestApp, sha256_file, write_noise};
 
 async fn keys(store: &impl ObjectStore) -> Result<Vec<String>> {
@@ -29,9 +29,7 @@ fn copies(job: &Value) -> &Vec<Value> {
 
 #[tokio::test]
 async fn a_backup_is_copied_checked_and_listed_and_the_secret_never_comes_back() -> Result<()> {
-    let garage = Garage::start().await?;
-    let app = TestApp::spawn().await?;
-    app.login_admin().await?;
+    let (garage, app) = Garage::start_with_app().await?;
     let id = add_destination(&app, garage.destination_body("garage", "homelab/backstop/")).await?;
 
     // The secret is write only, in every read.
@@ -107,9 +105,7 @@ async fn a_backup_is_copied_checked_and_listed_and_the_secret_never_comes_back()
 
 #[tokio::test]
 async fn bad_credentials_and_a_missing_bucket_are_named_and_never_fail_the_backup() -> Result<()> {
-    let garage = Garage::start().await?;
-    let app = TestApp::spawn().await?;
-    app.login_admin().await?;
+    let (garage, app) = Garage::start_with_app().await?;
     let mut wrong = garage.destination_body("wrong-secret", "");
     wrong["s3"]["secret_access_key"] = json!("0".repeat(64));
     let wrong = add_destination(&app, wrong).await?;
@@ -175,9 +171,7 @@ async fn bad_credentials_and_a_missing_bucket_are_named_and_never_fail_the_backu
 
 #[tokio::test]
 async fn invalid_destinations_are_refused_field_by_field_and_nothing_is_stored() -> Result<()> {
-    let garage = Garage::start().await?;
-    let app = TestApp::spawn().await?;
-    app.login_admin().await?;
+    let (garage, app) = Garage::start_with_app().await?;
     let mut b = garage.destination_body("", "../up");
     b["s3"]["bucket"] = json!("Bad_Bucket");
     b["s3"]["endpoint"] = json!("ftp://x");
@@ -410,9 +404,7 @@ async fn the_store_killed_mid_upload_fails_the_copy_not_the_backup_and_retry_sen
 #[tokio::test]
 async fn the_server_killed_mid_copy_keeps_the_complete_backup_and_the_copy_can_be_retried()
 -> Result<()> {
-    let garage = Garage::start().await?;
-    let mut app = TestApp::spawn().await?;
-    app.login_admin().await?;
+    let (garage, mut app) = Garage::start_with_app().await?;
     let (id, jid) = backup_caught_mid_copy(&app, &garage).await?;
     app.kill9();
     app.start().await?;
@@ -433,9 +425,7 @@ async fn the_server_killed_mid_copy_keeps_the_complete_backup_and_the_copy_can_b
 
 #[tokio::test]
 async fn a_fresh_install_lists_the_copies_and_imports_one_that_then_restores() -> Result<()> {
-    let garage = Garage::start().await?;
-    let old = TestApp::spawn().await?;
-    old.login_admin().await?;
+    let (garage, old) = Garage::start_with_app().await?;
     add_destination(&old, garage.destination_body("garage", "dr")).await?;
     let job = old.backup(json!({})).await?;
     assert_eq!(copies(&job)[0]["status"], "succeeded", "{job}");
@@ -449,19 +439,9 @@ async fn a_fresh_install_lists_the_copies_and_imports_one_that_then_restores() -
         .get_json(&format!("/api/backups/destinations/{id}/archives/"))
         .await?;
     assert_eq!(list["archives"][0]["name"], name.as_str(), "{list}");
-    let (s, e) = app
-        .post_json(
-            &format!("/api/backups/destinations/{id}/archives/no-such.tar.gz/import/"),
-            json!({}),
-        )
-        .await?;
+    let (s, e) = import_copy(&app, id, "no-such.tar.gz", json!({})).await?;
     assert_eq!(s, 404, "{e}");
-    let (s, imported) = app
-        .post_json(
-            &format!("/api/backups/destinations/{id}/archives/{name}/import/"),
-            json!({}),
-        )
-        .await?;
+    let (s, imported) = import_copy(&app, id, &name, json!({})).await?;
     assert_eq!(s, 201, "{imported}");
     assert_eq!(imported["trigger"], "import");
     assert_eq!(imported["status"], "succeeded");
@@ -483,12 +463,7 @@ async fn a_fresh_install_lists_the_copies_and_imports_one_that_then_restores() -
         )
         .await?;
     let (_, before) = app.get_json("/api/backups/jobs/").await?;
-    let (s, e) = app
-        .post_json(
-            &format!("/api/backups/destinations/{id}/archives/{name}/import/"),
-            json!({}),
-        )
-        .await?;
+    let (s, e) = import_copy(&app, id, &name, json!({})).await?;
     assert_eq!(s, 422, "{e}");
     assert!(
         e["error"]["message"]
@@ -510,9 +485,7 @@ async fn a_fresh_install_lists_the_copies_and_imports_one_that_then_restores() -
 
 #[tokio::test]
 async fn cancel_during_the_copy_stops_it_and_keeps_the_complete_backup() -> Result<()> {
-    let garage = Garage::start().await?;
-    let app = TestApp::spawn().await?;
-    app.login_admin().await?;
+    let (garage, app) = Garage::start_with_app().await?;
     let (id, jid) = backup_caught_mid_copy(&app, &garage).await?;
     let (s, c) = app
         .post_json(&format!("/api/backups/jobs/{jid}/cancel/"), json!({}))

@@ -10,7 +10,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use reqwest::Method;
 use serde_json::{Value, json};
-use tests::garage::{Garage, add_destination};
+use tests::garage::{Garage, add_destination, import_copy};
 use tests::{TestApp, run, sha256_file, sha256_hex};
 
 /// Makes `garage`'s default bucket the destination `name` on `app`, copies encrypted, under
@@ -142,9 +142,7 @@ async fn the_key_is_shown_once_checked_later_and_never_read_back() -> Result<()>
 #[tokio::test]
 async fn an_encrypted_copy_opens_with_the_age_cli_and_the_kit_into_the_very_archive() -> Result<()>
 {
-    let garage = Garage::start().await?;
-    let app = TestApp::spawn().await?;
-    app.login_admin().await?;
+    let (garage, app) = Garage::start_with_app().await?;
     // Encryption wanted but not set up: the copy fails, never goes out in the clear.
     let id = add_encrypted(&app, &garage, "off-site").await?;
     let job = app.backup(json!({})).await?;
@@ -223,9 +221,7 @@ async fn an_encrypted_copy_opens_with_the_age_cli_and_the_kit_into_the_very_arch
 
 #[tokio::test]
 async fn a_fresh_install_imports_and_uploads_encrypted_archives_with_the_kit_only() -> Result<()> {
-    let garage = Garage::start().await?;
-    let old = TestApp::spawn().await?;
-    old.login_admin().await?;
+    let (garage, old) = Garage::start_with_app().await?;
     add_encrypted(&old, &garage, "off-site").await?;
     let (_, enc) = put_encryption(&old, json!({"enabled": true})).await?;
     let kit = enc["kit"].as_str().unwrap().to_owned();
@@ -239,18 +235,15 @@ async fn a_fresh_install_imports_and_uploads_encrypted_archives_with_the_kit_onl
     let app = TestApp::spawn_with(&[("BACKSTOP_DEMO", "0")]).await?;
     app.login_admin().await?;
     let id = add_encrypted(&app, &garage, "same").await?;
-    let import = format!("/api/backups/destinations/{id}/archives/{name}/import/");
     let count = |v: &Value| v["total"].as_i64().unwrap();
     let (_, before) = app.get_json("/api/backups/jobs/").await?;
 
     // No key here and none given; a stranger's key: refused, nothing kept.
-    let (s, e) = app.post_json(&import, json!({})).await?;
+    let (s, e) = import_copy(&app, id, &name, json!({})).await?;
     assert_eq!(s, 422, "{e}");
     assert!(error_message(&e).contains("emergency kit"), "{e}");
     let stranger = age_keygen()?;
-    let (s, e) = app
-        .post_json(&import, json!({ "identity": stranger }))
-        .await?;
+    let (s, e) = import_copy(&app, id, &name, json!({ "identity": stranger })).await?;
     assert_eq!(s, 422, "{e}");
     assert!(error_message(&e).contains("different key"), "{e}");
     let (_, after) = app.get_json("/api/backups/jobs/").await?;
@@ -262,7 +255,7 @@ async fn a_fresh_install_imports_and_uploads_encrypted_archives_with_the_kit_onl
     assert_eq!(partials, 0);
 
     // With the kit: imported as the plain archive, restorable.
-    let (s, imported) = app.post_json(&import, json!({ "identity": kit })).await?;
+    let (s, imported) = import_copy(&app, id, &name, json!({ "identity": kit })).await?;
     assert_eq!(s, 201, "{imported}");
     assert_eq!(imported["trigger"], "import");
     assert_eq!(
@@ -329,9 +322,7 @@ async fn a_fresh_install_imports_and_uploads_encrypted_archives_with_the_kit_onl
 
 #[tokio::test]
 async fn a_tampered_encrypted_copy_is_refused_at_import() -> Result<()> {
-    let garage = Garage::start().await?;
-    let app = TestApp::spawn().await?;
-    app.login_admin().await?;
+    let (garage, app) = Garage::start_with_app().await?;
     let id = add_encrypted(&app, &garage, "off-site").await?;
     put_encryption(&app, json!({"enabled": true})).await?;
     let job = app.backup(json!({})).await?;
@@ -350,12 +341,7 @@ async fn a_tampered_encrypted_copy_is_refused_at_import() -> Result<()> {
     store
         .put(&side_key, PutPayload::from(serde_json::to_vec(&side)?))
         .await?;
-    let (s, e) = app
-        .post_json(
-            &format!("/api/backups/destinations/{id}/archives/{name}/import/"),
-            json!({}),
-        )
-        .await?;
+    let (s, e) = import_copy(&app, id, &name, json!({})).await?;
     assert_eq!(s, 422, "{e}");
     assert!(error_message(&e).contains("damaged"), "{e}");
     Ok(())
