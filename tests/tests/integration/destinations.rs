@@ -342,7 +342,7 @@ fn copy_failed_and_backup_kept<'a>(app: &TestApp, job: &'a Value) -> &'a str {
 }
 
 /// `POST .../jobs/{jid}/copies/{destination}/retry/`: (status, body).
-async fn retry(app: &TestApp, jid: i64, destination: i64) -> Result<(u16, Value)> {
+pub(crate) async fn retry(app: &TestApp, jid: i64, destination: i64) -> Result<(u16, Value)> {
     app.post_json(
         &format!("/api/backups/jobs/{jid}/copies/{destination}/retry/"),
         json!({}),
@@ -352,7 +352,7 @@ async fn retry(app: &TestApp, jid: i64, destination: i64) -> Result<(u16, Value)
 
 /// Polls job `jid` until its first copy has ended (succeeded or failed) after a retry; the
 /// job then.
-async fn wait_for_retry(app: &TestApp, jid: i64) -> Result<Value> {
+pub(crate) async fn wait_for_retry(app: &TestApp, jid: i64) -> Result<Value> {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let (_, job) = app.get_json(&format!("/api/backups/jobs/{jid}/")).await?;

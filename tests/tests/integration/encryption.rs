@@ -15,13 +15,13 @@ use tests::{TestApp, run, sha256_file, sha256_hex};
 
 /// Makes `garage`'s default bucket the destination `name` on `app`, copies encrypted, under
 /// `enc/`; its id.
-async fn add_encrypted(app: &TestApp, garage: &Garage, name: &str) -> Result<i64> {
+pub(crate) async fn add_encrypted(app: &TestApp, garage: &Garage, name: &str) -> Result<i64> {
     let mut body = garage.destination_body(name, "enc");
     body["encrypt"] = json!(true);
     add_destination(app, body).await
 }
 
-async fn put_encryption(app: &TestApp, body: Value) -> Result<(u16, Value)> {
+pub(crate) async fn put_encryption(app: &TestApp, body: Value) -> Result<(u16, Value)> {
     let r = app
         .req(Method::PUT, "/api/backups/encryption/")
         .json(&body)
@@ -47,7 +47,7 @@ fn error_message(e: &Value) -> &str {
     e["error"]["message"].as_str().unwrap_or_default()
 }
 
-fn age_cli() -> &'static str {
+pub(crate) fn age_cli() -> &'static str {
     "/usr/bin/age"
 }
 
