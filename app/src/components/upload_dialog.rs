@@ -1,5 +1,10 @@
 //! Upload Archive: pick a file, watch the upload progress, read the archive's manifest
 //! summary, then confirm the restore (a safety backup is taken first).
+//!
+//! An encrypted archive (`NAME.tar.gz.age`, DESIGN section 11) first asks for its key: the
+//! field is optional, since an archive this install made opens with its own key, and is sent
+//! (the multipart field `identity`) only when filled. A refusal (a different key, a damaged
+//! file) is shown like any other, with "Try another key" for the same file.
 
 use leptos::prelude::*;
 
@@ -12,6 +17,10 @@ use crate::model::{JobView, format_bytes};
 #[derive(Clone, Debug, PartialEq)]
 enum Stage {
     Closed,
+    /// An encrypted archive was picked: the key field, before anything is sent.
+    Key {
+        name: String,
+    },
     Uploading {
         name: String,
         done: f64,
@@ -21,7 +30,46 @@ enum Stage {
         job: Box<JobView>,
         manifest: Box<crate::model::Manifest>,
     },
-    Failed(String),
+    Failed {
+        message: String,
+        /// The refusal was about the key of this (encrypted) file: offer the key field
+        /// again for the same file.
+        retry_key: Option<String>,
+    },
+}
+
+impl Stage {
+    fn failed(message: impl Into<String>) -> Self {
+        Stage::Failed {
+            message: message.into(),
+            retry_key: None,
+        }
+    }
+}
+
+/// Whether a file's name says it is an age file (the server looks at its content; this only
+/// decides whether to ask for a key first). (Only the browser build picks files.)
+#[cfg_attr(not(any(feature = "hydrate", test)), allow(dead_code))]
+fn is_age_name(name: &str) -> bool {
+    name.to_ascii_lowercase().ends_with(".age")
+}
+
+/// The `AGE-SECRET-KEY-1...` key in what was pasted, else the text as it is (trimmed; the
+/// server then says what is wrong with it). A whole kit pasted into a one-line field
+/// arrives with its line breaks removed, so the key is cut out by its length: 58 bech32
+/// characters after the `1` (32 bytes and a 6-character checksum).
+fn secret_key_in(text: &str) -> String {
+    const PREFIX: &str = "AGE-SECRET-KEY-1";
+    const DATA_LEN: usize = 58;
+    let Some(at) = text.find(PREFIX) else {
+        return text.trim().to_owned();
+    };
+    let data: String = text[at + PREFIX.len()..]
+        .chars()
+        .take_while(char::is_ascii_alphanumeric)
+        .take(DATA_LEN)
+        .collect();
+    format!("{PREFIX}{data}")
 }
 
 #[component]
@@ -31,6 +79,8 @@ pub fn UploadButton(
 ) -> impl IntoView {
     let stage = RwSignal::new(Stage::Closed);
     let input = NodeRef::<leptos::html::Input>::new();
+    // The key typed for an encrypted archive; cleared once sent (a secret does not linger).
+    let identity = RwSignal::new(String::new());
 
     let on_pick = move |_| {
         #[cfg(feature = "hydrate")]
@@ -40,8 +90,24 @@ pub fn UploadButton(
                 return;
             };
             el.set_value("");
-            upload::start(file, stage, jobs);
+            let name = file.name();
+            upload::pick(file);
+            if is_age_name(&name) {
+                identity.set(String::new());
+                stage.set(Stage::Key { name });
+            } else {
+                upload::start(None, stage, jobs);
+            }
         }
+    };
+    let send_with_key = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let key = Some(secret_key_in(&identity.get_untracked())).filter(|k| !k.is_empty());
+        identity.set(String::new());
+        #[cfg(feature = "hydrate")]
+        upload::start(key, stage, jobs);
+        #[cfg(not(feature = "hydrate"))]
+        let _ = key;
     };
     let restore = move |id: crate::model::JobId| {
         leptos::task::spawn_local(async move {
@@ -55,14 +121,18 @@ pub fn UploadButton(
                     )));
                     stage.set(Stage::Closed);
                 }
-                Err(e) => stage.set(Stage::Failed(e.to_string())),
+                Err(e) => stage.set(Stage::failed(e.to_string())),
             }
         });
     };
 
     // Focus goes back to the Upload Archive button when the flow ends, whichever stage it ends in.
     const RETURN_TO: &str = "label[for='upload-input']";
-    let close = Callback::new(move |()| stage.set(Stage::Closed));
+    let close = Callback::new(move |()| {
+        #[cfg(feature = "hydrate")]
+        upload::forget();
+        stage.set(Stage::Closed);
+    });
     // An upload in flight is not dismissed by Escape or a click outside (it would keep going
     // unseen); its Cancel button aborts it, and the server discards the partial file.
     let ignore = Callback::new(|()| {});
@@ -75,9 +145,31 @@ pub fn UploadButton(
             }>
             "Upload Archive"
         </label>
-        <input id="upload-input" class="visually-hidden" type="file" accept=".tar.gz,.tgz,application/gzip" node_ref=input on:change=on_pick/>
+        <input id="upload-input" class="visually-hidden" type="file" accept=".tar.gz,.tgz,.age,application/gzip" node_ref=input on:change=on_pick/>
         {move || match stage.get() {
             Stage::Closed => ().into_any(),
+            Stage::Key { name } => view! {
+                <Modal labelledby="upload-key-title" id="upload-key" on_close=close return_to=RETURN_TO>
+                    <h2 id="upload-key-title">"Upload "{name}</h2>
+                    <p class="modal-body">"This archive is encrypted. An archive this install made opens with its own key: leave the field empty."</p>
+                    <form class="upload-key" novalidate on:submit=send_with_key>
+                        <div class="field">
+                            <label for="upload-identity">"Key for encrypted archives"</label>
+                            <input id="upload-identity" type="password" autocomplete="off" spellcheck="false"
+                                placeholder="AGE-SECRET-KEY-1…" data-autofocus=""
+                                prop:value=move || identity.get() on:input=move |ev| identity.set(event_target_value(&ev))
+                                aria-describedby="hint-upload-identity"/>
+                            <span class="hint" id="hint-upload-identity">
+                                "Only for a .age archive from another install: paste the AGE-SECRET-KEY-1… line or the whole emergency kit."
+                            </span>
+                        </div>
+                        <div class="modal-actions">
+                            <button type="button" class="btn" on:click=move |_| close.run(())>"Cancel"</button>
+                            <button type="submit" class="btn btn-primary" id="start-upload">"Upload"</button>
+                        </div>
+                    </form>
+                </Modal>
+            }.into_any(),
             Stage::Uploading { name, done, total } => {
                 let pct = if total > 0.0 { (done / total * 100.0).min(100.0) } else { 0.0 };
                 view! {
@@ -129,11 +221,19 @@ pub fn UploadButton(
                     </Modal>
                 }.into_any()
             }
-            Stage::Failed(msg) => view! {
+            Stage::Failed { message: msg, retry_key } => view! {
                 <Modal labelledby="upload-failed-title" alert=true on_close=close return_to=RETURN_TO>
                     <h2 id="upload-failed-title">"Upload refused"</h2>
                     <p class="error" id="upload-error">{msg}</p>
-                    <div class="modal-actions"><button class="btn" on:click=move |_| stage.set(Stage::Closed)>"Close"</button></div>
+                    <div class="modal-actions">
+                        <button class="btn" on:click=move |_| close.run(())>"Close"</button>
+                        {retry_key.map(|name| view! {
+                            <button class="btn btn-primary" id="retry-key" data-autofocus=""
+                                on:click=move |_| stage.set(Stage::Key { name: name.clone() })>
+                                "Try another key"
+                            </button>
+                        })}
+                    </div>
                 </Modal>
             }.into_any(),
         }}
@@ -154,10 +254,25 @@ mod upload {
         /// The upload in flight, so Cancel can abort it.
         static CURRENT: std::cell::RefCell<Option<web_sys::XmlHttpRequest>> =
             const { std::cell::RefCell::new(None) };
+        /// The file picked, until it is stored or the dialog closes: an encrypted one is
+        /// sent after its key is typed, and again with another key after a refusal.
+        static PICKED: std::cell::RefCell<Option<web_sys::File>> =
+            const { std::cell::RefCell::new(None) };
+    }
+
+    /// Keeps `file` as the one to upload.
+    pub fn pick(file: web_sys::File) {
+        PICKED.with(|p| *p.borrow_mut() = Some(file));
+    }
+
+    /// Lets the picked file go.
+    pub fn forget() {
+        PICKED.with(|p| p.borrow_mut().take());
     }
 
     /// Aborts the upload in flight, if any (its handlers then do nothing).
     pub fn abort() {
+        forget();
         if let Some(xhr) = CURRENT.with(|c| c.borrow_mut().take()) {
             xhr.set_onload(None);
             xhr.set_onerror(None);
@@ -168,7 +283,11 @@ mod upload {
         }
     }
 
-    pub fn start(file: web_sys::File, stage: RwSignal<Stage>, jobs: RwSignal<Vec<JobView>>) {
+    /// Uploads the picked file, with `identity` (the key for an encrypted archive) when given.
+    pub fn start(identity: Option<String>, stage: RwSignal<Stage>, jobs: RwSignal<Vec<JobView>>) {
+        let Some(file) = PICKED.with(|p| p.borrow().clone()) else {
+            return;
+        };
         let name = file.name();
         let total = file.size();
         stage.set(Stage::Uploading {
@@ -182,6 +301,9 @@ mod upload {
         let Ok(form) = web_sys::FormData::new() else {
             return;
         };
+        if let Some(key) = &identity {
+            let _ = form.append_with_str("identity", key);
+        }
         let _ = form.append_with_blob_and_filename("file", &file, &name);
         let _ = xhr.open("POST", "/api/backups/upload/");
         let name_p = name.clone();
@@ -203,11 +325,13 @@ mod upload {
         }
         on_progress.forget();
         let xhr2 = xhr.clone();
+        let name_l = name.clone();
         let on_load = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
             CURRENT.with(|c| c.borrow_mut().take());
             let status = xhr2.status().unwrap_or(0);
             let text = xhr2.response_text().ok().flatten().unwrap_or_default();
             if status == 201 {
+                forget();
                 match serde_json::from_str::<JobView>(&text) {
                     Ok(job) => {
                         jobs.update(|l| crate::components::job_table::upsert(l, job.clone()));
@@ -217,33 +341,77 @@ mod upload {
                                     job: Box::new(job),
                                     manifest: Box::new(m),
                                 }),
-                                Err(e) => stage.set(Stage::Failed(e.to_string())),
+                                Err(e) => stage.set(Stage::failed(e.to_string())),
                             }
                         });
                     }
-                    Err(_) => stage.set(Stage::Failed(
-                        "the server answered with something unexpected".into(),
+                    Err(_) => stage.set(Stage::failed(
+                        "the server answered with something unexpected",
                     )),
                 }
             } else {
-                stage.set(Stage::Failed(crate::model::api_error_message(
-                    &text,
-                    status,
-                    "the upload",
-                )));
+                // A key refused (or none given), or an encrypted file refused: another key
+                // may open it. (A key that is not one at all is a 400 naming the field.)
+                let retry_key = (key_refused(&text)
+                    || (status == 422 && super::is_age_name(&name_l)))
+                .then(|| name_l.clone());
+                stage.set(Stage::Failed {
+                    message: crate::model::api_error_message(&text, status, "the upload"),
+                    retry_key,
+                });
             }
         });
         xhr.set_onload(Some(on_load.as_ref().unchecked_ref()));
         on_load.forget();
         let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
             CURRENT.with(|c| c.borrow_mut().take());
-            stage.set(Stage::Failed(
-                "the connection broke during the upload".into(),
-            ));
+            stage.set(Stage::failed("the connection broke during the upload"));
         });
         xhr.set_onerror(Some(on_error.as_ref().unchecked_ref()));
         on_error.forget();
         let _ = xhr.send_with_opt_form_data(Some(&form));
         CURRENT.with(|c| *c.borrow_mut() = Some(xhr));
+    }
+
+    /// Whether a refusal names the `identity` field: an encrypted archive sent with no key
+    /// (whatever its file is called).
+    fn key_refused(body: &str) -> bool {
+        serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .is_some_and(|v| v.pointer("/error/fields/identity").is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ5GT8YC";
+
+    #[test]
+    fn the_key_is_found_in_a_line_a_kit_and_a_kit_that_lost_its_line_breaks() {
+        assert_eq!(KEY.len(), 16 + 58);
+        assert_eq!(secret_key_in(&format!("  {KEY}\n")), KEY);
+        let kit = format!("# Backstop emergency kit.\n#\n# public key: age1abc\n{KEY}\n");
+        assert_eq!(secret_key_in(&kit), KEY);
+        // What a one-line field makes of a pasted kit: the lines run together.
+        assert_eq!(secret_key_in(&kit.replace('\n', "")), KEY);
+        assert_eq!(
+            secret_key_in(&format!("{}trailing words", kit.replace('\n', ""))),
+            KEY
+        );
+    }
+
+    #[test]
+    fn text_without_a_key_goes_as_it_is_for_the_server_to_explain() {
+        assert_eq!(secret_key_in("  not a key \n"), "not a key");
+        assert_eq!(secret_key_in(""), "");
+    }
+
+    #[test]
+    fn an_age_file_is_known_by_its_name() {
+        assert!(is_age_name("backstop-2026.tar.gz.age"));
+        assert!(is_age_name("COPY.TAR.GZ.AGE"));
+        assert!(!is_age_name("backstop-2026.tar.gz"));
     }
 }
