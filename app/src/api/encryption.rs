@@ -17,16 +17,22 @@ pub async fn get_encryption() -> Result<EncryptionView, crate::error::AppError> 
     Ok(engine.encryption().await?)
 }
 
-/// Switches encryption on or off and sets the extra recipients; the change that first
-/// enables it returns the new key and the emergency kit, once. JSON in (`input = Json`):
-/// an empty list has no URL-encoded form.
+/// Switches encryption on or off, sets whether the local archives are kept encrypted too
+/// (`encrypt_local`) and the extra recipients; the change that first enables it returns
+/// the new key and the emergency kit, once. JSON in (`input = Json`): an empty list has no
+/// URL-encoded form.
 #[server(input = Json)]
 pub async fn update_encryption(
     enabled: bool,
+    encrypt_local: bool,
     recipients: Vec<String>,
 ) -> Result<EncryptionSave, crate::error::AppError> {
     let (engine, _) = super::ssr::require_admin().await?;
-    let body = serde_json::json!({ "enabled": enabled, "recipients": recipients });
+    let body = serde_json::json!({
+        "enabled": enabled,
+        "encrypt_local": encrypt_local,
+        "recipients": recipients,
+    });
     match engine.update_encryption(&body).await {
         Ok(v) => Ok(EncryptionSave::Saved(Box::new(v))),
         Err(e) if !e.field_errors().is_empty() => {

@@ -1,6 +1,11 @@
 //! The Encryption card (DESIGN section 11): whether copies that leave the machine are
-//! encrypted, the instance key's public half, the extra recipients (an admin's own age
-//! public keys: add by pasting one, remove), "Enable encryption", and "Check a key".
+//! encrypted, the instance key's public half, "Keep local archives encrypted too" (once
+//! encryption is on), the extra recipients (an admin's own age public keys: add by pasting
+//! one, remove), "Enable encryption", and "Check a key".
+//!
+//! Every change sends the whole of the settings as they would be after it (the engine takes
+//! each field as optional): turning encryption off turns `encrypt_local` off with it, which
+//! the engine requires, and which is what the archives get anyway while encryption is off.
 //!
 //! The change that first enables encryption answers with the emergency kit, once: it is
 //! shown in a prominent panel with a Download button (a file made in the browser, nothing
@@ -15,6 +20,17 @@ use crate::model::{EncryptionSave, EncryptionView};
 
 /// The name the emergency kit is saved under.
 pub const KIT_FILE: &str = "backstop-key.txt";
+
+/// The fields that show their message next to themselves; the others go to the card's foot.
+const FIELDS: [&str; 2] = ["recipients", "encrypt_local"];
+
+/// What a change sends: the settings as they would be after it.
+#[derive(Clone, Debug)]
+struct Change {
+    enabled: bool,
+    encrypt_local: bool,
+    recipients: Vec<String>,
+}
 
 #[component]
 pub fn EncryptionCard() -> impl IntoView {
@@ -42,17 +58,34 @@ pub fn EncryptionCard() -> impl IntoView {
     let recipients = Memo::new(move |_| {
         state.with(|s| s.as_ref().map(|s| s.recipients.clone()).unwrap_or_default())
     });
+    let encrypt_local =
+        Memo::new(move |_| state.with(|s| s.as_ref().is_some_and(|s| s.encrypt_local)));
+    // The switch's own state: put back explicitly when a change is refused (the settings did
+    // not change then, so nothing else would put the box back).
+    let local_on = RwSignal::new(false);
+    Effect::new(move |_| local_on.set(encrypt_local.get()));
+    let current = move || Change {
+        enabled: enabled.get_untracked(),
+        encrypt_local: encrypt_local.get_untracked(),
+        recipients: recipients.get_untracked(),
+    };
 
-    // Sends the settings; `done` runs when they were saved.
-    let save = move |on: bool,
-                     list: Vec<String>,
-                     done: fn(&EncryptionView) -> String,
-                     clear_input: bool| {
+    // Sends the settings; `done` says what changed once they were saved.
+    let save = move |change: Change, done: fn(&EncryptionView) -> String, clear_input: bool| {
         saving.set(true);
         errors.set(BTreeMap::new());
         message.set(None);
         leptos::task::spawn_local(async move {
-            match crate::api::encryption::update_encryption(on, list).await {
+            let answer = crate::api::encryption::update_encryption(
+                change.enabled,
+                change.encrypt_local,
+                change.recipients,
+            )
+            .await;
+            if !matches!(answer, Ok(EncryptionSave::Saved(_))) {
+                local_on.set(encrypt_local.get_untracked());
+            }
+            match answer {
                 Ok(EncryptionSave::Saved(mut v)) => {
                     if let Some(k) = v.kit.take() {
                         kit.set(Some(k));
@@ -73,8 +106,10 @@ pub fn EncryptionCard() -> impl IntoView {
 
     let enable = move |_| {
         save(
-            true,
-            recipients.get_untracked(),
+            Change {
+                enabled: true,
+                ..current()
+            },
             |_| {
                 "Encryption is on: copies with Encrypt on are encrypted before they leave."
                     .to_owned()
@@ -84,8 +119,11 @@ pub fn EncryptionCard() -> impl IntoView {
     };
     let disable = move |_| {
         save(
-            false,
-            recipients.get_untracked(),
+            Change {
+                enabled: false,
+                encrypt_local: false,
+                ..current()
+            },
             |_| {
                 "Encryption is off: copies with Encrypt on fail instead of leaving unencrypted."
                     .to_owned()
@@ -106,31 +144,41 @@ pub fn EncryptionCard() -> impl IntoView {
             );
             return;
         }
-        let mut list = recipients.get_untracked();
-        list.push(key);
+        let mut change = current();
+        change.recipients.push(key);
         save(
-            enabled.get_untracked(),
-            list,
+            change,
             |_| "Recipient added: it can open every encrypted copy made from now on.".to_owned(),
             true,
         );
     };
     let remove = move |key: String| {
-        let list = recipients
-            .get_untracked()
-            .into_iter()
-            .filter(|r| *r != key)
-            .collect();
+        let mut change = current();
+        change.recipients.retain(|r| *r != key);
+        save(change, |_| "Recipient removed.".to_owned(), false);
+    };
+    let toggle_local = move |ev: leptos::ev::Event| {
+        let on = event_target_checked(&ev);
+        local_on.set(on);
         save(
-            enabled.get_untracked(),
-            list,
-            |_| "Recipient removed.".to_owned(),
+            Change {
+                encrypt_local: on,
+                ..current()
+            },
+            |v| {
+                if v.encrypt_local {
+                    "Local archives are kept encrypted too: new backups are stored as .tar.gz.age in the backup folder.".to_owned()
+                } else {
+                    "Local archives are kept plain: new backups are stored as .tar.gz in the backup folder.".to_owned()
+                }
+            },
             false,
         );
     };
 
     let recipient_error = move || errors.with(|e| e.get("recipients").cloned());
-    let other_errors = move || errors.with(|e| unplaced_errors(e, &["recipients"]));
+    let local_error = move || errors.with(|e| e.get("encrypt_local").cloned());
+    let other_errors = move || errors.with(|e| unplaced_errors(e, &FIELDS));
 
     view! {
         <section class="card encryption" aria-labelledby="encryption-title">
@@ -194,6 +242,24 @@ pub fn EncryptionCard() -> impl IntoView {
                     None => view! { <span class="hint" id="encryption-public-key-none">"None yet: it is made when encryption is first enabled."</span> }.into_any(),
                 }}
             </div>
+            <Show when=move || enabled.get()>
+                <div class="field enc-local">
+                    <label class="switch">
+                        <input type="checkbox" id="encrypt-local" prop:checked=move || local_on.get()
+                            disabled=move || saving.get() on:change=toggle_local
+                            aria-invalid=move || local_error().is_some().to_string()
+                            aria-describedby="hint-encrypt-local err-encrypt-local"/>
+                        <span>"Keep local archives encrypted too"</span>
+                    </label>
+                    <span class="hint" id="hint-encrypt-local">
+                        "New backups in this machine's backup folder are stored as .tar.gz.age. "
+                        "A restore here opens them with this instance's key; anywhere else they need the emergency kit."
+                    </span>
+                    {move || local_error().map(|m| view! {
+                        <span class="field-error" id="err-encrypt-local" role="alert">{m}</span>
+                    })}
+                </div>
+            </Show>
             <h3 class="enc-subtitle">"Extra recipients"</h3>
             <p class="hint">"Your own age public keys (age1…): each one can open every encrypted copy too."</p>
             <ul class="recipient-list" id="recipients">
