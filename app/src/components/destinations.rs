@@ -16,6 +16,7 @@ use crate::components::confirm_dialog::{Confirm, ConfirmDialog};
 use crate::components::job_table::upsert;
 use crate::components::local_time::LocalTime;
 use crate::components::modal::{Modal, focus_fallback};
+use crate::components::upload_dialog::{SecretKeyField, secret_key_in};
 use crate::model::{
     CopyStatus, Destination, DestinationId, DestinationInput, DestinationKind, DestinationSave,
     JobView, RemoteArchive, S3Input, format_bytes,
@@ -624,8 +625,7 @@ fn RemoteArchives(
     let import = move |name: String| {
         importing.set(Some(name.clone()));
         outcome.set(None);
-        let key = identity.get_untracked().trim().to_owned();
-        let key = (!key.is_empty()).then_some(key);
+        let key = secret_key_in(&identity.get_untracked());
         leptos::task::spawn_local(async move {
             let r = crate::api::destinations::import_archive(id, name.clone(), key).await;
             importing.set(None);
@@ -691,14 +691,8 @@ fn RemoteArchives(
                         Ok(list) => view! {
                             {list.iter().any(|a| a.encrypted).then(|| view! {
                                 <div class="field archive-key">
-                                    <label for="import-identity">"Key for encrypted copies"</label>
-                                    <input id="import-identity" type="password" autocomplete="off" spellcheck="false"
-                                        placeholder="AGE-SECRET-KEY-1…"
-                                        prop:value=move || identity.get() on:input=move |ev| identity.set(event_target_value(&ev))
-                                        aria-describedby="hint-import-identity"/>
-                                    <span class="hint" id="hint-import-identity">
-                                        "The AGE-SECRET-KEY-1… line of the emergency kit. Leave it empty on the install that made the copies: it has its own key."
-                                    </span>
+                                    <SecretKeyField id="import-identity" label="Key for encrypted copies" value=identity
+                                        hint="The AGE-SECRET-KEY-1… line of the emergency kit. Leave it empty on the install that made the copies: it has its own key."/>
                                 </div>
                             })}
                             <div class="table-wrap">

@@ -54,22 +54,47 @@ fn is_age_name(name: &str) -> bool {
     name.to_ascii_lowercase().ends_with(".age")
 }
 
-/// The `AGE-SECRET-KEY-1...` key in what was pasted, else the text as it is (trimmed; the
-/// server then says what is wrong with it). A whole kit pasted into a one-line field
-/// arrives with its line breaks removed, so the key is cut out by its length: 58 bech32
-/// characters after the `1` (32 bytes and a 6-character checksum).
-fn secret_key_in(text: &str) -> String {
+/// What to send for what was typed into a [`SecretKeyField`]: nothing when it is blank,
+/// else the `AGE-SECRET-KEY-1...` key in it, else the text as it is (trimmed; the server
+/// then says what is wrong with it). A whole kit pasted into a one-line field arrives with
+/// its line breaks removed, so the key is cut out by its length: 58 bech32 characters
+/// after the `1` (32 bytes and a 6-character checksum).
+pub fn secret_key_in(text: &str) -> Option<String> {
     const PREFIX: &str = "AGE-SECRET-KEY-1";
     const DATA_LEN: usize = 58;
     let Some(at) = text.find(PREFIX) else {
-        return text.trim().to_owned();
+        return Some(text.trim().to_owned()).filter(|t| !t.is_empty());
     };
     let data: String = text[at + PREFIX.len()..]
         .chars()
         .take_while(char::is_ascii_alphanumeric)
         .take(DATA_LEN)
         .collect();
-    format!("{PREFIX}{data}")
+    Some(format!("{PREFIX}{data}"))
+}
+
+/// The field for an age secret key (Upload Archive's, and Import's in Browse copies): a
+/// password field, so the secret is not shown, with its hint; read it with
+/// [`secret_key_in`].
+#[component]
+pub fn SecretKeyField(
+    id: &'static str,
+    label: &'static str,
+    hint: &'static str,
+    value: RwSignal<String>,
+    /// Takes focus when its dialog opens.
+    #[prop(optional)]
+    autofocus: bool,
+) -> impl IntoView {
+    let hint_id = format!("hint-{id}");
+    view! {
+        <label for=id>{label}</label>
+        <input id=id type="password" autocomplete="off" spellcheck="false"
+            placeholder="AGE-SECRET-KEY-1…" data-autofocus=autofocus.then_some("")
+            prop:value=move || value.get() on:input=move |ev| value.set(event_target_value(&ev))
+            aria-describedby=hint_id.clone()/>
+        <span class="hint" id=hint_id>{hint}</span>
+    }
 }
 
 #[component]
@@ -102,7 +127,7 @@ pub fn UploadButton(
     };
     let send_with_key = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        let key = Some(secret_key_in(&identity.get_untracked())).filter(|k| !k.is_empty());
+        let key = secret_key_in(&identity.get_untracked());
         identity.set(String::new());
         #[cfg(feature = "hydrate")]
         upload::start(key, stage, jobs);
@@ -154,14 +179,8 @@ pub fn UploadButton(
                     <p class="modal-body">"This archive is encrypted. An archive this install made opens with its own key: leave the field empty."</p>
                     <form class="upload-key" novalidate on:submit=send_with_key>
                         <div class="field">
-                            <label for="upload-identity">"Key for encrypted archives"</label>
-                            <input id="upload-identity" type="password" autocomplete="off" spellcheck="false"
-                                placeholder="AGE-SECRET-KEY-1…" data-autofocus=""
-                                prop:value=move || identity.get() on:input=move |ev| identity.set(event_target_value(&ev))
-                                aria-describedby="hint-upload-identity"/>
-                            <span class="hint" id="hint-upload-identity">
-                                "Only for a .age archive from another install: paste the AGE-SECRET-KEY-1… line or the whole emergency kit."
-                            </span>
+                            <SecretKeyField id="upload-identity" label="Key for encrypted archives" value=identity autofocus=true
+                                hint="Only for a .age archive from another install: paste the AGE-SECRET-KEY-1… line or the whole emergency kit."/>
                         </div>
                         <div class="modal-actions">
                             <button type="button" class="btn" on:click=move |_| close.run(())>"Cancel"</button>
@@ -391,21 +410,25 @@ mod tests {
     #[test]
     fn the_key_is_found_in_a_line_a_kit_and_a_kit_that_lost_its_line_breaks() {
         assert_eq!(KEY.len(), 16 + 58);
-        assert_eq!(secret_key_in(&format!("  {KEY}\n")), KEY);
+        let key = Some(KEY.to_owned());
+        assert_eq!(secret_key_in(&format!("  {KEY}\n")), key);
         let kit = format!("# Backstop emergency kit.\n#\n# public key: age1abc\n{KEY}\n");
-        assert_eq!(secret_key_in(&kit), KEY);
+        assert_eq!(secret_key_in(&kit), key);
         // What a one-line field makes of a pasted kit: the lines run together.
-        assert_eq!(secret_key_in(&kit.replace('\n', "")), KEY);
+        assert_eq!(secret_key_in(&kit.replace('\n', "")), key);
         assert_eq!(
             secret_key_in(&format!("{}trailing words", kit.replace('\n', ""))),
-            KEY
+            key
         );
     }
 
     #[test]
-    fn text_without_a_key_goes_as_it_is_for_the_server_to_explain() {
-        assert_eq!(secret_key_in("  not a key \n"), "not a key");
-        assert_eq!(secret_key_in(""), "");
+    fn text_without_a_key_goes_as_it_is_for_the_server_to_explain_and_a_blank_one_not_at_all() {
+        assert_eq!(
+            secret_key_in("  not a key \n").as_deref(),
+            Some("not a key")
+        );
+        assert_eq!(secret_key_in(" \n"), None);
     }
 
     #[test]
