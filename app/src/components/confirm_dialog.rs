@@ -11,6 +11,7 @@ use crate::components::modal::Modal;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Confirm<A = ConfirmAction> {
     pub title: String,
+    /// What it will do; a blank line (`\n\n`) starts another paragraph.
     pub body: String,
     pub confirm_label: String,
     pub danger: bool,
@@ -40,7 +41,7 @@ where
             view! {
                 <Modal labelledby="confirm-title" on_close=close>
                     <h2 id="confirm-title">{c.title.clone()}</h2>
-                    <p class="modal-body">{c.body.clone()}</p>
+                    {c.body.split("\n\n").map(|p| view! { <p class="modal-body">{p.to_owned()}</p> }).collect_view()}
                     <div class="modal-actions">
                         <button class="btn" on:click=move |_| state.set(None)>"Back"</button>
                         <button class=if c.danger { "btn btn-danger" } else { "btn btn-primary" } data-autofocus=""

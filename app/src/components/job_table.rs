@@ -1,6 +1,8 @@
 //! The history table: one row per job, a progress bar while it runs, icon buttons for its
 //! actions, an expandable row with the error and warnings, and under a backup's name its
-//! copies to the destinations (a failed one with its reason and a Retry button).
+//! copies to the destinations (a failed one with its reason and a Retry button). A lock
+//! marks an encrypted archive (`NAME.tar.gz.age`) and an encrypted copy; the Restore
+//! confirm of an encrypted archive says which key will open it.
 //!
 //! Rows are keyed by job id and read their job reactively, so a progress event updates a
 //! few text nodes in place instead of rebuilding the row: keyboard focus and an open
@@ -114,6 +116,7 @@ fn JobRow(
     let can_cancel = field(job, |j| j.can_cancel);
     let can_delete = field(job, |j| j.can_delete);
     let copies = field(job, |j| j.copies.clone());
+    let encrypted = field(job, |j| j.encrypted);
     // Only a succeeded backup can be copied again (the engine refuses the others).
     let can_retry = Memo::new(move |_| status.get() == "succeeded");
     // The error is the tooltip of a failed job's badge (CSS shows data-tooltip on hover and
@@ -128,15 +131,20 @@ fn JobRow(
         let n = name.get_untracked();
         let k = kind.get_untracked().to_lowercase();
         let c = match action {
-            ConfirmAction::Restore(_) => Confirm {
-                title: "Restore this backup?".into(),
-                body: format!(
-                    "The current database and the directories held in {n} will be replaced by the archive's content. A safety backup of the current state is taken first; directories the archive does not hold stay as they are."
-                ),
-                confirm_label: "Restore".into(),
-                danger: true,
-                action,
-            },
+            ConfirmAction::Restore(id) if encrypted.get_untracked() => {
+                // Which key opens it is the instance key as it is now: read when asked.
+                leptos::task::spawn_local(async move {
+                    let note = key_note(
+                        crate::api::encryption::get_encryption()
+                            .await
+                            .map(|v| v.public_key)
+                            .map_err(|e| e.to_string()),
+                    );
+                    confirm.set(Some(restore_confirm(id, &n, Some(note))));
+                });
+                return;
+            }
+            ConfirmAction::Restore(id) => restore_confirm(id, &n, None),
             ConfirmAction::Cancel(_) => Confirm {
                 title: "Stop this job?".into(),
                 body: format!(
@@ -164,7 +172,12 @@ fn JobRow(
             <td data-label="Type">
                 <div class="cell-stack">
                     <span class="kind">{move || kind.get()}</span>
-                    <span class="archive-name" title=move || name.get()>{move || name.get()}</span>
+                    <span class="archive-line">
+                        <span class="archive-name" title=move || name.get()>{move || name.get()}</span>
+                        <Show when=move || encrypted.get()>
+                            <Lock class="job-lock"/>
+                        </Show>
+                    </span>
                     <Show when=move || copies.with(|c| !c.is_empty())>
                         <ul class="copies" aria-label=move || format!("Copies of {}", name.get())>
                             {move || copies.get().into_iter().map(|c| view! {
@@ -304,10 +317,7 @@ fn CopyBadge(
                 <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M7 18h10a4 4 0 0 0 .5-7.97A6 6 0 0 0 6.1 9.1 4.5 4.5 0 0 0 7 18z"/></svg>
                 <span class="copy-name">{copy.destination.clone()}</span>
                 <span class="copy-status">{status}</span>
-                {copy.encrypted.then(|| view! {
-                    <svg class="copy-lock" viewBox="0 0 24 24" aria-hidden="true"><rect x="5" y="11" width="14" height="10" rx="2"/><path d="M8 11V8a4 4 0 0 1 8 0v3"/></svg>
-                    <span class="visually-hidden">", encrypted"</span>
-                })}
+                {copy.encrypted.then(|| view! { <Lock class="copy-lock"/> })}
             </span>
             {move || (failed && can_retry.get()).then(|| view! {
                 <button class="btn btn-small copy-retry" aria-label=label.clone()
@@ -316,6 +326,61 @@ fn CopyBadge(
         </li>
     }
     .into_any()
+}
+
+/// The lock of an encrypted archive or copy, and its words for a screen reader.
+#[component]
+fn Lock(class: &'static str) -> impl IntoView {
+    view! {
+        <svg class=class viewBox="0 0 24 24" aria-hidden="true"><rect x="5" y="11" width="14" height="10" rx="2"/><path d="M8 11V8a4 4 0 0 1 8 0v3"/></svg>
+        <span class="visually-hidden">", encrypted"</span>
+    }
+}
+
+/// The Restore confirm of the archive `name`; `key_note` (an encrypted archive) says which
+/// key will open it, as a paragraph of its own.
+fn restore_confirm(id: JobId, name: &str, key_note: Option<String>) -> Confirm {
+    let mut body = format!(
+        "The current database and the directories held in {name} will be replaced by the archive's content. A safety backup of the current state is taken first; directories the archive does not hold stay as they are."
+    );
+    if let Some(note) = key_note {
+        body.push_str("\n\n");
+        body.push_str(&note);
+    }
+    Confirm {
+        title: "Restore this backup?".into(),
+        body,
+        confirm_label: "Restore".into(),
+        danger: true,
+        action: ConfirmAction::Restore(id),
+    }
+}
+
+/// What the Restore confirm of an encrypted archive says about the key: the engine opens a
+/// stored `.age` archive with this instance's key (`public_key`: its public half, if there
+/// is one, or why it could not be read).
+fn key_note(public_key: Result<Option<String>, String>) -> String {
+    match public_key {
+        Ok(Some(k)) => format!(
+            "This archive is encrypted; it will be decrypted with this instance's key ({}).",
+            short_key(&k)
+        ),
+        Ok(None) => "This archive is encrypted, but this instance has no key, so the restore will fail. Import it with the key instead: download it, then Upload Archive with the key from your emergency kit.".to_owned(),
+        Err(e) => format!(
+            "This archive is encrypted; it will be decrypted with this instance's key (which could not be read just now: {e})."
+        ),
+    }
+}
+
+/// An age public key cut to its two ends (`age1qyqszqgp…x7k2e9`), enough to tell it from
+/// another one next to the full key on the Encryption card.
+fn short_key(key: &str) -> String {
+    const HEAD: usize = 12;
+    const TAIL: usize = 6;
+    if key.len() <= HEAD + TAIL + 1 || !key.is_ascii() {
+        return key.to_owned();
+    }
+    format!("{}…{}", &key[..HEAD], &key[key.len() - TAIL..])
 }
 
 /// Puts the answer of a Retry (the copy queued again) into the list, unless the event
@@ -416,6 +481,27 @@ mod tests {
             "can_download": false, "can_restore": false, "can_cancel": false, "can_delete": false,
         }))
         .expect("a valid job")
+    }
+
+    #[test]
+    fn the_restore_confirm_of_an_encrypted_archive_names_the_key_or_says_there_is_none() {
+        let key = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+        assert_eq!(short_key(key), "age1ql3z7hjy…mcac8p");
+        assert_eq!(short_key("age1short"), "age1short");
+        let plain = restore_confirm(JobId(7), "b.tar.gz", None);
+        assert!(!plain.body.contains("encrypted"), "{}", plain.body);
+        let with_key = restore_confirm(
+            JobId(7),
+            "b.tar.gz.age",
+            Some(key_note(Ok(Some(key.into())))),
+        );
+        assert!(
+            with_key.body.ends_with("\n\nThis archive is encrypted; it will be decrypted with this instance's key (age1ql3z7hjy…mcac8p)."),
+            "{}",
+            with_key.body
+        );
+        assert!(key_note(Ok(None)).contains("this instance has no key, so the restore will fail"));
+        assert_eq!(with_key.action, ConfirmAction::Restore(JobId(7)));
     }
 
     #[test]
