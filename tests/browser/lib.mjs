@@ -107,3 +107,26 @@ export async function login(page, base, user = 'admin', password = ADMIN_PASSWOR
 export async function shot(page, name) {
   await page.screenshot({ path: join(OUTPUT, `${name}.png`), fullPage: true });
 }
+
+/** Clicks Run Backup and returns the new job's id, read from the status line. */
+export async function runBackup(page) {
+  const before = await page.textContent('.run .status-line');
+  await page.click('#run-backup');
+  await page.waitForFunction(
+    (before) => {
+      const t = document.querySelector('.run .status-line')?.textContent ?? '';
+      return t !== before && /Backup job \d+ queued/.test(t);
+    },
+    before,
+  );
+  return Number((await page.textContent('.run .status-line')).match(/Backup job (\d+) queued/)[1]);
+}
+
+/** Waits until job `id`'s status badge in the history says `status`. */
+export async function waitForStatus(page, id, status, timeout = 60000) {
+  await page.waitForFunction(
+    ([id, status]) => document.querySelector(`tr[data-job-id="${id}"] .badge`)?.textContent.trim() === status,
+    [id, status],
+    { timeout },
+  );
+}
