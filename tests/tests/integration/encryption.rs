@@ -121,10 +121,11 @@ async fn the_key_is_shown_once_checked_later_and_never_read_back() -> Result<()>
     assert!(e["error"]["fields"]["recipients"].is_string(), "{e}");
     let (s, e) = put_encryption(&app, json!({"enabled": false, "encrypt_local": true})).await?;
     assert_eq!(s, 400, "{e}");
-    // Not built yet, and said so rather than ignored.
+    // encrypt_local is a switch (its effect: encrypt_local.rs); off again for the check below.
     let (s, e) = put_encryption(&app, json!({"encrypt_local": true})).await?;
-    assert_eq!(s, 400, "{e}");
-    assert!(error_message(&e).contains("not available yet"), "{e}");
+    assert_eq!((s, &e["encrypt_local"]), (200, &json!(true)), "{e}");
+    let (s, e) = put_encryption(&app, json!({"encrypt_local": false})).await?;
+    assert_eq!((s, &e["encrypt_local"]), (200, &json!(false)), "{e}");
 
     // The state DB (which holds the key) is private, and no archive carries the key.
     use std::os::unix::fs::PermissionsExt;

@@ -6,6 +6,7 @@ mod backups;
 mod config;
 mod crash;
 mod destinations;
+mod encrypt_local;
 mod encryption;
 mod garage_harness;
 mod http_limits;

@@ -3,7 +3,8 @@
 //! of what the job list, the archive folders and the content must be after each one. After
 //! every step: the job list is the model's (retention computed from the model's rules), I1
 //! to I5 of `tests::invariants` hold, and the content is what the model says (only edits
-//! and successful restores change it).
+//! and successful restores change it). `encrypt-local` switches local encryption on and off,
+//! so plain and encrypted archives mix in the history.
 //!
 //! Reproduce a failure with its seed (printed at the start and in every failure):
 //!
@@ -82,6 +83,7 @@ enum Op {
     Restart,
     Kill9,
     Kill9MidJob,
+    EncryptLocal,
 }
 
 impl Op {
@@ -101,6 +103,7 @@ impl Op {
             Op::Restart => "restart",
             Op::Kill9 => "kill9",
             Op::Kill9MidJob => "kill9-mid-job",
+            Op::EncryptLocal => "encrypt-local",
         }
     }
 }
@@ -122,6 +125,7 @@ const WEIGHTS: &[(Op, u64)] = &[
     (Op::Restart, 2),
     (Op::Kill9, 2),
     (Op::Kill9MidJob, 3),
+    (Op::EncryptLocal, 3),
 ];
 
 /// What restoring a backup must produce: its content when it was made (recordings only
@@ -204,6 +208,12 @@ struct Model {
     log: Vec<String>,
     step: usize,
     serial: u64,
+    /// `encrypt_local` as the model last set it: backups and uploads are then stored as
+    /// `.tar.gz.age` (DESIGN section 11), and everything above must hold all the same.
+    encrypt_local: bool,
+    /// The emergency kit, saved when encryption was first enabled (to open downloads).
+    kit: Option<PathBuf>,
+    keys: tempfile::TempDir,
 }
 
 impl Model {
@@ -252,6 +262,9 @@ impl Model {
             log: Vec::new(),
             step: 0,
             serial: 0,
+            encrypt_local: false,
+            kit: None,
+            keys: tempfile::tempdir().map_err(|e| e.to_string())?,
             app,
         })
     }
@@ -303,6 +316,7 @@ impl Model {
             Op::Restart => self.op_restart(false).await?,
             Op::Kill9 => self.op_restart(true).await?,
             Op::Kill9MidJob => self.op_kill9_mid_job().await?,
+            Op::EncryptLocal => self.op_encrypt_local().await?,
         }
         self.check().await
     }
@@ -514,7 +528,59 @@ impl Model {
         }
     }
 
+    /// A downloaded archive in plain form: an encrypted one (`.tar.gz.age`) opened with the
+    /// kit by Debian's `age`, as an admin would.
+    fn plain_of(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        if !bytes.starts_with(b"age-encryption.org/v1\n") {
+            return Ok(bytes.to_vec());
+        }
+        let kit = self
+            .kit
+            .as_ref()
+            .ok_or("an encrypted download before encryption was enabled")?;
+        let enc = self.keys.path().join("download.age");
+        std::fs::write(&enc, bytes).map_err(|e| e.to_string())?;
+        let out = std::process::Command::new("age")
+            .args(["-d", "-i"])
+            .arg(kit)
+            .arg(&enc)
+            .output()
+            .map_err(|e| format!("age: {e}"))?;
+        require!(
+            out.status.success(),
+            "age -d with the kit could not open a download: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(out.stdout)
+    }
+
     // ---- operations ----------------------------------------------------------------------
+
+    /// Switches `encrypt_local` (enabling encryption, and saving the kit, the first time).
+    async fn op_encrypt_local(&mut self) -> Step {
+        let on = !self.encrypt_local;
+        let body = json!({"enabled": true, "encrypt_local": on});
+        let (s, v) = invariants::put_json(&self.app, "/api/backups/encryption/", body.clone())
+            .await
+            .map_err(err)?;
+        self.note(format!("encryption {body} -> {s}"));
+        require!(
+            s == 200 && v["encrypt_local"] == on,
+            "setting encryption {body} answered {s}: {v}"
+        );
+        if let Some(kit) = v["kit"].as_str() {
+            require!(self.kit.is_none(), "a second kit was shown: {v}");
+            let path = self.keys.path().join("kit.txt");
+            std::fs::write(&path, kit).map_err(|e| e.to_string())?;
+            self.kit = Some(path);
+        }
+        require!(
+            self.kit.is_some(),
+            "encryption is on and no kit was ever shown"
+        );
+        self.encrypt_local = on;
+        Ok(())
+    }
 
     async fn op_backup(&mut self) -> Step {
         let inc = self.rng.chance(1, 2);
@@ -528,6 +594,12 @@ impl Model {
         require!(
             job["status"] == "succeeded",
             "a backup on a healthy server did not succeed: {job}"
+        );
+        require!(
+            job["encrypted"] == self.encrypt_local,
+            "with encrypt_local {} a backup was stored as {}",
+            self.encrypt_local,
+            job["archive_name"]
         );
         self.settle_backup(&job, &[], false).map(|_| ())
     }
@@ -593,7 +665,10 @@ impl Model {
             return self.op_backup().await;
         };
         let bytes = self.download_ok(src).await?;
-        let (len, sha) = (bytes.len() as u64, tests::sha256_hex(&bytes));
+        // What the upload must be kept as: the archive itself (an encrypted download is
+        // opened with the instance key), or with encrypt_local a new encryption of it.
+        let plain = self.plain_of(&bytes)?;
+        let (len, sha) = (plain.len() as u64, tests::sha256_hex(&plain));
         let (s, job) = invariants::upload_raw(&self.app, bytes)
             .await
             .map_err(err)?;
@@ -609,9 +684,12 @@ impl Model {
             job["kind"] == "backup"
                 && job["trigger"] == "upload"
                 && job["status"] == "succeeded"
-                && job["size_bytes"].as_u64() == Some(len)
-                && job["sha256"].as_str() == Some(sha.as_str()),
-            "the upload is listed wrongly: {job}"
+                && job["encrypted"] == self.encrypt_local
+                && (self.encrypt_local
+                    || (job["size_bytes"].as_u64() == Some(len)
+                        && job["sha256"].as_str() == Some(sha.as_str()))),
+            "the upload is listed wrongly (encrypt_local {}): {job}",
+            self.encrypt_local
         );
         let content = self.recs[&src].content.clone();
         self.adopt(&job, content, false)
@@ -622,6 +700,7 @@ impl Model {
             return self.op_backup().await;
         };
         let bytes = self.download_ok(src).await?;
+        let bytes = self.plain_of(&bytes)?;
         let name = match self.rng.below(4) {
             0 => "backups".to_owned(),
             1 => "plugins".to_owned(),
