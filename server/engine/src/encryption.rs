@@ -24,6 +24,7 @@
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
 
 use age::secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
@@ -309,23 +310,74 @@ pub fn open_plain(path: &Path, keys: &[age::x25519::Identity]) -> Result<Box<dyn
 }
 
 /// An age encryptor writing into a file, counting and hashing what it writes (the bytes as
-/// stored). Memory is one 64 KiB STREAM chunk plus the file buffer, whatever the size.
+/// stored). Memory is one 64 KiB STREAM chunk plus the file buffers, whatever the size.
+///
+/// Where the ciphertext is hashed and written ([`Hashing`]): on the caller's thread, right
+/// after each chunk is encrypted (the chunk is still in cache; best where other threads keep
+/// the cores busy, as in the archive pipeline), or on a thread of its own
+/// ([`OffThreadWriter`]; best for a lone encryption, which then uses two cores).
 pub struct EncryptingWriter {
-    inner: age::stream::StreamWriter<HashingWriter<BufWriter<std::fs::File>>>,
+    inner: age::stream::StreamWriter<Out>,
+}
+
+/// See [`EncryptingWriter`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hashing {
+    Inline,
+    OffThread,
+}
+
+enum Out {
+    Inline {
+        file: BufWriter<std::fs::File>,
+        hasher: Sha256,
+        size: u64,
+    },
+    OffThread(OffThreadWriter),
+}
+
+impl Write for Out {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Out::Inline { file, hasher, size } => {
+                file.write_all(data)?;
+                hasher.update(data);
+                *size += data.len() as u64;
+                Ok(data.len())
+            }
+            Out::OffThread(w) => w.write(data),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Out::Inline { file, .. } => file.flush(),
+            Out::OffThread(w) => w.flush(),
+        }
+    }
 }
 
 impl EncryptingWriter {
-    pub fn new(file: std::fs::File, recipients: &[age::x25519::Recipient]) -> Result<Self> {
+    pub fn new(
+        file: std::fs::File,
+        recipients: &[age::x25519::Recipient],
+        hashing: Hashing,
+    ) -> Result<Self> {
         let encryptor =
             age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
                 .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot encrypt: {e}")))?;
-        let hashing = HashingWriter {
-            inner: BufWriter::with_capacity(1 << 20, file),
-            hasher: Sha256::new(),
-            written: 0,
+        let out = match hashing {
+            Hashing::Inline => Out::Inline {
+                file: BufWriter::with_capacity(1 << 20, file),
+                hasher: Sha256::new(),
+                size: 0,
+            },
+            Hashing::OffThread => Out::OffThread(
+                OffThreadWriter::new(file)
+                    .map_err(|e| Error::internal("cannot start the encryption", e))?,
+            ),
         };
         let inner = encryptor
-            .wrap_output(hashing)
+            .wrap_output(out)
             .map_err(|e| Error::internal("cannot start the encryption", e))?;
         Ok(EncryptingWriter { inner })
     }
@@ -333,14 +385,107 @@ impl EncryptingWriter {
     /// Writes the last chunk (without it the file does not decrypt) and flushes. Returns the
     /// file (not synced), the size and sha256 of what was written.
     pub fn finish(self) -> std::io::Result<(std::fs::File, u64, String)> {
-        let mut hashing = self.inner.finish()?;
-        hashing.inner.flush()?;
-        let file = hashing.inner.into_inner().map_err(|e| e.into_error())?;
-        Ok((
-            file,
-            hashing.written,
-            hex::encode(hashing.hasher.finalize()),
-        ))
+        match self.inner.finish()? {
+            Out::Inline { file, hasher, size } => {
+                let file = file.into_inner().map_err(|e| e.into_error())?;
+                Ok((file, size, hex::encode(hasher.finalize())))
+            }
+            Out::OffThread(w) => w.finish(),
+        }
+    }
+}
+
+/// Size of the batches [`OffThreadWriter`] hands to its thread.
+const BATCH: usize = 1 << 20;
+/// Batches in circulation (being filled, queued, being written).
+const BATCHES: usize = 4;
+
+type Finished = std::io::Result<(std::fs::File, u64, String)>;
+
+/// Hashes, counts and writes what it is given on a thread of its own, in [`BATCH`]-sized
+/// buffers that circulate between the two threads (never allocated per batch). A write error
+/// on that thread stops the next hand-over here; [`OffThreadWriter::finish`] reports it.
+/// Dropped unfinished (an error or cancel upstream), the thread ends at its next batch.
+pub struct OffThreadWriter {
+    buf: Vec<u8>,
+    full: Option<SyncSender<Vec<u8>>>,
+    empty: Receiver<Vec<u8>>,
+    thread: Option<std::thread::JoinHandle<Finished>>,
+}
+
+impl OffThreadWriter {
+    fn new(mut file: std::fs::File) -> std::io::Result<Self> {
+        let (full_tx, full_rx) = sync_channel::<Vec<u8>>(BATCHES - 2);
+        let (empty_tx, empty_rx) = channel::<Vec<u8>>();
+        for _ in 1..BATCHES {
+            let _ = empty_tx.send(Vec::with_capacity(BATCH));
+        }
+        let thread = std::thread::Builder::new()
+            .name("archive-hash".into())
+            .spawn(move || {
+                let mut hasher = Sha256::new();
+                let mut size = 0u64;
+                while let Ok(mut batch) = full_rx.recv() {
+                    hasher.update(&batch);
+                    size += batch.len() as u64;
+                    // On an error the receiver is dropped: the next hand-over fails at once.
+                    file.write_all(&batch)?;
+                    batch.clear();
+                    let _ = empty_tx.send(batch);
+                }
+                Ok((file, size, hex::encode(hasher.finalize())))
+            })?;
+        Ok(OffThreadWriter {
+            buf: Vec::with_capacity(BATCH),
+            full: Some(full_tx),
+            empty: empty_rx,
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands the current buffer over and takes an emptied one; a stopped thread's error.
+    fn hand_over(&mut self) -> std::io::Result<()> {
+        let sent = match (&self.full, self.empty.recv()) {
+            (Some(full), Ok(next)) => full.send(std::mem::replace(&mut self.buf, next)).is_ok(),
+            _ => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        self.full = None;
+        Err(match self.thread.take().map(|t| t.join()) {
+            Some(Ok(Err(e))) => e,
+            _ => std::io::Error::other("the archive file writer stopped"),
+        })
+    }
+
+    /// Writes what is left, waits for the thread; the file (not synced), size and sha256.
+    fn finish(mut self) -> Finished {
+        if !self.buf.is_empty()
+            && let Some(full) = &self.full
+        {
+            let _ = full.send(std::mem::take(&mut self.buf));
+        }
+        self.full = None;
+        self.thread
+            .take()
+            .ok_or_else(|| std::io::Error::other("the archive file writer stopped"))?
+            .join()
+            .map_err(|_| std::io::Error::other("the archive file writer crashed"))?
+    }
+}
+
+impl Write for OffThreadWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(BATCH - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == BATCH {
+            self.hand_over()?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -383,7 +528,7 @@ pub fn encrypt_file(
         .open(dst)
         .map_err(|e| Error::internal(format!("cannot create {}", dst.display()), e))?;
     let io = |e: std::io::Error| Error::internal(format!("cannot write {}", dst.display()), e);
-    let mut writer = EncryptingWriter::new(out, recipients)?;
+    let mut writer = EncryptingWriter::new(out, recipients, Hashing::OffThread)?;
     let mut reader = BufReader::with_capacity(1 << 20, input);
     let mut buf = vec![0u8; 1 << 20];
     let mut done = 0u64;
@@ -463,24 +608,6 @@ fn decrypt_inner(
         .sync_all()
         .map_err(werr)?;
     Ok((size, hex::encode(hasher.finalize())))
-}
-
-struct HashingWriter<W: Write> {
-    inner: W,
-    hasher: Sha256,
-    written: u64,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.written += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// The emergency kit: a text file an age tool reads as a key file (comments are `#`).

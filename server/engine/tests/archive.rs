@@ -1626,29 +1626,23 @@ async fn an_archive_written_encrypted_or_with_an_encrypted_copy_opens_only_with_
         "the record is the stored file"
     );
     let keys = [key.clone()];
-    let report = archive::verify_archive(
-        &enc.path,
-        &Limits::default(),
-        &f.schema,
-        &keys,
-        &never,
-        no_progress(),
-    )
-    .expect("verifies with the key");
+    let verify_with = |path: &Path, keys: &[age::x25519::Identity]| {
+        archive::verify_archive(
+            path,
+            &Limits::default(),
+            &f.schema,
+            keys,
+            &never,
+            no_progress(),
+        )
+    };
+    let report = verify_with(&enc.path, &keys).expect("verifies with the key");
     assert_eq!(
         (report.archive_bytes, report.sha256.as_str()),
         (enc.size_bytes, enc.sha256.as_str())
     );
     for (label, keys) in [("no key", vec![]), ("another key", vec![stranger.clone()])] {
-        let e = archive::verify_archive(
-            &enc.path,
-            &Limits::default(),
-            &f.schema,
-            &keys,
-            &never,
-            no_progress(),
-        )
-        .expect_err(label);
+        let e = verify_with(&enc.path, &keys).expect_err(label);
         assert_eq!(e.kind(), ErrorKind::Rejected, "{label}");
     }
     let plain = f.path("scratch/opened.tar.gz");
@@ -1663,15 +1657,7 @@ async fn an_archive_written_encrypted_or_with_an_encrypted_copy_opens_only_with_
     flipped[mid] ^= 1;
     let bad = f.path("scratch/bad.tar.gz.age");
     std::fs::write(&bad, &flipped).expect("write");
-    let e = archive::verify_archive(
-        &bad,
-        &Limits::default(),
-        &f.schema,
-        &keys,
-        &never,
-        no_progress(),
-    )
-    .expect_err("damaged");
+    let e = verify_with(&bad, &keys).expect_err("damaged");
     assert_eq!(e.kind(), ErrorKind::Rejected);
 
     // Plain, with the encrypted form beside it: that form opens into the very archive.

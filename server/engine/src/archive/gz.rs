@@ -486,7 +486,11 @@ impl Sink {
                     .try_clone()
                     .map_err(|e| Error::internal("cannot write the archive file", e))?;
                 Sink::Encrypted {
-                    writer: crate::encryption::EncryptingWriter::new(clone, recipients)?,
+                    writer: crate::encryption::EncryptingWriter::new(
+                        clone,
+                        recipients,
+                        crate::encryption::Hashing::Inline,
+                    )?,
                     file,
                 }
             }
