@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync, mkdirSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { startServer, launch, newPage, hydrated, login, shot } from './lib.mjs';
+import { startServer, launch, newPage, hydrated, login, shot, runBackup, waitForStatus } from './lib.mjs';
 
 let server, browser, work;
 /** The archive downloaded by the download test, uploaded by the restore test. */
@@ -60,31 +60,6 @@ function archives() {
 /** The text of job `id`'s status badge. */
 async function badge(page, id) {
   return (await page.textContent(`tr[data-job-id="${id}"] .badge`))?.trim();
-}
-
-async function waitForStatus(page, id, status, timeout = 60000) {
-  await page.waitForFunction(
-    ([id, status]) => document.querySelector(`tr[data-job-id="${id}"] .badge`)?.textContent.trim() === status,
-    [id, status],
-    { timeout },
-  );
-}
-
-/** Clicks Run Backup and returns the new job's id, read from the status line. */
-async function runBackup(page, { recordings }) {
-  const box = page.locator('#run-include-recordings');
-  if ((await box.isChecked()) !== recordings) await box.click();
-  const before = await page.textContent('.run .status-line');
-  await page.click('#run-backup');
-  await page.waitForFunction(
-    (before) => {
-      const t = document.querySelector('.run .status-line')?.textContent ?? '';
-      return t !== before && /Backup job \d+ queued/.test(t);
-    },
-    before,
-  );
-  const m = (await page.textContent('.run .status-line')).match(/Backup job (\d+) queued/);
-  return Number(m[1]);
 }
 
 /** Records every status badge text and progress value as they change, per job id. */

@@ -11,7 +11,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { startServer, launch, newPage, hydrated, login, shot } from './lib.mjs';
+import { startServer, launch, newPage, hydrated, login, shot, runBackup, waitForStatus } from './lib.mjs';
 import { startGarage } from './garage.mjs';
 
 const NAME = 'garage-nas';
@@ -74,28 +74,6 @@ function garageFields(secret = garage.secretAccessKey) {
     name: NAME, endpoint: garage.endpoint, region: garage.region, bucket: garage.bucket,
     accessKeyId: garage.accessKeyId, secret, encrypt: false,
   };
-}
-
-/** Clicks Run Backup and returns the new job's id, read from the status line. */
-async function runBackup(page) {
-  const before = await page.textContent('.run .status-line');
-  await page.click('#run-backup');
-  await page.waitForFunction(
-    (before) => {
-      const t = document.querySelector('.run .status-line')?.textContent ?? '';
-      return t !== before && /Backup job \d+ queued/.test(t);
-    },
-    before,
-  );
-  return Number((await page.textContent('.run .status-line')).match(/Backup job (\d+) queued/)[1]);
-}
-
-async function waitForStatus(page, id, status, timeout = 60000) {
-  await page.waitForFunction(
-    ([id, status]) => document.querySelector(`tr[data-job-id="${id}"] .badge`)?.textContent.trim() === status,
-    [id, status],
-    { timeout },
-  );
 }
 
 /** The copy badge of job `id` to the destination named `name`. */

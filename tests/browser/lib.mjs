@@ -108,8 +108,13 @@ export async function shot(page, name) {
   await page.screenshot({ path: join(OUTPUT, `${name}.png`), fullPage: true });
 }
 
-/** Clicks Run Backup and returns the new job's id, read from the status line. */
-export async function runBackup(page) {
+/** Clicks Run Backup (first setting "include recordings" when `recordings` is given) and
+ * returns the new job's id, read from the status line. */
+export async function runBackup(page, { recordings } = {}) {
+  if (recordings !== undefined) {
+    const box = page.locator('#run-include-recordings');
+    if ((await box.isChecked()) !== recordings) await box.click();
+  }
   const before = await page.textContent('.run .status-line');
   await page.click('#run-backup');
   await page.waitForFunction(
