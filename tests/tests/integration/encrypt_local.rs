@@ -4,13 +4,14 @@
 //! upload and import (kept encrypted), and copies (the same bytes to destinations that
 //! encrypt, the plain form to those that do not). Debian's `age` opens what is stored.
 
+use std::collections::BTreeMap;
 use std::process::Command;
 
 use anyhow::Result;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tests::garage::{Garage, add_destination, import_copy};
-use tests::invariants::{Content, download};
+use tests::invariants::{self, Content, download};
 use tests::{TestApp, run, sha256_file, sha256_hex};
 
 use super::encryption::{add_encrypted, age_cli, put_encryption};
@@ -28,17 +29,15 @@ fn age_decrypt(key: &std::path::Path, file: &std::path::Path, out: &std::path::P
     assert!(ok, "age -d {}: {err}", file.display());
 }
 
-/// Names of the regular files in the backup folder.
-fn backup_files(app: &TestApp) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(app.data.path().join("backups"))
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
+/// Archive files in the backup folder: name -> (size, sha256).
+fn archives(app: &TestApp) -> BTreeMap<String, (u64, String)> {
+    invariants::files_in(&app.data.path().join("backups"))
+}
+
+/// What interrupted or unfinished work left behind (`.partial` files, staging folders, any
+/// dot entry): nothing, once no job runs.
+fn leftovers(app: &TestApp) -> Vec<String> {
+    invariants::leftovers(app.data.path(), &[app.data.path().join("backups")])
 }
 
 #[tokio::test]
@@ -69,9 +68,9 @@ async fn local_archives_stay_encrypted_and_still_download_verify_and_restore() -
     assert_eq!(job["sha256"], sha256_hex(&bytes).as_str());
     let plain_name = name.strip_suffix(".age").unwrap();
     assert!(
-        !backup_files(&app).iter().any(|n| n == plain_name),
+        !archives(&app).contains_key(plain_name),
         "{:?}",
-        backup_files(&app)
+        archives(&app)
     );
 
     // Debian's age opens it with the kit into a valid archive (the README recipe).
@@ -182,13 +181,7 @@ async fn local_archives_stay_encrypted_and_still_download_verify_and_restore() -
     assert!(!std::fs::read(app.archive_of(&next))?.starts_with(AGE_MAGIC));
     let restored = app.restore(id).await?;
     assert_eq!(restored["status"], "succeeded", "{restored}");
-    assert!(
-        !backup_files(&app)
-            .iter()
-            .any(|n| n.contains(".staging") || n.ends_with(".partial")),
-        "{:?}",
-        backup_files(&app)
-    );
+    assert_eq!(leftovers(&app), Vec::<String>::new());
     Ok(())
 }
 
@@ -238,11 +231,7 @@ async fn an_encrypted_local_archive_goes_out_as_is_or_plain_as_each_destination_
         name.strip_suffix(".age").unwrap(),
         "{list}"
     );
-    assert!(
-        !backup_files(&app).iter().any(|n| n.starts_with(".staging")),
-        "the decrypted copy source is gone: {:?}",
-        backup_files(&app)
-    );
+    assert_eq!(leftovers(&app), Vec::<String>::new());
 
     // Import of the plain copy is kept encrypted here, and restores.
     let (s, imported) = import_copy(
@@ -299,13 +288,9 @@ async fn a_plain_archive_s_encrypted_copy_made_in_the_same_pass_or_on_retry_open
     assert_eq!(
         plain,
         job["sha256"].as_str().unwrap(),
-        "made in the same pass"
+        "the copy opens into the local archive"
     );
-    assert!(
-        !backup_files(&app).iter().any(|n| n.starts_with(".staging")),
-        "{:?}",
-        backup_files(&app)
-    );
+    assert_eq!(leftovers(&app), Vec::<String>::new());
 
     // A retry encrypts the archive afresh (a new file key, so other bytes), same content.
     let (s, body) = super::destinations::retry(&app, jid, id).await?;
