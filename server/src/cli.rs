@@ -95,13 +95,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Restore { file, identity } => {
-            let key = match &identity {
-                Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
-                    engine::Error::invalid(format!("cannot read the key file {}", path.display()))
-                        .with_source(e)
-                })?),
-                None => None,
-            };
+            let key = read_key_file(identity.as_deref())?;
             let _lock = crate::lock::exclusive_lock(&engine_config.data_dir)?;
             let engine = crate::http::open_with_plugins(engine_config, false).await?;
             let result = engine
@@ -112,9 +106,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             println!("restored {} (job {})", file.display(), job.id);
             Ok(())
         }
-        Command::Verify { file } => {
+        Command::Verify { file, identity } => {
+            let key = read_key_file(identity.as_deref())?;
             let engine = Engine::open(engine_config).await?;
-            let result = engine.verify_file(&file, progress_printer()).await;
+            let result = engine
+                .verify_file(&file, key.as_deref(), progress_printer())
+                .await;
             engine.close().await;
             let report = result?;
             println!(
@@ -124,6 +121,17 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The text of `--identity FILE`, when given.
+fn read_key_file(path: Option<&std::path::Path>) -> engine::Result<Option<String>> {
+    path.map(|p| {
+        std::fs::read_to_string(p).map_err(|e| {
+            engine::Error::invalid(format!("cannot read the key file {}", p.display()))
+                .with_source(e)
+        })
+    })
+    .transpose()
 }
 
 /// Progress on stderr: a bar that redraws itself on a terminal, plain lines otherwise.

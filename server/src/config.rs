@@ -83,8 +83,15 @@ pub enum Command {
         #[arg(long)]
         identity: Option<PathBuf>,
     },
-    /// Check an archive's integrity without restoring.
-    Verify { file: PathBuf },
+    /// Check an archive's integrity without restoring. An encrypted `.age` archive is read
+    /// through the instance key, or the key in `--identity`.
+    Verify {
+        file: PathBuf,
+        /// A key file for an encrypted archive: the emergency kit, or any file with an
+        /// `AGE-SECRET-KEY-1...` line.
+        #[arg(long)]
+        identity: Option<PathBuf>,
+    },
     /// List backup jobs.
     List,
     /// Manage accounts.

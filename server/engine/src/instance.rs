@@ -355,9 +355,15 @@ impl Engine {
         self.core.verify_job(id).await
     }
 
-    /// Full integrity check of any archive file.
-    pub async fn verify_file(&self, path: &Path, progress: ProgressFn) -> Result<VerifyReport> {
-        self.core.verify_file(path, progress).await
+    /// Full integrity check of any archive file; an encrypted one is read through
+    /// `identity` (a pasted key or kit), if given, and the instance key.
+    pub async fn verify_file(
+        &self,
+        path: &Path,
+        identity: Option<&str>,
+        progress: ProgressFn,
+    ) -> Result<VerifyReport> {
+        self.core.verify_file(path, identity, progress).await
     }
 
     /// Repairs a restore interrupted by a crash, from its journal: in the `staging` phase

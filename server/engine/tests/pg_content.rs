@@ -122,7 +122,7 @@ async fn a_postgres_content_db_is_backed_up_and_restored_by_the_job_runner() {
 
     // The archive says where it came from, and validates against this database.
     let report = engine
-        .verify_file(&archive, engine::archive::no_progress())
+        .verify_file(&archive, None, engine::archive::no_progress())
         .await
         .expect("the archive validates");
     assert_eq!(report.manifest.database.engine, "postgres");
@@ -253,7 +253,7 @@ async fn archives_do_not_cross_into_a_schema_or_engine_they_do_not_fit() {
     // A PostgreSQL archive offered to the SQLite engine: refused with the reason.
     let (_, pg_archive) = backup_through_the_runner(&pg, &tmp.path().join("pg")).await;
     let refused = sqlite
-        .verify_file(&pg_archive, engine::archive::no_progress())
+        .verify_file(&pg_archive, None, engine::archive::no_progress())
         .await
         .expect_err("a PostgreSQL archive does not restore into SQLite");
     let refused = refused.to_string();

@@ -308,6 +308,17 @@ async fn a_fresh_install_imports_and_uploads_encrypted_archives_with_the_kit_onl
     // The CLI: `backstop restore FILE.age --identity kit.txt` (the server stopped first).
     let mut app = app;
     app.stop();
+    // `backstop verify FILE.age --identity kit.txt` reads it through the key; without the
+    // key it says what is missing.
+    let (ok, out, err) = run(app
+        .command()
+        .arg("verify")
+        .arg(&sealed)
+        .arg("--identity")
+        .arg(&key_file));
+    assert!(ok && out.contains("\"ok\": true"), "{out}{err}");
+    let (ok, _, err) = run(app.command().arg("verify").arg(&sealed));
+    assert!(!ok && err.contains("emergency kit"), "{err}");
     let (ok, out, err) = run(app
         .command()
         .arg("restore")

@@ -112,7 +112,7 @@ impl Core {
         requested_by: Option<String>,
     ) -> Result<Job> {
         let report = self
-            .verify_file(&target.path, crate::archive::no_progress())
+            .verify_file(&target.path, None, crate::archive::no_progress())
             .await?;
         // `encrypt_local`: what is kept is the verified archive, encrypted to the current
         // recipients (so the instance key opens it, whichever key opened the upload).

@@ -35,15 +35,21 @@ impl Core {
     pub async fn verify_job(&self, id: JobId) -> Result<VerifyReport> {
         let path = self.archive_path(id).await?;
         let report = self
-            .verify_file(&path, crate::archive::no_progress())
+            .verify_file(&path, None, crate::archive::no_progress())
             .await?;
         self.check_against_record(id, report.archive_bytes, &report.sha256)
             .await?;
         Ok(report)
     }
 
-    /// Full integrity check of any archive file.
-    pub async fn verify_file(&self, path: &Path, progress: ProgressFn) -> Result<VerifyReport> {
+    /// Full integrity check of any archive file; an encrypted one is read through
+    /// `identity` (a pasted key or kit), if given, and the instance key.
+    pub async fn verify_file(
+        &self,
+        path: &Path,
+        identity: Option<&str>,
+        progress: ProgressFn,
+    ) -> Result<VerifyReport> {
         if !path.is_file() {
             return Err(Error::not_found(format!(
                 "{} is not a file",
@@ -52,7 +58,10 @@ impl Core {
         }
         let schema = self.content().schema().await?;
         let limits = self.archive_limits();
-        let keys = self.archive_keys().await?;
+        let mut keys = self.archive_keys().await?;
+        if let Some(text) = identity.filter(|t| !t.trim().is_empty()) {
+            keys.insert(0, crate::encryption::parse_identity(text)?);
+        }
         let path = path.to_path_buf();
         // Cancellable: when the caller goes away (the client of an upload or a verify
         // disconnects and the request future is dropped), the guard cancels the token and
