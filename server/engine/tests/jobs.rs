@@ -1277,3 +1277,53 @@ async fn crash_repair_deletes_nothing_when_the_journal_names_a_path_backstop_doe
         journal.to_string()
     );
 }
+
+/// A backup killed after its archive was complete but before its retention ran is kept at
+/// the next start (stop 20), and its retention runs then: with "keep 1" the older backup is
+/// pruned, so no more than N backups are listed. (Found by the randomized model test.)
+#[tokio::test]
+async fn a_backup_kept_at_the_start_gets_its_retention() {
+    let mut f = Fixture::new().await;
+    let older = f.backup().await;
+    let newer = f.backup().await;
+    assert_eq!(
+        (older.status, newer.status),
+        (JobStatus::Succeeded, JobStatus::Succeeded)
+    );
+    let older_file = f
+        .engine
+        .archive_path(older.id)
+        .await
+        .expect("older archive");
+    f.stop_runner().await;
+    // The crash state: the newer backup's record complete (name, size, sha256, file stamp)
+    // but still running, and "keep 1" saved, as if it was killed before retention.
+    sqlx::query("UPDATE jobs SET status = 'running', finished_at = NULL WHERE id = ?")
+        .bind(newer.id)
+        .execute(f.engine.state())
+        .await
+        .expect("the record as the crash left it");
+    f.engine
+        .save_settings(&json!({"retention_count": 1}))
+        .await
+        .expect("save settings");
+    f.engine.close().await;
+
+    let engine = open_engine(&f.data, f.plugins.clone()).await;
+    engine.restart_sweep().await.expect("restart sweep");
+    let kept = engine.get_job(newer.id).await.expect("kept");
+    assert_eq!(kept.status, JobStatus::Succeeded);
+    assert!(
+        kept.warnings.iter().any(|w| w.contains("restarted")),
+        "{kept:?}"
+    );
+    engine
+        .archive_path(newer.id)
+        .await
+        .expect("its archive is intact");
+    assert!(
+        engine.get_job(older.id).await.is_err(),
+        "retention 1 pruned the older record"
+    );
+    assert!(!older_file.exists(), "and its file");
+}

@@ -410,7 +410,17 @@ async fn run_case(point: &'static str) -> Result<String, String> {
                     }
                 }
                 Some(j) if interrupted(j) => {}
-                Some(j) if BACKUP_COMPLETE.contains(&point) && warned_succeeded(j) => {}
+                Some(j) if BACKUP_COMPLETE.contains(&point) && warned_succeeded(j) => {
+                    // Its retention ran, at the latest at the start: with "keep 1" the older
+                    // backup is gone.
+                    if let Some(v) = victim
+                        && by_id(v).is_some()
+                    {
+                        problems.push(format!(
+                            "retention 1 did not run for the backup kept at the start: job {v} is still listed"
+                        ));
+                    }
+                }
                 Some(j) => problems.push(format!(
                     "the interrupted backup should be failed (interrupted by restart): {}",
                     status_text(j)

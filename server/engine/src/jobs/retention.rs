@@ -173,7 +173,10 @@ impl Core {
         // backup that was complete: its record names the archive with its size and sha256
         // and the file is still the one that was hashed (same stamp). Retention may already
         // have pruned older backups for it, and its copies may be under way, so deleting it
-        // could lose the newest good backup: it is kept and marked succeeded, with a warning.
+        // could lose the newest good backup: it is kept and marked succeeded, with a warning,
+        // and retention runs for it once every interrupted job is settled (it may have been
+        // killed before its retention ran: without this, N + 1 backups would be listed).
+        let mut kept = None;
         let interrupted: Vec<JobRow> = sqlx::query_as(&format!(
             "{SELECT} WHERE kind = 'backup' AND status IN ('pending', 'running') AND archive_name IS NOT NULL"
         ))
@@ -190,6 +193,7 @@ impl Core {
                     .bind(row.id)
                     .execute(self.state())
                     .await?;
+                kept = kept.max(Some(row.id));
                 continue;
             }
             if let Some(path) = self.row_archive_path(row) {
@@ -205,6 +209,11 @@ impl Core {
             .bind(crate::state::now_rfc3339())
             .execute(self.state())
             .await?;
+        if let Some(id) = kept
+            && let Err(e) = self.apply_retention(id).await
+        {
+            tracing::warn!(job = %id, error = %e.detailed(), "retention for a backup kept at the start did not run; it runs after the next backup");
+        }
         let settings = crate::settings::load(self.state()).await?;
         let mut dirs = vec![
             settings.resolved_path(self.data_dir()),
