@@ -253,11 +253,6 @@ pub async fn recipients(pool: &SqlitePool) -> Result<Option<Vec<age::x25519::Rec
     Ok(Some(out))
 }
 
-/// The instance key, when one exists (restore and import of encrypted archives).
-pub async fn instance_identity(pool: &SqlitePool) -> Result<Option<age::x25519::Identity>> {
-    stored_identity(pool).await
-}
-
 /// Who local archives are encrypted for, when the settings say to keep them encrypted
 /// (`encrypt_local`); `None` when local archives stay plain.
 pub async fn local_recipients(pool: &SqlitePool) -> Result<Option<Vec<age::x25519::Recipient>>> {
@@ -406,7 +401,7 @@ type Finished = std::io::Result<(std::fs::File, u64, String)>;
 /// buffers that circulate between the two threads (never allocated per batch). A write error
 /// on that thread stops the next hand-over here; [`OffThreadWriter::finish`] reports it.
 /// Dropped unfinished (an error or cancel upstream), the thread ends at its next batch.
-pub struct OffThreadWriter {
+struct OffThreadWriter {
     buf: Vec<u8>,
     full: Option<SyncSender<Vec<u8>>>,
     empty: Receiver<Vec<u8>>,

@@ -78,19 +78,8 @@ impl Core {
         if !crate::encryption::is_age_file(target.path()) {
             return Ok(target);
         }
-        let mut ids = Vec::new();
-        if let Some(text) = identity.filter(|t| !t.trim().is_empty()) {
-            ids.push(crate::encryption::parse_identity(text)?);
-        }
-        if let Some(ours) = crate::encryption::instance_identity(self.state()).await? {
-            ids.push(ours);
-        }
-        if ids.is_empty() {
-            return Err(Error::rejected(
-                "this archive is encrypted and this install has no key for it: give the key from your emergency kit (AGE-SECRET-KEY-1...)",
-            )
-            .with_field("identity", "required for an encrypted archive"));
-        }
+        // No key at all is refused by the decryption, naming the emergency kit.
+        let ids = self.keys_with(identity).await?;
         let plain = self.begin_upload().await?;
         let (from, to) = (target.path().to_path_buf(), plain.path().to_path_buf());
         tokio::task::spawn_blocking(move || {

@@ -22,6 +22,21 @@ impl Core {
         crate::encryption::local_keys(self.state()).await
     }
 
+    /// The keys to try on an archive someone brings (an upload, an import, the CLI): the
+    /// one they give (a pasted key or kit; blank is none), then the instance key. A given
+    /// key that is not one is refused with the reason.
+    pub(crate) async fn keys_with(
+        &self,
+        identity: Option<&str>,
+    ) -> Result<Vec<age::x25519::Identity>> {
+        let mut keys = Vec::new();
+        if let Some(text) = identity.filter(|t| !t.trim().is_empty()) {
+            keys.push(crate::encryption::parse_identity(text)?);
+        }
+        keys.extend(self.archive_keys().await?);
+        Ok(keys)
+    }
+
     /// Reads `manifest.json` of a backup job's archive.
     pub async fn job_manifest(&self, id: JobId) -> Result<wire::Manifest> {
         let path = self.archive_path(id).await?;
@@ -58,10 +73,7 @@ impl Core {
         }
         let schema = self.content().schema().await?;
         let limits = self.archive_limits();
-        let mut keys = self.archive_keys().await?;
-        if let Some(text) = identity.filter(|t| !t.trim().is_empty()) {
-            keys.insert(0, crate::encryption::parse_identity(text)?);
-        }
+        let keys = self.keys_with(identity).await?;
         let path = path.to_path_buf();
         // Cancellable: when the caller goes away (the client of an upload or a verify
         // disconnects and the request future is dropped), the guard cancels the token and
