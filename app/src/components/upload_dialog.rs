@@ -55,22 +55,10 @@ fn is_age_name(name: &str) -> bool {
 }
 
 /// What to send for what was typed into a [`SecretKeyField`]: nothing when it is blank,
-/// else the `AGE-SECRET-KEY-1...` key in it, else the text as it is (trimmed; the server
-/// then says what is wrong with it). A whole kit pasted into a one-line field arrives with
-/// its line breaks removed, so the key is cut out by its length: 58 bech32 characters
-/// after the `1` (32 bytes and a 6-character checksum).
+/// else the text, trimmed. The server finds the key in it (a key line, a whole kit, or a
+/// kit whose line breaks a one-line field removed) or says what is wrong with it.
 pub fn secret_key_in(text: &str) -> Option<String> {
-    const PREFIX: &str = "AGE-SECRET-KEY-1";
-    const DATA_LEN: usize = 58;
-    let Some(at) = text.find(PREFIX) else {
-        return Some(text.trim().to_owned()).filter(|t| !t.is_empty());
-    };
-    let data: String = text[at + PREFIX.len()..]
-        .chars()
-        .take_while(char::is_ascii_alphanumeric)
-        .take(DATA_LEN)
-        .collect();
-    Some(format!("{PREFIX}{data}"))
+    Some(text.trim().to_owned()).filter(|t| !t.is_empty())
 }
 
 /// The field for an age secret key (Upload Archive's, and Import's in Browse copies): a
@@ -404,23 +392,6 @@ mod upload {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const KEY: &str = "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ5GT8YC";
-
-    #[test]
-    fn the_key_is_found_in_a_line_a_kit_and_a_kit_that_lost_its_line_breaks() {
-        assert_eq!(KEY.len(), 16 + 58);
-        let key = Some(KEY.to_owned());
-        assert_eq!(secret_key_in(&format!("  {KEY}\n")), key);
-        let kit = format!("# Backstop emergency kit.\n#\n# public key: age1abc\n{KEY}\n");
-        assert_eq!(secret_key_in(&kit), key);
-        // What a one-line field makes of a pasted kit: the lines run together.
-        assert_eq!(secret_key_in(&kit.replace('\n', "")), key);
-        assert_eq!(
-            secret_key_in(&format!("{}trailing words", kit.replace('\n', ""))),
-            key
-        );
-    }
 
     #[test]
     fn text_without_a_key_goes_as_it_is_for_the_server_to_explain_and_a_blank_one_not_at_all() {

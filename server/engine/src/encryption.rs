@@ -211,19 +211,26 @@ pub async fn check(pool: &SqlitePool, identity: &str) -> Result<CheckResult> {
 
 /// A key as an admin pastes it: the `AGE-SECRET-KEY-1...` line alone or a whole key file
 /// (an emergency kit, or `age-keygen` output, with `#` comments).
+///
+/// The key is found anywhere in the text, not only on a line of its own: a kit pasted into
+/// a one-line field (a browser's password box) arrives with its line breaks removed, so the
+/// key is cut out by its length, the 58 bech32 characters after `AGE-SECRET-KEY-1` (32 bytes
+/// and a 6-character checksum; the checksum catches a wrong or missing character).
 pub fn parse_identity(text: &str) -> Result<age::x25519::Identity> {
-    let line = text
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("AGE-SECRET-KEY-1"))
-        .ok_or_else(|| {
-            Error::invalid("no age secret key (a line starting AGE-SECRET-KEY-1) was given")
-                .with_field(
-                    "identity",
-                    "paste the AGE-SECRET-KEY-1... line or the whole kit",
-                )
-        })?;
-    age::x25519::Identity::from_str(line).map_err(|_| {
+    const PREFIX: &str = "AGE-SECRET-KEY-1";
+    const DATA_LEN: usize = 58;
+    let at = text.find(PREFIX).ok_or_else(|| {
+        Error::invalid("no age secret key (a line starting AGE-SECRET-KEY-1) was given").with_field(
+            "identity",
+            "paste the AGE-SECRET-KEY-1... line or the whole kit",
+        )
+    })?;
+    let data: String = text[at + PREFIX.len()..]
+        .chars()
+        .take_while(char::is_ascii_alphanumeric)
+        .take(DATA_LEN)
+        .collect();
+    age::x25519::Identity::from_str(&format!("{PREFIX}{data}")).map_err(|_| {
         Error::invalid(
             "the AGE-SECRET-KEY-1... line is not a valid age key (a character is wrong or missing)",
         )
@@ -696,6 +703,20 @@ mod tests {
             key.to_public().to_string()
         );
         assert!(parse_identity(&format!("  {secret}  ")).is_ok());
+        // What a one-line field makes of a pasted kit: the lines run together, and text may
+        // follow the key directly.
+        for run_together in [
+            kit.replace('\n', ""),
+            format!("{}trailing words", kit.replace('\n', "")),
+        ] {
+            assert_eq!(
+                parse_identity(&run_together)
+                    .unwrap()
+                    .to_public()
+                    .to_string(),
+                key.to_public().to_string()
+            );
+        }
         let Err(e) = parse_identity("hello") else {
             panic!("junk parsed as a key")
         };
