@@ -319,6 +319,24 @@ async fn a_fresh_install_imports_and_uploads_encrypted_archives_with_the_kit_onl
     assert!(ok && out.contains("\"ok\": true"), "{out}{err}");
     let (ok, _, err) = run(app.command().arg("verify").arg(&sealed));
     assert!(!ok && err.contains("emergency kit"), "{err}");
+    // A key file that is not there, or holds no key: each refused with what is wrong.
+    let missing = dir.path().join("no-such-kit.txt");
+    let (ok, _, err) = run(app
+        .command()
+        .arg("verify")
+        .arg(&sealed)
+        .arg("--identity")
+        .arg(&missing));
+    assert!(!ok && err.contains("cannot read the key file"), "{err}");
+    let junk = dir.path().join("junk.txt");
+    std::fs::write(&junk, "my password is hunter2")?;
+    let (ok, _, err) = run(app
+        .command()
+        .arg("restore")
+        .arg(&sealed)
+        .arg("--identity")
+        .arg(&junk));
+    assert!(!ok && err.contains("no age secret key"), "{err}");
     let (ok, out, err) = run(app
         .command()
         .arg("restore")
